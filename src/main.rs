@@ -1,0 +1,2 @@
+//! The `podlog` command-line program.
+fn main() {}

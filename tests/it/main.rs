@@ -1,0 +1,1 @@
+//! Whole-system integration tests of the podlog binary and crates.

@@ -1,1 +1,334 @@
-//! placeholder
+//! The pod-side session-log mirror and its live fan-out.
+//!
+//! [`SessionLogSink`] holds the active session's committed entries in commit
+//! order (the *mirror*) and a `tokio::sync::broadcast` channel that carries
+//! new commits to subscribers. It knows nothing of SQL or sockets: the store
+//! calls [`SessionLogSink::publish`] once an entry's transaction committed.
+//!
+//! # Contract
+//!
+//! * **Disk is the gate.** `publish` must be called only after the entry's
+//!   transaction committed; a failed write never reaches the sink, so it is
+//!   never in the mirror or on the channel.
+//! * **Clean split.** `publish` appends to the mirror and sends on the channel
+//!   in one critical section, and [`SessionLogSink::subscribe_with_snapshot`]
+//!   takes the snapshot and the receiver in the same critical section. So for
+//!   every subscriber, each committed entry is in exactly one of the snapshot
+//!   or the receiver's stream: no gap, no duplicate.
+//! * **Seq-checked.** Every entry carries its [`Seq`]. The mirror holds one
+//!   session from seq 1 with no gap; `publish` refuses an entry whose seq is
+//!   not the next one, and leaves the mirror as it was.
+//! * **Live subset.** Every entry is mirrored, but only `SessionStart` (a
+//!   session rotation) and `SystemItem` are sent live: the pod's streaming
+//!   lane already carries the rest to connected clients, and sending them
+//!   twice would render every block twice.
+//! * **Cheap snapshots.** The mirror is a persistent vector
+//!   ([`imbl::Vector`]) of `Arc`-shared entries: a [`Snapshot`] shares its
+//!   memory with the mirror, and taking one costs the same for ten entries as
+//!   for a million. Publishers wait only for that constant-time clone.
+//! * **Rotation.** [`SessionLogSink::reset_with_initial`] swaps the mirror to
+//!   a new session's `SessionStart`, bumps the [`Snapshot::generation`] and
+//!   broadcasts the `SessionStart`; subscribers keep their receiver and reset
+//!   their view when it arrives. [`SessionLogSink::replace_silent`] swaps the
+//!   mirror without broadcasting, for restores before anyone subscribed.
+//! * **Lag.** The channel holds [`BROADCAST_CAPACITY`] entries. A receiver
+//!   that falls further behind gets `RecvError::Lagged`; it keeps its place by
+//!   calling [`SessionLogSink::resubscribe_after`] with the last seq it saw,
+//!   which returns exactly the entries it missed (or the new session's
+//!   snapshot if the session rotated) and a fresh receiver, split cleanly.
+//! * **No poisoning.** A panic in another thread while it held the lock does
+//!   not make the sink unusable: every critical section leaves the state
+//!   consistent, so a poisoned lock is taken over as it is.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use imbl::Vector;
+use podlog_entry::{Committed, LogEntry, Seq};
+use tokio::sync::broadcast;
+
+/// How many live entries a receiver may fall behind before it lags.
+pub const BROADCAST_CAPACITY: usize = 256;
+
+/// A sink refused an entry: its position does not continue the mirror.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// `publish` got an entry whose seq is not the mirror's next one.
+    #[error("entry at seq {got} does not follow the mirror's last seq {last}")]
+    OutOfOrder { last: Seq, got: Seq },
+    /// A mirror seed (`with_initial`, `replace_silent`) that does not run
+    /// 1, 2, 3, ... with no gap.
+    #[error("mirror seed has seq {got} at index {index}; want {want}")]
+    NotContiguous { index: usize, want: Seq, got: Seq },
+    /// `reset_with_initial` with something other than a `SessionStart` at seq 1.
+    #[error("a session must start with a SessionStart at seq 1, got {kind} at seq {seq}")]
+    NotASessionStart { kind: String, seq: Seq },
+}
+
+/// A point-in-time view of the mirror. Shares memory with the mirror: cheap
+/// to take, cheap to clone, and unaffected by later commits.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Counts session rotations of this sink: two snapshots with the same
+    /// generation hold prefixes of the same session.
+    pub generation: u64,
+    /// The committed entries, in seq order from seq 1.
+    pub entries: Vector<Committed>,
+}
+
+impl Snapshot {
+    /// The seq of the last entry in the snapshot ([`Seq::ZERO`] when empty):
+    /// a subscriber's live stream starts right after it.
+    pub fn end_seq(&self) -> Seq {
+        self.entries.back().map_or(Seq::ZERO, |c| c.seq)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the snapshot holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries after `seq`, sharing memory with this snapshot.
+    pub fn after(&self, seq: Seq) -> Vector<Committed> {
+        let skip = usize::try_from(seq.get()).unwrap_or(usize::MAX);
+        if skip >= self.entries.len() {
+            Vector::new()
+        } else {
+            self.entries.clone().split_off(skip)
+        }
+    }
+}
+
+/// What a resubscribing receiver missed.
+#[derive(Clone, Debug)]
+pub enum CatchUp {
+    /// Same session: the entries after the seq it gave, in order (possibly
+    /// none). The new receiver carries on right after the last of them.
+    Missed(Vector<Committed>),
+    /// The session rotated since: the new session's full snapshot.
+    Rotated(Snapshot),
+}
+
+/// In-memory mirror + broadcast fan-out for the active session log.
+///
+/// `Clone` is an `Arc` clone: the pod keeps one for its write path and hands
+/// others to the serving layer.
+#[derive(Clone)]
+pub struct SessionLogSink {
+    inner: Arc<SinkInner>,
+}
+
+struct SinkInner {
+    state: Mutex<State>,
+    /// Survives rotations, so subscribers keep their receiver and see the
+    /// rotation as a broadcast `SessionStart`.
+    tx: broadcast::Sender<Committed>,
+}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    mirror: Vector<Committed>,
+}
+
+impl State {
+    fn end_seq(&self) -> Seq {
+        self.mirror.back().map_or(Seq::ZERO, |c| c.seq)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            generation: self.generation,
+            entries: self.mirror.clone(),
+        }
+    }
+}
+
+fn check_contiguous(entries: &Vector<Committed>) -> Result<(), SinkError> {
+    for (index, c) in entries.iter().enumerate() {
+        let want = Seq(index as u64 + 1);
+        if c.seq != want {
+            return Err(SinkError::NotContiguous {
+                index,
+                want,
+                got: c.seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `true` for entry kinds the serving layer forwards as a typed live event.
+pub fn is_live_relevant(entry: &LogEntry) -> bool {
+    matches!(
+        entry,
+        LogEntry::SessionStart { .. } | LogEntry::SystemItem { .. }
+    )
+}
+
+impl SessionLogSink {
+    /// A sink with an empty mirror, for a session whose `SessionStart` is not
+    /// written yet, or for tests.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Self {
+            inner: Arc::new(SinkInner {
+                state: Mutex::new(State::default()),
+                tx,
+            }),
+        }
+    }
+
+    /// A sink seeded with a session's committed entries (seq 1, 2, ...), as
+    /// restore and fork paths load them before anyone subscribes.
+    pub fn with_initial(entries: impl IntoIterator<Item = Committed>) -> Result<Self, SinkError> {
+        let sink = Self::new();
+        sink.replace_silent(entries)?;
+        Ok(sink)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section below leaves `State` consistent even if it
+        // unwinds part-way (the mirror is replaced or pushed in one step), so
+        // a lock poisoned by a panicking thread is safe to take over.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends a committed entry to the mirror and, if it is live-relevant,
+    /// sends it to every subscriber, in one critical section.
+    ///
+    /// Call only after the entry's transaction committed. Fails, changing
+    /// nothing, if `committed.seq` is not the mirror's last seq + 1.
+    pub fn publish(&self, committed: Committed) -> Result<(), SinkError> {
+        let mut state = self.lock();
+        let last = state.end_seq();
+        if committed.seq != last.next() {
+            return Err(SinkError::OutOfOrder {
+                last,
+                got: committed.seq,
+            });
+        }
+        state.mirror.push_back(committed.clone());
+        if is_live_relevant(&committed.entry) {
+            // An error means no receiver exists: nothing to deliver. The lock
+            // is still held, so no subscriber can take a snapshot without
+            // this entry and then miss it on the channel.
+            let _ = self.inner.tx.send(committed);
+        }
+        Ok(())
+    }
+
+    /// Swaps the mirror to `[initial]`, the `SessionStart` (seq 1) of the
+    /// session that replaces the current one after a compaction or fork, and
+    /// broadcasts it. Existing subscribers keep their receiver; the
+    /// `SessionStart` tells them to reset their view.
+    pub fn reset_with_initial(&self, initial: Committed) -> Result<(), SinkError> {
+        if !initial.entry.is_session_start() || initial.seq != Seq::FIRST {
+            return Err(SinkError::NotASessionStart {
+                kind: initial.entry.kind().to_owned(),
+                seq: initial.seq,
+            });
+        }
+        let mut state = self.lock();
+        state.mirror = Vector::unit(initial.clone());
+        state.generation += 1;
+        let _ = self.inner.tx.send(initial);
+        Ok(())
+    }
+
+    /// Replaces the mirror with a session's entries (seq 1, 2, ... with no
+    /// gap) without broadcasting. For restores that run before any
+    /// subscriber is connected; use [`Self::reset_with_initial`] to tell
+    /// existing subscribers.
+    pub fn replace_silent(
+        &self,
+        entries: impl IntoIterator<Item = Committed>,
+    ) -> Result<(), SinkError> {
+        let entries: Vector<Committed> = entries.into_iter().collect();
+        check_contiguous(&entries)?;
+        let mut state = self.lock();
+        state.mirror = entries;
+        state.generation += 1;
+        Ok(())
+    }
+
+    /// Atomically takes a snapshot of the mirror and subscribes to later
+    /// commits: every committed entry is in exactly one of the two.
+    pub fn subscribe_with_snapshot(&self) -> (Snapshot, broadcast::Receiver<Committed>) {
+        let state = self.lock();
+        let snapshot = state.snapshot();
+        let rx = self.inner.tx.subscribe();
+        (snapshot, rx)
+    }
+
+    /// For a receiver that lagged or reconnected: what it missed after
+    /// (`generation`, `seq`), and a fresh receiver that carries on right
+    /// after it, split cleanly like [`Self::subscribe_with_snapshot`].
+    pub fn resubscribe_after(
+        &self,
+        generation: u64,
+        seq: Seq,
+    ) -> (CatchUp, broadcast::Receiver<Committed>) {
+        let state = self.lock();
+        let snapshot = state.snapshot();
+        let rx = self.inner.tx.subscribe();
+        drop(state);
+        if snapshot.generation == generation && seq <= snapshot.end_seq() {
+            (CatchUp::Missed(snapshot.after(seq)), rx)
+        } else {
+            (CatchUp::Rotated(snapshot), rx)
+        }
+    }
+
+    /// The current mirror, without subscribing.
+    pub fn snapshot(&self) -> Snapshot {
+        self.lock().snapshot()
+    }
+
+    /// The seq of the last mirrored entry ([`Seq::ZERO`] when empty).
+    pub fn end_seq(&self) -> Seq {
+        self.lock().end_seq()
+    }
+
+    /// Number of mirrored entries.
+    pub fn len(&self) -> usize {
+        self.lock().mirror.len()
+    }
+
+    /// Whether the mirror is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of live receivers.
+    pub fn receiver_count(&self) -> usize {
+        self.inner.tx.receiver_count()
+    }
+}
+
+impl Default for SessionLogSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for SessionLogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("SessionLogSink")
+            .field("generation", &state.generation)
+            .field("len", &state.mirror.len())
+            .field("end_seq", &state.end_seq())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

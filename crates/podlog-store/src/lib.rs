@@ -1,1 +1,575 @@
-//! placeholder
+//! The SQLite store behind podlog: one file holding every session and its
+//! entries, with commit-then-publish appends.
+//!
+//! # Contract
+//!
+//! * **Disk is the gate.** [`Store::append`] assigns the entry's seq, inserts
+//!   it and updates the session's counters in one `BEGIN IMMEDIATE`
+//!   transaction. Only after `COMMIT` returned Ok does it publish the entry to
+//!   the session's [`SessionLogSink`]; a failed write returns the error and
+//!   publishes nothing. The write connection stays locked until the publish
+//!   is done, so entries reach the sink in seq order.
+//! * **Sequence numbers, not clocks.** `seq` is `last_seq + 1` of the session
+//!   row, read inside the write transaction: gap-free, starting at 1 with the
+//!   session's `SessionStart`.
+//! * **Nothing silently dropped.** Reads decode every row; a row that does not
+//!   decode, or a gap in seq, is an error naming its session and seq.
+//! * **Versioned schema.** Opening runs the embedded migrations (see
+//!   [`schema`]) and refuses a database from a newer podlog.
+//! * **Files are private.** The database is created with mode 0600 (and SQLite
+//!   gives its `-wal` and `-shm` files the same mode).
+//!
+//! One write connection serves every session of the store; reads run on
+//! their own connections, which WAL lets proceed while a write is under way.
+
+pub mod error;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use podlog_entry::{
+    Clock, Committed, EntryRef, LogEntry, Message, RequestConfig, Seq, SessionId, SystemClock,
+};
+use podlog_sink::SessionLogSink;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use error::Context;
+pub use error::StoreError;
+pub use schema::SCHEMA_VERSION;
+
+/// Result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How hard a commit waits for the disk.
+///
+/// * `Full` (the default): a committed entry survives power loss. Every
+///   commit waits for the WAL to reach the disk.
+/// * `Normal`: a committed entry survives a crash of the process, but the last
+///   commits before a power loss or kernel crash may be lost. Much faster on
+///   disks with slow flushes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+/// Where new session ids come from.
+pub trait IdSource: Send + Sync {
+    /// A fresh id, never returned before.
+    fn next_id(&self) -> SessionId;
+}
+
+/// Time-ordered random ids (UUID version 7): they sort by creation time and
+/// never collide across processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UuidV7Ids;
+
+impl IdSource for UuidV7Ids {
+    fn next_id(&self) -> SessionId {
+        SessionId::new(uuid::Uuid::now_v7().to_string()).expect("a UUID is a valid session id")
+    }
+}
+
+/// `prefix-0001`, `prefix-0002`, ...: deterministic ids for tests and
+/// fixtures.
+#[derive(Debug)]
+pub struct SequentialIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl SequentialIds {
+    /// Ids `{prefix}-0001` and on.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            next: AtomicU64::new(1),
+        }
+    }
+}
+
+impl IdSource for SequentialIds {
+    fn next_id(&self) -> SessionId {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        SessionId::new(format!("{}-{n:04}", self.prefix))
+            .unwrap_or_else(|_| SessionId::new(format!("s-{n:04}")).expect("valid id"))
+    }
+}
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// See [`Synchronous`]; `Full` by default.
+    pub synchronous: Synchronous,
+    /// How long a connection waits for another's lock before failing with
+    /// "database is locked". Never zero; 5 s by default.
+    pub busy_timeout: Duration,
+    /// Timestamps for rows and the entries the store writes itself.
+    pub clock: Arc<dyn Clock>,
+    /// Ids for new sessions.
+    pub ids: Arc<dyn IdSource>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(UuidV7Ids),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("synchronous", &self.synchronous)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a session came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Started afresh.
+    New,
+    /// Branched from a prefix of its parent.
+    Fork,
+    /// Continues its parent from a summary.
+    Compaction,
+}
+
+impl Origin {
+    /// The text stored in `sessions.origin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::New => "new",
+            Origin::Fork => "fork",
+            Origin::Compaction => "compaction",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "new" => Some(Origin::New),
+            "fork" => Some(Origin::Fork),
+            "compaction" => Some(Origin::Compaction),
+            _ => None,
+        }
+    }
+}
+
+/// A session row: where it comes from and its counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub origin: Origin,
+    /// The parent session and its seq at the cut (fork and compaction).
+    pub parent: Option<EntryRef>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub last_seq: Seq,
+    pub entry_count: u64,
+    pub title: Option<String>,
+}
+
+/// What a new session starts with.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewSession {
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
+    pub config: RequestConfig,
+    pub history: Vec<Message>,
+}
+
+/// A podlog database. Share it between threads behind an `Arc`.
+pub struct Store {
+    path: PathBuf,
+    options: StoreOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+const SESSION_COLUMNS: &str =
+    "id, origin, parent_id, parent_seq, created_at, updated_at, last_seq, entry_count, title";
+
+fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
+    let id: String = row.get(0)?;
+    let origin: String = row.get(1)?;
+    let parent_id: Option<String> = row.get(2)?;
+    let parent_seq: Option<u64> = row.get(3)?;
+    // Ids came through `SessionId::new` on the way in; a row edited by hand
+    // to an invalid id still loads, keeping its text.
+    let sid = |s: String| SessionId::new(s.clone()).unwrap_or_else(|_| lenient_id(&s));
+    let info = SessionInfo {
+        id: sid(id),
+        origin: Origin::parse(&origin).unwrap_or(Origin::New),
+        parent: match (parent_id, parent_seq) {
+            (Some(p), Some(s)) => Some(EntryRef {
+                session_id: sid(p),
+                seq: Seq(s),
+            }),
+            _ => None,
+        },
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+        last_seq: Seq(row.get(6)?),
+        entry_count: row.get(7)?,
+        title: row.get(8)?,
+    };
+    Ok(info)
+}
+
+/// An id for a row whose text is not a valid [`SessionId`]: the text with
+/// white space and control characters escaped, so it still prints.
+fn lenient_id(text: &str) -> SessionId {
+    let escaped: String = text
+        .escape_default()
+        .collect::<String>()
+        .replace(' ', "\\x20");
+    SessionId::new(if escaped.is_empty() {
+        "\\0".to_owned()
+    } else {
+        escaped
+    })
+    .unwrap_or_else(|_| SessionId::new("invalid-id").expect("valid id"))
+}
+
+impl Store {
+    /// Opens (or creates, mode 0600) the database at `path`, applies the
+    /// settings of `options`, and migrates it to [`SCHEMA_VERSION`].
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        if options.busy_timeout.is_zero() {
+            return Err(StoreError::Open {
+                path,
+                reason: "busy timeout must not be zero".to_owned(),
+            });
+        }
+        let mut writer = schema::connect(&path, &options, true)?;
+        schema::migrate(&mut writer, &path)?;
+        Ok(Self {
+            path,
+            options,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Milliseconds from the store's clock.
+    pub fn now(&self) -> u64 {
+        self.options.clock.now_millis()
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the connection was held leaves at worst an open
+        // transaction, which rusqlite's `Transaction` rolled back on unwind.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a read connection from the pool (opening one if none is
+    /// free). Reads see the last committed state and never block the writer.
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => schema::connect(&self.path, &self.options, false)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Creates a session and writes its `SessionStart` as seq 1, in one
+    /// transaction. Returns the new id and the committed `SessionStart`, for
+    /// seeding the session's sink.
+    pub fn create_session(&self, new: NewSession) -> Result<(SessionId, Committed)> {
+        let id = self.options.ids.next_id();
+        let now = self.now();
+        let start = LogEntry::SessionStart {
+            ts: now,
+            system_prompt: new.system_prompt,
+            config: new.config,
+            history: new.history,
+            forked_from: None,
+            compacted_from: None,
+        };
+        let mut conn = self.writer();
+        let ctx = || format!("creating session {id}");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(ctx)?;
+        tx.execute(
+            "INSERT INTO sessions (id, origin, created_at, updated_at, last_seq, entry_count, title) \
+             VALUES (?1, 'new', ?2, ?2, 1, 1, ?3)",
+            params![id.as_str(), now, new.title],
+        )
+        .context(ctx)?;
+        insert_entry(&tx, &id, Seq::FIRST, &start).context(ctx)?;
+        tx.commit().context(ctx)?;
+        Ok((id, Committed::new(Seq::FIRST, start)))
+    }
+
+    /// Commits `entry` as the next entry of `session`, then publishes it to
+    /// `sink`, the session's mirror. Returns its seq.
+    ///
+    /// Fails, publishing nothing, if the session does not exist, if `entry`
+    /// is a `SessionStart` (only seq 1 holds one), or if the transaction
+    /// fails (disk full, read-only file, lock timeout, ...).
+    pub fn append(
+        &self,
+        session: &SessionId,
+        entry: LogEntry,
+        sink: &SessionLogSink,
+    ) -> Result<Seq> {
+        if entry.is_session_start() {
+            return Err(StoreError::Rejected {
+                session: session.clone(),
+                kind: entry.kind().to_owned(),
+                reason: "a SessionStart is only ever seq 1; compact or fork to start a session"
+                    .to_owned(),
+            });
+        }
+        let now = self.now();
+        let mut conn = self.writer();
+        let ctx = || format!("appending {} to session {session}", entry.kind());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context(ctx)?;
+        let last: Option<u64> = tx
+            .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([session.as_str()], |r| r.get(0)).optional())
+            .context(ctx)?;
+        let Some(last) = last else {
+            return Err(StoreError::UnknownSession(session.to_string()));
+        };
+        let seq = Seq(last).next();
+        insert_entry(&tx, session, seq, &entry).context(ctx)?;
+        tx.prepare_cached(
+            "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + 1, \
+             updated_at = max(updated_at, ?3) WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![session.as_str(), seq.get(), now]))
+        .context(ctx)?;
+        tx.commit().context(ctx)?;
+        // Committed: now, and only now, the entry may be seen. The writer is
+        // still locked, so the next commit cannot publish before this one.
+        sink.publish(Committed::new(seq, entry))
+            .map_err(|source| StoreError::Publish {
+                session: session.clone(),
+                seq,
+                source,
+            })?;
+        drop(conn);
+        Ok(seq)
+    }
+
+    /// The session row `id`.
+    pub fn session(&self, id: &SessionId) -> Result<SessionInfo> {
+        self.with_reader(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id.as_str()], session_from_row).optional())
+            .context(|| format!("reading session {id}"))?
+            .ok_or_else(|| StoreError::UnknownSession(id.to_string()))
+        })
+    }
+
+    /// Every session, newest first, from the session rows' counters (no
+    /// entry is read).
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY created_at DESC, id DESC"
+                ))
+                .context(|| "listing sessions".to_owned())?;
+            let rows = stmt
+                .query_map([], session_from_row)
+                .context(|| "listing sessions".to_owned())?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .context(|| "listing sessions".to_owned())
+        })
+    }
+
+    /// The one session whose id is `text` or starts with it.
+    pub fn resolve(&self, text: &str) -> Result<SessionId> {
+        self.with_reader(|conn| {
+            let ctx = || format!("looking up session {text:?}");
+            let exact: Option<String> = conn
+                .query_row("SELECT id FROM sessions WHERE id = ?1", [text], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .context(ctx)?;
+            if let Some(id) = exact {
+                return Ok(SessionId::new(id).unwrap_or_else(|e| lenient_id(&e.0)));
+            }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE substr(id, 1, length(?1)) = ?1 \
+                     ORDER BY id LIMIT 6",
+                )
+                .context(ctx)?;
+            let ids = stmt
+                .query_map([text], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context(ctx)?;
+            match ids.as_slice() {
+                [] => Err(StoreError::UnknownSession(text.to_owned())),
+                [one] => Ok(SessionId::new(one.clone()).unwrap_or_else(|_| lenient_id(one))),
+                many => Err(StoreError::AmbiguousSession {
+                    prefix: text.to_owned(),
+                    matches: many.join(", "),
+                }),
+            }
+        })
+    }
+
+    /// Every entry of `session`, in seq order. Fails on the first row that
+    /// does not decode and on any gap in seq, naming the session and seq.
+    pub fn entries(&self, session: &SessionId) -> Result<Vec<Committed>> {
+        let entries = self.entries_after(session, Seq::ZERO, usize::MAX)?;
+        if entries.is_empty() {
+            // Distinguish "no such session" from an empty one.
+            self.session(session)?;
+        }
+        Ok(entries)
+    }
+
+    /// Up to `limit` entries of `session` with seq greater than `after`, in
+    /// seq order, checked for gaps and decoded.
+    pub fn entries_after(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Committed>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(|conn| {
+            let ctx = || format!("reading entries of session {session} after seq {after}");
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM entries WHERE session_id = ?1 AND seq > ?2 \
+                     ORDER BY seq LIMIT ?3",
+                )
+                .context(ctx)?;
+            let mut rows = stmt
+                .query(params![session.as_str(), after.get(), limit])
+                .context(ctx)?;
+            let mut out = Vec::new();
+            let mut want = after.next();
+            while let Some(row) = rows.next().context(ctx)? {
+                let seq = Seq(row.get(0).context(ctx)?);
+                if seq != want {
+                    return Err(StoreError::Corrupt {
+                        session: session.clone(),
+                        seq: want,
+                        problem: format!("entry missing (next stored entry is seq {seq})"),
+                    });
+                }
+                let body = row.get_ref(1).context(ctx)?;
+                let text = body.as_str().map_err(|e| StoreError::Decode {
+                    session: session.clone(),
+                    seq,
+                    reason: e.to_string(),
+                })?;
+                let entry = LogEntry::from_json(text).map_err(|e| StoreError::Decode {
+                    session: session.clone(),
+                    seq,
+                    reason: e.to_string(),
+                })?;
+                if entry.is_session_start() != (seq == Seq::FIRST) {
+                    return Err(StoreError::Corrupt {
+                        session: session.clone(),
+                        seq,
+                        problem: if seq == Seq::FIRST {
+                            format!("seq 1 holds {} instead of a SessionStart", entry.kind())
+                        } else {
+                            "a SessionStart after seq 1".to_owned()
+                        },
+                    });
+                }
+                out.push(Committed::new(seq, entry));
+                want = seq.next();
+            }
+            Ok(out)
+        })
+    }
+
+    /// Loads `session` into a fresh sink, for restoring a pod before any
+    /// subscriber exists.
+    pub fn load_sink(&self, session: &SessionId) -> Result<SessionLogSink> {
+        let entries = self.entries(session)?;
+        let last = entries.last().map_or(Seq::ZERO, |c| c.seq);
+        SessionLogSink::with_initial(entries).map_err(|source| StoreError::Publish {
+            session: session.clone(),
+            seq: last,
+            source,
+        })
+    }
+
+    /// Runs `PRAGMA wal_checkpoint(TRUNCATE)`: folds the WAL into the main
+    /// file, for a clean shutdown or before copying the file.
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = self.writer();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .context(|| format!("checkpointing {}", self.path.display()))
+    }
+}
+
+/// Inserts one entry row. The caller holds a write transaction.
+fn insert_entry(
+    conn: &Connection,
+    session: &SessionId,
+    seq: Seq,
+    entry: &LogEntry,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO entries (session_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        session.as_str(),
+        seq.get(),
+        entry.ts(),
+        entry.kind(),
+        entry.to_json()
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! [`StoreError`]: every way a store operation can fail, with the file,
+//! session and seq it concerns.
+
+use std::path::PathBuf;
+
+use podlog_entry::{Seq, SessionId};
+
+/// A store operation failed. Messages are lowercase and name the file,
+/// session and seq concerned, so they can be shown to a user as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file or its folder could not be created or opened.
+    #[error("cannot open database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+
+    /// The file exists but is not a SQLite database.
+    #[error("{path} is not a SQLite database (is it the right file?)")]
+    NotADatabase { path: PathBuf },
+
+    /// The database was written by a newer podlog.
+    #[error(
+        "database {path} has schema version {found}, newer than the {supported} this podlog \
+         supports; upgrade podlog to open it (nothing was changed)"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// A migration failed; the database stays at the version before it.
+    #[error("migrating {path} to schema version {version} ({name}) failed: {source}")]
+    Migration {
+        path: PathBuf,
+        version: u32,
+        name: &'static str,
+        source: rusqlite::Error,
+    },
+
+    /// No session with that id (or id prefix).
+    #[error("unknown session {0}")]
+    UnknownSession(String),
+
+    /// An id prefix matches more than one session.
+    #[error("session prefix {prefix:?} is ambiguous: it matches {matches}")]
+    AmbiguousSession { prefix: String, matches: String },
+
+    /// A stored row does not decode. Never skipped: the caller decides.
+    #[error("session {session} seq {seq}: stored entry does not decode: {reason}")]
+    Decode {
+        session: SessionId,
+        seq: Seq,
+        reason: String,
+    },
+
+    /// A stored row breaks an invariant the schema cannot express (a gap in
+    /// seq, a SessionStart that is not at seq 1, ...).
+    #[error("session {session} seq {seq}: {problem}")]
+    Corrupt {
+        session: SessionId,
+        seq: Seq,
+        problem: String,
+    },
+
+    /// The entry cannot be appended where it was asked to go.
+    #[error("cannot append {kind} to session {session}: {reason}")]
+    Rejected {
+        session: SessionId,
+        kind: String,
+        reason: String,
+    },
+
+    /// SQLite failed; `context` says what the store was doing.
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: String,
+        source: rusqlite::Error,
+    },
+
+    /// The entry is committed at (session, seq) but the sink refused it: the
+    /// sink passed in is not this session's mirror. Nothing is lost on disk.
+    #[error("session {session} seq {seq} committed but not published: {source}")]
+    Publish {
+        session: SessionId,
+        seq: Seq,
+        source: podlog_sink::SinkError,
+    },
+}
+
+impl StoreError {
+    /// Whether the failure is the disk or database being full.
+    pub fn is_disk_full(&self) -> bool {
+        self.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+
+    /// Whether the failure is another connection holding a lock too long.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self.sqlite_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+
+    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            StoreError::Sqlite { source, .. } | StoreError::Migration { source, .. } => {
+                source.sqlite_error_code()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Adds a context to a rusqlite result.
+pub(crate) trait Context<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, rusqlite::Error> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sqlite {
+            context: context(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Opening connections and migrating the schema.
+//!
+//! Every connection gets the same settings: WAL journal, a busy timeout,
+//! `foreign_keys=ON` and the chosen `synchronous` level. The schema version is
+//! `PRAGMA user_version`; each migration runs in one `BEGIN IMMEDIATE`
+//! transaction together with its version bump, so a failed or interrupted
+//! migration leaves the database at the version before it. A database whose
+//! version is newer than [`SCHEMA_VERSION`] is refused before anything is
+//! written.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::StoreError;
+use crate::{StoreOptions, Synchronous};
+
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// The schema version this build writes and reads: the last migration's.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The embedded migrations: (version, file name, SQL).
+pub fn migrations() -> &'static [(u32, &'static str, &'static str)] {
+    MIGRATIONS
+}
+
+fn open_error(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Creates the database file with mode 0600 if it does not exist, so that no
+/// other user can read the log. SQLite gives its `-wal` and `-shm` files the
+/// same mode as the database.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(open_error(
+                path,
+                format!("folder {} does not exist", parent.display()),
+            ));
+        }
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
+            path: path.to_owned(),
+        },
+        Some(rusqlite::ErrorCode::CannotOpen) => open_error(
+            path,
+            "the file or its folder cannot be opened (missing, or permission denied)",
+        ),
+        Some(rusqlite::ErrorCode::ReadOnly) => {
+            open_error(path, "the file or its folder is read-only")
+        }
+        Some(rusqlite::ErrorCode::PermissionDenied) => open_error(path, "permission denied"),
+        _ => open_error(path, e),
+    }
+}
+
+/// Opens one connection with podlog's settings. `write` connections may
+/// create the file; read connections never do.
+pub(crate) fn connect(
+    path: &Path,
+    options: &StoreOptions,
+    write: bool,
+) -> Result<Connection, StoreError> {
+    let flags = if write {
+        create_private(path)?;
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(|e| classify(path, e))?;
+    let sync = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    let setup = if write {
+        format!("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};")
+    } else {
+        "PRAGMA foreign_keys = ON;".to_owned()
+    };
+    // The first statement that reads the file is where a non-database shows.
+    conn.execute_batch(&setup).map_err(|e| classify(path, e))?;
+    if write {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_error(
+                path,
+                format!("cannot switch to WAL journal mode (got {mode})"),
+            ));
+        }
+    }
+    Ok(conn)
+}
+
+/// Reads `PRAGMA user_version`.
+pub(crate) fn user_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], one transaction per migration,
+/// or refuses it if it is newer.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = user_version(conn, path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for &(version, name, sql) in MIGRATIONS {
+        let fail = |source| StoreError::Migration {
+            path: path.to_owned(),
+            version,
+            name,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| classify(path, e))?;
+        // Read again under the write lock: another process may have migrated
+        // while this one waited.
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(fail)?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: current,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if current >= i64::from(version) {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(fail)?;
+        // PRAGMA takes no bound parameters; `version` is a build-time constant.
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Store tests on a file database in a temp dir (WAL and locking behave
+//! differently in memory): round trips, commit-then-publish under failure,
+//! refusal of newer and foreign files, and decoding errors that name the row.
+
+use std::os::unix::fs::PermissionsExt;
+
+use podlog_entry::{StepClock, SystemItem};
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    store: Store,
+}
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
+        ids: Arc::new(SequentialIds::new("s")),
+        ..StoreOptions::default()
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podlog.db");
+    let store = Store::open(&path, options()).unwrap();
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+    }
+}
+
+fn note(n: u64) -> LogEntry {
+    LogEntry::SystemItem {
+        ts: n,
+        item: SystemItem::Notification {
+            message: format!("note {n}"),
+            body: format!("[Notification] note {n}"),
+        },
+    }
+}
+
+fn turn_end(n: u64) -> LogEntry {
+    LogEntry::TurnEnd {
+        ts: n,
+        turn_count: n,
+    }
+}
+
+/// A session with a SessionStart and `n` more entries, and its sink.
+fn session_with(store: &Store, n: u64) -> (SessionId, SessionLogSink) {
+    let (id, start) = store.create_session(NewSession::default()).unwrap();
+    let sink = SessionLogSink::with_initial([start]).unwrap();
+    for i in 0..n {
+        store.append(&id, turn_end(i), &sink).unwrap();
+    }
+    (id, sink)
+}
+
+#[test]
+fn appends_get_gap_free_seqs_and_reach_the_sink_after_commit() {
+    let f = fixture();
+    let (id, sink) = session_with(&f.store, 0);
+    let (snapshot, mut rx) = sink.subscribe_with_snapshot();
+    assert_eq!(snapshot.end_seq(), Seq(1));
+    assert_eq!(f.store.append(&id, turn_end(1), &sink).unwrap(), Seq(2));
+    assert_eq!(f.store.append(&id, note(2), &sink).unwrap(), Seq(3));
+    let live = rx.try_recv().unwrap();
+    assert_eq!(
+        live.seq,
+        Seq(3),
+        "only the live-relevant SystemItem is sent"
+    );
+    assert_eq!(sink.len(), 3);
+    let info = f.store.session(&id).unwrap();
+    assert_eq!((info.last_seq, info.entry_count), (Seq(3), 3));
+}
+
+#[test]
+fn reopening_returns_exactly_what_was_appended() {
+    let f = fixture();
+    let (id, sink) = session_with(&f.store, 20);
+    f.store.append(&id, note(99), &sink).unwrap();
+    let before: Vec<Committed> = sink.snapshot().entries.iter().cloned().collect();
+    drop(f.store);
+    let store = Store::open(&f.path, options()).unwrap();
+    let after = store.entries(&id).unwrap();
+    assert_eq!(after, before);
+    let restored = store.load_sink(&id).unwrap();
+    assert_eq!(restored.end_seq(), Seq(22));
+}
+
+fn expect_failed_append_publishes_nothing(f: &Fixture, break_it: &str, fix_it: &str) -> String {
+    let (id, sink) = session_with(&f.store, 3);
+    let (before, mut rx) = sink.subscribe_with_snapshot();
+    f.store.writer().execute_batch(break_it).unwrap();
+    let err = f.store.append(&id, note(7), &sink).unwrap_err();
+    assert_eq!(sink.len(), before.len(), "mirror unchanged");
+    assert!(rx.try_recv().is_err(), "nothing broadcast");
+    f.store.writer().execute_batch(fix_it).unwrap();
+    let info = f.store.session(&id).unwrap();
+    assert_eq!(
+        info.last_seq,
+        Seq(4),
+        "counters unchanged by the failed commit"
+    );
+    assert_eq!(f.store.entries(&id).unwrap().len(), 4);
+    // The next append takes the next seq: the failure left no gap.
+    assert_eq!(f.store.append(&id, note(8), &sink).unwrap(), Seq(5));
+    assert_eq!(rx.try_recv().unwrap().seq, Seq(5));
+    err.to_string()
+}
+
+#[test]
+fn a_failed_commit_on_a_read_only_database_publishes_nothing() {
+    let f = fixture();
+    let msg = expect_failed_append_publishes_nothing(
+        &f,
+        "PRAGMA query_only = ON",
+        "PRAGMA query_only = OFF",
+    );
+    assert!(
+        msg.starts_with("appending system_item to session s-0001: "),
+        "{msg}"
+    );
+    assert!(msg.contains("readonly"), "{msg}");
+}
+
+#[test]
+fn a_failed_commit_on_a_rejecting_trigger_publishes_nothing() {
+    let f = fixture();
+    let msg = expect_failed_append_publishes_nothing(
+        &f,
+        "CREATE TRIGGER refuse BEFORE INSERT ON entries \
+         BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END",
+        "DROP TRIGGER refuse",
+    );
+    assert!(msg.contains("refused by test trigger"), "{msg}");
+}
+
+#[test]
+fn a_full_database_fails_clearly_and_recovers_when_there_is_room() {
+    let f = fixture();
+    let (id, sink) = session_with(&f.store, 1);
+    let pages: i64 = f
+        .store
+        .writer()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    f.store
+        .writer()
+        .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+        .unwrap();
+    let big = LogEntry::ToolResult {
+        ts: 1,
+        call_id: "c".into(),
+        output: "x".repeat(64 * 1024),
+        is_error: false,
+    };
+    let err = f.store.append(&id, big.clone(), &sink).unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(sink.len(), 2);
+    f.store
+        .writer()
+        .execute_batch("PRAGMA max_page_count = 1073741823")
+        .unwrap();
+    assert_eq!(f.store.append(&id, big, &sink).unwrap(), Seq(3));
+}
+
+#[test]
+fn a_session_start_cannot_be_appended_and_unknown_sessions_are_named() {
+    let f = fixture();
+    let (id, sink) = session_with(&f.store, 0);
+    let start = sink.snapshot().entries[0].entry.as_ref().clone();
+    let err = f.store.append(&id, start, &sink).unwrap_err();
+    assert!(err.to_string().contains("only ever seq 1"), "{err}");
+    let ghost = SessionId::new("ghost").unwrap();
+    let err = f.store.append(&ghost, note(1), &sink).unwrap_err();
+    assert_eq!(err.to_string(), "unknown session ghost");
+    assert_eq!(sink.len(), 1);
+}
+
+#[test]
+fn a_newer_database_is_refused_with_both_versions() {
+    let f = fixture();
+    drop(f.store);
+    let conn = Connection::open(&f.path).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+    let err = Store::open(&f.path, options()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{msg}");
+    assert!(msg.contains("schema version 99"), "{msg}");
+    assert!(
+        msg.contains(&format!("the {SCHEMA_VERSION} this podlog supports")),
+        "{msg}"
+    );
+}
+
+#[test]
+fn migrations_set_user_version_and_reopening_is_a_no_op() {
+    let f = fixture();
+    let (id, _sink) = session_with(&f.store, 2);
+    let version: i64 = f
+        .store
+        .writer()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION as usize, schema::migrations().len());
+    drop(f.store);
+    let store = Store::open(&f.path, options()).unwrap();
+    assert_eq!(store.entries(&id).unwrap().len(), 3);
+}
+
+#[test]
+fn files_that_are_not_databases_or_cannot_be_made_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "this is not a database, just some text long enough").unwrap();
+    let err = Store::open(&text, options()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a SQLite database (is it the right file?)",
+            text.display()
+        )
+    );
+    let missing = dir.path().join("no/such/dir/podlog.db");
+    let err = Store::open(&missing, options()).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(err.to_string().contains("no/such/dir"), "{err}");
+}
+
+#[test]
+fn the_database_file_is_private() {
+    let f = fixture();
+    session_with(&f.store, 1);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", f.path.display()));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+}
+
+#[test]
+fn rows_that_do_not_decode_are_errors_naming_session_and_seq() {
+    let f = fixture();
+    let (id, _sink) = session_with(&f.store, 3);
+    let raw = Connection::open(&f.path).unwrap();
+    raw.execute(
+        "UPDATE entries SET body = '{\"type\":\"turn_end\",\"ts\":1}' WHERE session_id = ?1 AND seq = 3",
+        [id.as_str()],
+    )
+    .unwrap();
+    let err = f.store.entries(&id).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "session s-0001 seq 3: stored entry does not decode: malformed turn_end entry: missing field `turn_count`"
+    );
+    raw.execute(
+        "DELETE FROM entries WHERE session_id = ?1 AND seq = 3",
+        [id.as_str()],
+    )
+    .unwrap();
+    let err = f.store.entries(&id).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "session s-0001 seq 3: entry missing (next stored entry is seq 4)"
+    );
+}
+
+#[test]
+fn entries_of_a_newer_kind_survive_a_round_trip_through_the_store() {
+    let f = fixture();
+    let (id, sink) = session_with(&f.store, 0);
+    let text = r#"{"type":"plan_updated","ts":5,"steps":["a"]}"#;
+    f.store
+        .append(&id, LogEntry::from_json(text).unwrap(), &sink)
+        .unwrap();
+    let back = f.store.entries(&id).unwrap();
+    assert_eq!(back[1].entry.to_json(), text);
+}
+
+#[test]
+fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
+    let f = fixture();
+    let (a, _) = session_with(&f.store, 2);
+    let (b, _) = session_with(&f.store, 5);
+    let list = f.store.sessions().unwrap();
+    let summary: Vec<(String, u64, u64)> = list
+        .iter()
+        .map(|s| (s.id.to_string(), s.last_seq.get(), s.entry_count))
+        .collect();
+    assert_eq!(
+        summary,
+        [("s-0002".to_owned(), 6, 6), ("s-0001".to_owned(), 3, 3)]
+    );
+    assert_eq!(f.store.resolve("s-0001").unwrap(), a);
+    assert_eq!(f.store.resolve("s-0002").unwrap(), b);
+    let err = f.store.resolve("s-000").unwrap_err();
+    assert!(err.to_string().contains("ambiguous"), "{err}");
+    assert_eq!(
+        f.store.resolve("zzz").unwrap_err().to_string(),
+        "unknown session zzz"
+    );
+}
+
+#[test]
+fn paged_reads_return_the_requested_range() {
+    let f = fixture();
+    let (id, _) = session_with(&f.store, 9);
+    let page = f.store.entries_after(&id, Seq(4), 3).unwrap();
+    let seqs: Vec<u64> = page.iter().map(|c| c.seq.get()).collect();
+    assert_eq!(seqs, [5, 6, 7]);
+    assert!(f.store.entries_after(&id, Seq(10), 3).unwrap().is_empty());
+}
+
+#[test]
+fn schema() {
+    let f = fixture();
+    let rows: Vec<String> = f
+        .store
+        .writer()
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok(format!(
+                "-- {} {}\n{};\n",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    insta::assert_snapshot!(rows.join("\n"));
+}

@@ -1,1 +1,6 @@
-//! Whole-system integration tests of the podlog binary and crates.
+//! Whole-system integration tests of the `podlog` binary and crates, built
+//! as one test binary (linking is the slow part of a test run on a small
+//! machine): one module per area.
+
+mod cli;
+mod support;

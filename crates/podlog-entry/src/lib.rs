@@ -6,11 +6,13 @@
 //! JSON form (see [`entry`]); the snapshot tests in this crate pin that form.
 
 pub mod config;
+pub mod display;
 pub mod entry;
 pub mod ids;
 pub mod message;
 
 pub use config::{RequestConfig, ToolSpec};
+pub use display::iso8601;
 pub use entry::{DecodeError, LogEntry, RunErrorKind, SystemItem, UnknownEntry, KNOWN_KINDS};
 pub use ids::{
     now_millis, Clock, EntryRef, InvalidSessionId, Seq, SessionId, StepClock, SystemClock,

@@ -1,0 +1,214 @@
+//! Subcommands of the `podlog` binary and the choice of database file.
+//!
+//! The database is `--db PATH`, else `$PODLOG_DB`, else `podlog.db` in the
+//! platform's data folder (`$XDG_DATA_HOME/podlog`, by default
+//! `~/.local/share/podlog`, created 0700). Every command says on stderr which
+//! file it used; results go to stdout.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use podlog_entry::{iso8601, Committed, SystemClock};
+use podlog_pod::script::Script;
+use podlog_sink::SessionLogSink;
+use podlog_store::{NewSession, SessionInfo, Store, StoreOptions, Synchronous};
+
+/// A durable, live-streamed session log for LLM agent pods.
+#[derive(Debug, Parser)]
+#[command(name = "podlog", version, about)]
+pub struct Args {
+    /// The database file (default: podlog.db in the platform's data folder).
+    #[arg(long, global = true, env = "PODLOG_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+
+    /// How hard each commit waits for the disk: `full` survives power loss,
+    /// `normal` survives a process crash and is faster.
+    #[arg(long, global = true, value_enum, default_value_t = SyncArg::Full)]
+    synchronous: SyncArg,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SyncArg {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a scripted agent conversation into a new session and print it.
+    Demo {
+        /// How many user requests the scripted conversation makes.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// List sessions, newest first.
+    Sessions,
+    /// Print a session's timeline.
+    Show {
+        /// The session id, or an unambiguous prefix of it.
+        session: String,
+    },
+}
+
+/// The database path from the arguments, or the platform default.
+fn database_path(args: &Args) -> Result<PathBuf, String> {
+    if let Some(path) = &args.db {
+        return Ok(path.clone());
+    }
+    let dir = dirs::data_dir()
+        .ok_or("cannot find a data folder: set HOME, XDG_DATA_HOME, PODLOG_DB or --db")?
+        .join("podlog");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir.join("podlog.db"))
+}
+
+/// Runs the command; `Err` carries the message for the user.
+pub fn run(args: Args) -> Result<ExitCode, String> {
+    let path = database_path(&args)?;
+    eprintln!("podlog: database {}", path.display());
+    let options = StoreOptions {
+        synchronous: match args.synchronous {
+            SyncArg::Full => Synchronous::Full,
+            SyncArg::Normal => Synchronous::Normal,
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&path, options).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let text = match args.command {
+        Command::Demo { runs } => match demo(&store, runs, &mut out) {
+            Ok(text) => text,
+            Err(DemoError::Output(e)) => return output_error(e),
+            Err(DemoError::Store(e)) => return Err(e),
+        },
+        Command::Sessions => sessions(&store)?,
+        Command::Show { session } => show(&store, &session)?,
+    };
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => output_error(e),
+    }
+}
+
+/// A reader that went away (`podlog show X | head`) is not an error worth a
+/// message; any other output failure is.
+fn output_error(e: std::io::Error) -> Result<ExitCode, String> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("writing output: {e}"))
+    }
+}
+
+fn line(c: &Committed) -> String {
+    format!(
+        "{:>5}  {}  {:<14}  {}\n",
+        c.seq,
+        iso8601(c.entry.ts()),
+        c.entry.kind(),
+        c.entry.summary()
+    )
+}
+
+enum DemoError {
+    Store(String),
+    Output(std::io::Error),
+}
+
+fn demo(store: &Store, runs: usize, out: &mut impl std::io::Write) -> Result<String, DemoError> {
+    let script = Script::demo();
+    let (id, start) = store
+        .create_session(NewSession {
+            title: Some("demo conversation".to_owned()),
+            system_prompt: Some("You are a careful coding assistant.".to_owned()),
+            config: podlog_entry::RequestConfig {
+                model: script.model.clone(),
+                ..Default::default()
+            },
+            history: vec![],
+        })
+        .map_err(|e| DemoError::Store(e.to_string()))?;
+    writeln!(out, "session {id}").map_err(DemoError::Output)?;
+    let sink = SessionLogSink::with_initial([start.clone()])
+        .map_err(|e| DemoError::Store(e.to_string()))?;
+    write!(out, "{}", line(&start)).map_err(DemoError::Output)?;
+    for run in 0..runs {
+        for entry in script.run(run, &format!("call-{run}"), &SystemClock) {
+            store
+                .append(&id, entry, &sink)
+                .map_err(|e| DemoError::Store(e.to_string()))?;
+            // Print from the mirror: what a client would now see.
+            let snapshot = sink.snapshot();
+            if let Some(last) = snapshot.entries.back() {
+                write!(out, "{}", line(last)).map_err(DemoError::Output)?;
+            }
+        }
+    }
+    Ok(format!(
+        "wrote {} entries to session {id}; see them again with: podlog show {id}\n",
+        sink.len()
+    ))
+}
+
+fn session_row(s: &SessionInfo) -> String {
+    let parent = s
+        .parent
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string);
+    format!(
+        "{:<36}  {:<10}  {:>7}  {}  {:<24}  {}\n",
+        s.id,
+        s.origin.as_str(),
+        s.entry_count,
+        iso8601(s.updated_at),
+        parent,
+        s.title.as_deref().unwrap_or("")
+    )
+}
+
+fn sessions(store: &Store) -> Result<String, String> {
+    let list = store.sessions().map_err(|e| e.to_string())?;
+    let mut text = format!(
+        "{:<36}  {:<10}  {:>7}  {:<24}  {:<24}  {}\n",
+        "ID", "ORIGIN", "ENTRIES", "UPDATED", "PARENT", "TITLE"
+    );
+    for s in &list {
+        text.push_str(&session_row(s));
+    }
+    if list.is_empty() {
+        text.push_str("(no sessions yet: `podlog demo` writes one)\n");
+    }
+    Ok(text)
+}
+
+fn show(store: &Store, session: &str) -> Result<String, String> {
+    let id = store.resolve(session).map_err(|e| e.to_string())?;
+    let info = store.session(&id).map_err(|e| e.to_string())?;
+    let entries = store.entries(&id).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "session {} ({}, {} entries{})",
+        info.id,
+        info.origin.as_str(),
+        info.entry_count,
+        info.parent
+            .as_ref()
+            .map_or_else(String::new, |p| format!(", from {p}"))
+    );
+    for c in &entries {
+        text.push_str(&line(c));
+    }
+    Ok(text)
+}

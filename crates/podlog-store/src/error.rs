@@ -70,6 +70,14 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A fork or compaction cut that is not allowed (see `lifecycle`).
+    #[error("cannot cut session {session} at seq {seq}: {reason}")]
+    BadCut {
+        session: SessionId,
+        seq: Seq,
+        reason: String,
+    },
+
     /// SQLite failed; `context` says what the store was doing.
     #[error("{context}: {source}")]
     Sqlite {

@@ -23,6 +23,7 @@
 //! their own connections, which WAL lets proceed while a write is under way.
 
 pub mod error;
+pub mod lifecycle;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -205,10 +206,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const SESSION_COLUMNS: &str =
+pub(crate) const SESSION_COLUMNS: &str =
     "id, origin, parent_id, parent_seq, created_at, updated_at, last_seq, entry_count, title";
 
-fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
+pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
     let id: String = row.get(0)?;
     let origin: String = row.get(1)?;
     let parent_id: Option<String> = row.get(2)?;
@@ -552,7 +553,7 @@ impl Store {
 }
 
 /// Inserts one entry row. The caller holds a write transaction.
-fn insert_entry(
+pub(crate) fn insert_entry(
     conn: &Connection,
     session: &SessionId,
     seq: Seq,

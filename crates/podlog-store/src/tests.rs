@@ -343,3 +343,203 @@ fn schema() {
         .unwrap();
     insta::assert_snapshot!(rows.join("\n"));
 }
+
+fn user(text: &str) -> LogEntry {
+    LogEntry::UserInput {
+        ts: 1,
+        text: text.to_owned(),
+        attachments: vec![],
+    }
+}
+
+fn call(id: &str) -> LogEntry {
+    LogEntry::AssistantItem {
+        ts: 1,
+        item: podlog_entry::AssistantContent::ToolCall {
+            id: id.to_owned(),
+            name: "read_file".to_owned(),
+            arguments: serde_json::json!({"path": "a"}),
+        },
+    }
+}
+
+fn result(id: &str) -> LogEntry {
+    LogEntry::ToolResult {
+        ts: 1,
+        call_id: id.to_owned(),
+        output: format!("output of {id}"),
+        is_error: false,
+    }
+}
+
+/// seq 1 start, 2 user "one", 3 call c1, 4 result c1, 5 turn end,
+/// 6 user "two", 7 call c2, 8 result c2.
+fn conversation(store: &Store) -> (SessionId, SessionLogSink) {
+    let (id, start) = store
+        .create_session(NewSession {
+            system_prompt: Some("be brief".to_owned()),
+            ..NewSession::default()
+        })
+        .unwrap();
+    let sink = SessionLogSink::with_initial([start]).unwrap();
+    for e in [
+        user("one"),
+        call("c1"),
+        result("c1"),
+        turn_end(1),
+        user("two"),
+        call("c2"),
+        result("c2"),
+    ] {
+        store.append(&id, e, &sink).unwrap();
+    }
+    (id, sink)
+}
+
+#[test]
+fn compaction_starts_a_session_from_the_summary_and_leaves_the_parent_alone() {
+    let f = fixture();
+    let (parent, _) = conversation(&f.store);
+    let before = f.store.entries(&parent).unwrap();
+    let summary = vec![Message::System {
+        text: "the user asked twice".to_owned(),
+    }];
+    let (child, start) = f.store.compact(&parent, summary.clone()).unwrap();
+    assert_eq!(start.seq, Seq(1));
+    match &*start.entry {
+        LogEntry::SessionStart {
+            compacted_from,
+            forked_from,
+            history,
+            system_prompt,
+            ..
+        } => {
+            assert_eq!(
+                compacted_from,
+                &Some(EntryRef {
+                    session_id: parent.clone(),
+                    seq: Seq(8)
+                })
+            );
+            assert_eq!(forked_from, &None);
+            assert_eq!(history, &summary);
+            assert_eq!(system_prompt.as_deref(), Some("be brief"));
+        }
+        other => panic!("expected a SessionStart, got {other:?}"),
+    }
+    let info = f.store.session(&child).unwrap();
+    assert_eq!(info.origin, Origin::Compaction);
+    assert_eq!(
+        info.parent,
+        Some(EntryRef {
+            session_id: parent.clone(),
+            seq: Seq(8)
+        })
+    );
+    assert_eq!((info.last_seq, info.entry_count), (Seq(1), 1));
+    assert_eq!(f.store.entries(&child).unwrap(), vec![start]);
+    assert_eq!(
+        f.store.entries(&parent).unwrap(),
+        before,
+        "parent untouched"
+    );
+}
+
+#[test]
+fn fork_carries_the_conversation_up_to_the_cut_and_nothing_after() {
+    let f = fixture();
+    let (parent, _) = conversation(&f.store);
+    let (child, start) = f.store.fork(&parent, Seq(5)).unwrap();
+    let LogEntry::SessionStart {
+        history,
+        forked_from,
+        ..
+    } = &*start.entry
+    else {
+        panic!("expected a SessionStart");
+    };
+    assert_eq!(forked_from.as_ref().map(|r| r.seq), Some(Seq(5)));
+    let text = serde_json::to_string(history).unwrap();
+    assert!(
+        text.contains("one") && text.contains("output of c1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("two") && !text.contains("c2"),
+        "nothing after the cut: {text}"
+    );
+    assert_eq!(history.len(), 3, "user, assistant call, tool result");
+    let info = f.store.session(&child).unwrap();
+    assert_eq!(info.origin, Origin::Fork);
+    // The fork goes on independently of its parent.
+    let sink = f.store.load_sink(&child).unwrap();
+    assert_eq!(
+        f.store.append(&child, user("three"), &sink).unwrap(),
+        Seq(2)
+    );
+    assert_eq!(f.store.session(&parent).unwrap().last_seq, Seq(8));
+}
+
+#[test]
+fn cuts_outside_the_log_or_between_a_call_and_its_result_are_refused() {
+    let f = fixture();
+    let (parent, _) = conversation(&f.store);
+    let sessions_before = f.store.sessions().unwrap().len();
+    let cases = [Seq(0), Seq(3), Seq(7), Seq(9)];
+    let messages: Vec<String> = cases
+        .iter()
+        .map(|&at| f.store.fork(&parent, at).unwrap_err().to_string())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "cannot cut session s-0001 at seq 0: the session has seqs 1 to 8",
+            "cannot cut session s-0001 at seq 3: seq 3 cuts tool call c1 from its result; fork at or after the result, or before the call",
+            "cannot cut session s-0001 at seq 7: seq 7 cuts tool call c2 from its result; fork at or after the result, or before the call",
+            "cannot cut session s-0001 at seq 9: the session has seqs 1 to 8",
+        ]
+    );
+    assert_eq!(
+        f.store.sessions().unwrap().len(),
+        sessions_before,
+        "nothing written"
+    );
+    for ok in [1, 2, 4, 5, 6, 8] {
+        f.store.fork(&parent, Seq(ok)).unwrap();
+    }
+    let ghost = SessionId::new("ghost").unwrap();
+    assert_eq!(
+        f.store.fork(&ghost, Seq(1)).unwrap_err().to_string(),
+        "unknown session ghost"
+    );
+}
+
+#[test]
+fn lineage_walks_session_rows_both_ways() {
+    let f = fixture();
+    let (root, _) = conversation(&f.store);
+    let (a, _) = f.store.fork(&root, Seq(4)).unwrap();
+    let (b, _) = f.store.compact(&root, vec![]).unwrap();
+    let (a1, _) = f.store.compact(&a, vec![]).unwrap();
+    let (a1x, _) = f.store.fork(&a1, Seq(1)).unwrap();
+    let ids = |v: Vec<SessionInfo>| v.into_iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(f.store.ancestors(&a1x).unwrap()),
+        [a1.to_string(), a.to_string(), root.to_string()]
+    );
+    assert!(f.store.ancestors(&root).unwrap().is_empty());
+    assert_eq!(
+        ids(f.store.descendants(&root).unwrap()),
+        [
+            a.to_string(),
+            a1.to_string(),
+            a1x.to_string(),
+            b.to_string()
+        ]
+    );
+    assert!(f.store.descendants(&b).unwrap().is_empty());
+    assert!(f
+        .store
+        .descendants(&SessionId::new("nope").unwrap())
+        .is_err());
+}

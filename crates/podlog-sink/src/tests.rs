@@ -351,7 +351,7 @@ fn stress_snapshot_plus_live_is_the_committed_sequence() {
             std::thread::spawn(move || {
                 let mut rng = XorShift(seed ^ (p as u64 + 1));
                 for i in 0..PER_PUBLISHER {
-                    let entry = if rng.next() % 3 == 0 {
+                    let entry = if rng.next().is_multiple_of(3) {
                         turn_end(i as u64)
                     } else {
                         notification_entry(&format!("p{p}-{i}"))
@@ -359,7 +359,7 @@ fn stress_snapshot_plus_live_is_the_committed_sequence() {
                     let _w = writer.lock().unwrap();
                     push(&sink, entry);
                     drop(_w);
-                    if rng.next() % 64 == 0 {
+                    if rng.next().is_multiple_of(64) {
                         std::thread::yield_now();
                     }
                 }

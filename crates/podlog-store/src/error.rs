@@ -78,6 +78,17 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// Another process (or another lock in this one) is writing the session.
+    #[error("session {session} is being written by {holder}")]
+    SessionLocked {
+        session: SessionId,
+        holder: crate::lock::LockHolder,
+    },
+
+    /// A session's lock file or its folder could not be made or locked.
+    #[error("cannot lock {path}: {reason}")]
+    Lock { path: PathBuf, reason: String },
+
     /// SQLite failed; `context` says what the store was doing.
     #[error("{context}: {source}")]
     Sqlite {

@@ -24,6 +24,7 @@
 
 pub mod error;
 pub mod lifecycle;
+pub mod lock;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use error::Context;
 pub use error::StoreError;
+pub use lock::{LockHolder, SessionLock};
 pub use schema::SCHEMA_VERSION;
 
 /// Result of a store operation.

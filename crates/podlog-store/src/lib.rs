@@ -22,6 +22,7 @@
 //! One write connection serves every session of the store; reads run on
 //! their own connections, which WAL lets proceed while a write is under way.
 
+pub mod commit;
 pub mod error;
 pub mod lifecycle;
 pub mod lock;
@@ -197,6 +198,7 @@ pub struct Store {
     options: StoreOptions,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    group: commit::Group,
 }
 
 impl std::fmt::Debug for Store {
@@ -271,6 +273,7 @@ impl Store {
             options,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            group: commit::Group::default(),
         })
     }
 
@@ -289,7 +292,7 @@ impl Store {
         self.options.clock.now_millis()
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while the connection was held leaves at worst an open
         // transaction, which rusqlite's `Transaction` rolled back on unwind.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -343,60 +346,6 @@ impl Store {
         insert_entry(&tx, &id, Seq::FIRST, &start).context(ctx)?;
         tx.commit().context(ctx)?;
         Ok((id, Committed::new(Seq::FIRST, start)))
-    }
-
-    /// Commits `entry` as the next entry of `session`, then publishes it to
-    /// `sink`, the session's mirror. Returns its seq.
-    ///
-    /// Fails, publishing nothing, if the session does not exist, if `entry`
-    /// is a `SessionStart` (only seq 1 holds one), or if the transaction
-    /// fails (disk full, read-only file, lock timeout, ...).
-    pub fn append(
-        &self,
-        session: &SessionId,
-        entry: LogEntry,
-        sink: &SessionLogSink,
-    ) -> Result<Seq> {
-        if entry.is_session_start() {
-            return Err(StoreError::Rejected {
-                session: session.clone(),
-                kind: entry.kind().to_owned(),
-                reason: "a SessionStart is only ever seq 1; compact or fork to start a session"
-                    .to_owned(),
-            });
-        }
-        let now = self.now();
-        let mut conn = self.writer();
-        let ctx = || format!("appending {} to session {session}", entry.kind());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(ctx)?;
-        let last: Option<u64> = tx
-            .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")
-            .and_then(|mut s| s.query_row([session.as_str()], |r| r.get(0)).optional())
-            .context(ctx)?;
-        let Some(last) = last else {
-            return Err(StoreError::UnknownSession(session.to_string()));
-        };
-        let seq = Seq(last).next();
-        insert_entry(&tx, session, seq, &entry).context(ctx)?;
-        tx.prepare_cached(
-            "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + 1, \
-             updated_at = max(updated_at, ?3) WHERE id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![session.as_str(), seq.get(), now]))
-        .context(ctx)?;
-        tx.commit().context(ctx)?;
-        // Committed: now, and only now, the entry may be seen. The writer is
-        // still locked, so the next commit cannot publish before this one.
-        sink.publish(Committed::new(seq, entry))
-            .map_err(|source| StoreError::Publish {
-                session: session.clone(),
-                seq,
-                source,
-            })?;
-        drop(conn);
-        Ok(seq)
     }
 
     /// The session row `id`.

@@ -543,3 +543,179 @@ fn lineage_walks_session_rows_both_ways() {
         .descendants(&SessionId::new("nope").unwrap())
         .is_err());
 }
+
+/// Holds the writer until `n` appends are queued behind it, then lets them
+/// go: the next leader commits all of them in one transaction.
+fn append_as_one_batch(
+    store: &Arc<Store>,
+    work: Vec<(SessionId, LogEntry, SessionLogSink)>,
+) -> Vec<Result<Seq>> {
+    let n = work.len();
+    let guard = store.writer();
+    let handles: Vec<_> = work
+        .into_iter()
+        .map(|(id, entry, sink)| {
+            let store = store.clone();
+            std::thread::spawn(move || store.append(&id, entry, &sink))
+        })
+        .collect();
+    while store.queued() < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(guard);
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_appends_share_one_transaction() {
+    let f = fixture();
+    let store = Arc::new(f.store);
+    let sessions: Vec<(SessionId, SessionLogSink)> =
+        (0..4).map(|_| session_with(&store, 0)).collect();
+    let before = store.commit_stats();
+    let work = sessions
+        .iter()
+        .flat_map(|(id, sink)| (0..3).map(move |n| (id.clone(), note(n), sink.clone())))
+        .collect();
+    let results = append_as_one_batch(&store, work);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let after = store.commit_stats();
+    assert_eq!(after.transactions - before.transactions, 1);
+    assert_eq!(after.entries - before.entries, 12);
+    for (id, sink) in &sessions {
+        let seqs: Vec<u64> = sink
+            .snapshot()
+            .entries
+            .iter()
+            .map(|c| c.seq.get())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        let info = store.session(id).unwrap();
+        assert_eq!((info.last_seq, info.entry_count), (Seq(4), 4));
+        assert_eq!(store.entries(id).unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn a_failed_group_fails_every_entry_and_publishes_none() {
+    let f = fixture();
+    let store = Arc::new(f.store);
+    let sessions: Vec<(SessionId, SessionLogSink)> =
+        (0..3).map(|_| session_with(&store, 1)).collect();
+    let receivers: Vec<_> = sessions
+        .iter()
+        .map(|(_, s)| s.subscribe_with_snapshot().1)
+        .collect();
+    store
+        .writer()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON entries \
+             WHEN NEW.body LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned entry'); END",
+        )
+        .unwrap();
+    let mut work: Vec<_> = sessions
+        .iter()
+        .map(|(id, sink)| (id.clone(), note(1), sink.clone()))
+        .collect();
+    work.push((
+        sessions[1].0.clone(),
+        LogEntry::SystemItem {
+            ts: 1,
+            item: SystemItem::Notification {
+                message: "poison".into(),
+                body: "poison".into(),
+            },
+        },
+        sessions[1].1.clone(),
+    ));
+    let ghost = SessionId::new("ghost").unwrap();
+    work.push((ghost, note(1), sessions[0].1.clone()));
+    let results = append_as_one_batch(&store, work);
+    let messages: Vec<String> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().to_string())
+        .collect();
+    // The four real entries fail with the transaction's cause; the entry for
+    // an unknown session fails on its own, or with the transaction if the
+    // poisoned insert aborted it first.
+    for m in &messages[..4] {
+        assert!(m.contains("poisoned entry"), "{messages:?}");
+    }
+    assert!(
+        messages[4] == "unknown session ghost" || messages[4].contains("poisoned entry"),
+        "{messages:?}"
+    );
+    for ((id, sink), mut rx) in sessions.iter().zip(receivers) {
+        assert_eq!(sink.len(), 2, "nothing published");
+        assert!(rx.try_recv().is_err(), "nothing broadcast");
+        assert_eq!(store.session(id).unwrap().last_seq, Seq(2));
+    }
+    store.writer().execute_batch("DROP TRIGGER poison").unwrap();
+    for (id, sink) in &sessions {
+        assert_eq!(
+            store.append(id, note(2), sink).unwrap(),
+            Seq(3),
+            "no gap after the failure"
+        );
+    }
+}
+
+#[test]
+fn every_published_entry_is_already_visible_to_other_connections() {
+    let f = fixture();
+    let store = Arc::new(f.store);
+    let sessions: Vec<(SessionId, SessionLogSink)> =
+        (0..4).map(|_| session_with(&store, 0)).collect();
+    // A watcher per session: every entry it receives live must already be
+    // readable from a separate connection, i.e. committed.
+    let watchers: Vec<_> = sessions
+        .iter()
+        .map(|(id, sink)| {
+            let (_, mut rx) = sink.subscribe_with_snapshot();
+            let path = f.path.clone();
+            let id = id.clone();
+            std::thread::spawn(move || {
+                let conn =
+                    Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                        .unwrap();
+                let mut seen = 0;
+                while seen < 200 {
+                    let c = rx.blocking_recv().unwrap();
+                    let on_disk: i64 = conn
+                        .query_row(
+                            "SELECT count(*) FROM entries WHERE session_id = ?1 AND seq = ?2",
+                            params![id.as_str(), c.seq.get()],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    assert_eq!(
+                        on_disk, 1,
+                        "seq {} published before it was committed",
+                        c.seq
+                    );
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let writers: Vec<_> = sessions
+        .iter()
+        .map(|(id, sink)| {
+            let (store, id, sink) = (store.clone(), id.clone(), sink.clone());
+            std::thread::spawn(move || {
+                for n in 0..200 {
+                    store.append(&id, note(n), &sink).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    for w in watchers {
+        assert_eq!(w.join().unwrap(), 200);
+    }
+    let stats = store.commit_stats();
+    assert!(stats.entries >= 800 && stats.transactions <= stats.entries);
+}

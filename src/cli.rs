@@ -55,6 +55,17 @@ enum Command {
         /// The session id, or an unambiguous prefix of it.
         session: String,
     },
+    /// Append entries until killed, printing each published seq (for the
+    /// crash tests).
+    #[command(hide = true)]
+    AppendLoop {
+        /// Continue this session instead of starting a new one.
+        #[arg(long)]
+        session: Option<String>,
+        /// Stop after this many entries.
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 /// The database path from the arguments, or the platform default.
@@ -94,6 +105,9 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         },
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
+        Command::AppendLoop { session, count } => {
+            crate::crash_cmd::append_loop(&store, session, count)?
+        }
     };
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -6,6 +6,7 @@
 //! why), 2 when the arguments are wrong.
 
 mod cli;
+mod crash_cmd;
 
 use std::process::ExitCode;
 

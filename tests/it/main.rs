@@ -3,4 +3,7 @@
 //! machine): one module per area.
 
 mod cli;
+mod crash;
+mod inspect;
 mod support;
+mod upgrade;

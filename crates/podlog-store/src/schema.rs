@@ -96,23 +96,12 @@ pub(crate) fn connect(
         Synchronous::Normal => "NORMAL",
     };
     let setup = if write {
-        format!("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};")
+        format!("PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};")
     } else {
         "PRAGMA foreign_keys = ON;".to_owned()
     };
     // The first statement that reads the file is where a non-database shows.
     conn.execute_batch(&setup).map_err(|e| classify(path, e))?;
-    if write {
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(|e| classify(path, e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(open_error(
-                path,
-                format!("cannot switch to WAL journal mode (got {mode})"),
-            ));
-        }
-    }
     Ok(conn)
 }
 
@@ -122,8 +111,24 @@ pub(crate) fn user_version(conn: &Connection, path: &Path) -> Result<i64, StoreE
         .map_err(|e| classify(path, e))
 }
 
-/// Brings the database to [`SCHEMA_VERSION`], one transaction per migration,
-/// or refuses it if it is newer.
+/// Switches the database to WAL, which changes the file: done only after
+/// the version check, so a refused database is left untouched.
+fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(open_error(
+            path,
+            format!("cannot switch to WAL journal mode (got {mode})"),
+        ))
+    }
+}
+
+/// Refuses a database newer than this build, switches it to WAL, and brings
+/// it to [`SCHEMA_VERSION`], one transaction per migration.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found = user_version(conn, path)?;
     if found > SCHEMA_VERSION {
@@ -133,6 +138,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             supported: SCHEMA_VERSION,
         });
     }
+    enable_wal(conn, path)?;
     for &(version, name, sql) in MIGRATIONS {
         let fail = |source| StoreError::Migration {
             path: path.to_owned(),

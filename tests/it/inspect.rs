@@ -1,0 +1,286 @@
+//! Guards against documentation that lies and views that break under load:
+//! every query of `docs/inspect.md` is run, as written there, by the stock
+//! `sqlite3 -readonly` shell against a database that a live writer keeps
+//! appending to, and each answer is checked against what the store holds.
+//! The writer must never see "database is locked" while the shell reads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podlog_entry::{AssistantContent, LogEntry, Message, Seq, StepClock, SystemItem};
+use podlog_pod::script::Script;
+use podlog_sink::SessionLogSink;
+use podlog_store::{NewSession, Store, StoreOptions};
+
+use crate::support::{Run, TempDb};
+
+/// The numbered queries of docs/inspect.md: (number, title, SQL).
+fn documented_queries() -> Vec<(usize, String, String)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/inspect.md"))
+        .expect("docs/inspect.md");
+    let mut out = Vec::new();
+    let mut title: Option<(usize, String)> = None;
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("### ") {
+            let (n, t) = rest.split_once(". ").expect("### N. title");
+            title = Some((n.parse().expect("query number"), t.to_owned()));
+        } else if line == "```sql" {
+            let sql: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            if let Some((n, t)) = title.take() {
+                out.push((n, t, sql.join("\n")));
+            }
+        }
+    }
+    out
+}
+
+fn shell(db: &std::path::Path, session: &str, sql: &str) -> Vec<Vec<String>> {
+    let run: Run = std::process::Command::new("sqlite3")
+        .arg("-readonly")
+        .arg("-cmd")
+        .arg(format!(".parameter set :session \"'{session}'\""))
+        .arg("-separator")
+        .arg("\t")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell must be installed")
+        .into();
+    assert_eq!(run.code, 0, "{sql}\n{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{sql}\n{}", run.stderr);
+    run.stdout
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn the_documented_queries_answer_correctly_while_a_pod_writes() {
+    let db = TempDb::new();
+    let options = StoreOptions {
+        clock: Arc::new(StepClock::new(1_700_000_000_000, 7)),
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open(&db.path, options).unwrap());
+    let script = Script::demo();
+    let clock = StepClock::new(1_700_000_000_000, 5);
+
+    // A: three scripted runs. B: a fork of A. C: a compaction of A with an
+    // unfinished run. L: the live session the writer keeps appending to.
+    let (a, start) = store
+        .create_session(NewSession {
+            title: Some("main".into()),
+            ..NewSession::default()
+        })
+        .unwrap();
+    let sink_a = SessionLogSink::with_initial([start]).unwrap();
+    for run in 0..3 {
+        for entry in script.run(run, &format!("r{run}"), &clock) {
+            store.append(&a, entry, &sink_a).unwrap();
+        }
+    }
+    let (b, _) = store.fork(&a, Seq(11)).unwrap();
+    let (c, start_c) = store
+        .compact(
+            &a,
+            vec![Message::System {
+                text: "summary".into(),
+            }],
+        )
+        .unwrap();
+    let sink_c = SessionLogSink::with_initial([start_c]).unwrap();
+    store
+        .append(
+            &c,
+            LogEntry::UserInput {
+                ts: 1_700_000_100_000,
+                text: "left hanging".into(),
+                attachments: vec![],
+            },
+            &sink_c,
+        )
+        .unwrap();
+    let (l, start_l) = store.create_session(NewSession::default()).unwrap();
+    let sink_l = SessionLogSink::with_initial([start_l]).unwrap();
+
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (store, l, running) = (store.clone(), l.clone(), running.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while running.load(Ordering::Relaxed) {
+                let entry = LogEntry::SystemItem {
+                    ts: 1_700_000_000_000 + n,
+                    item: SystemItem::Notification {
+                        message: format!("tick {n}"),
+                        body: String::new(),
+                    },
+                };
+                // Any error here, "database is locked" included, fails the test.
+                store.append(&l, entry, &sink_l).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+
+    let entries_a = store.entries(&a).unwrap();
+    let queries = documented_queries();
+    assert_eq!(
+        queries.iter().map(|q| q.0).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>(),
+        "docs/inspect.md numbers its ten queries"
+    );
+    for (n, title, sql) in &queries {
+        let rows = shell(&db.path, a.as_str(), sql);
+        let what = format!("query {n} ({title})");
+        match n {
+            1 => {
+                let mut ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+                ids.sort();
+                let mut want = vec![a.as_str(), b.as_str(), c.as_str(), l.as_str()];
+                want.sort();
+                assert_eq!(ids, want, "{what}");
+            }
+            2 => {
+                let seqs: Vec<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+                let last = entries_a.len() as u64;
+                assert_eq!(seqs, (last - 19..=last).rev().collect::<Vec<_>>(), "{what}");
+                for r in &rows {
+                    let seq: usize = r[0].parse().unwrap();
+                    assert_eq!(r[2], entries_a[seq - 1].entry.kind(), "{what}");
+                    assert_eq!(r[3], entries_a[seq - 1].entry.summary(), "{what}");
+                }
+            }
+            3 => {
+                let usage: Vec<(u64, u64)> = entries_a
+                    .iter()
+                    .filter_map(|c| match &*c.entry {
+                        LogEntry::LlmUsage { input_tokens, .. } => Some((1, *input_tokens)),
+                        _ => None,
+                    })
+                    .collect();
+                let calls: u64 = usage.iter().map(|u| u.0).sum();
+                let input: u64 = usage.iter().map(|u| u.1).sum();
+                assert_eq!(
+                    rows,
+                    [vec![
+                        script.model.clone(),
+                        calls.to_string(),
+                        input.to_string(),
+                        rows[0][3].clone(),
+                        rows[0][4].clone()
+                    ]],
+                    "{what}"
+                );
+            }
+            4 => {
+                let want: Vec<String> = entries_a
+                    .iter()
+                    .filter(|c| matches!(&*c.entry, LogEntry::ToolResult { is_error: true, .. }))
+                    .map(|c| c.seq.to_string())
+                    .collect();
+                assert!(!want.is_empty());
+                let got: Vec<String> = rows.iter().map(|r| r[1].clone()).collect();
+                assert_eq!(got, want, "{what}");
+                assert!(rows.iter().all(|r| r[3] == "tool"), "{what}");
+            }
+            5 => {
+                let tree: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+                assert_eq!(tree.len(), 4, "{what}");
+                assert!(
+                    tree.contains(&format!("  {b} (fork at 11)").as_str()),
+                    "{what}: {tree:?}"
+                );
+                let cut = entries_a.len();
+                assert!(
+                    tree.contains(&format!("  {c} (compaction at {cut})").as_str()),
+                    "{what}: {tree:?}"
+                );
+                let pos = |id: &str| {
+                    tree.iter()
+                        .position(|t| t.trim_start().starts_with(id))
+                        .unwrap()
+                };
+                assert!(pos(a.as_str()) < pos(b.as_str()) && pos(a.as_str()) < pos(c.as_str()));
+            }
+            6 => {
+                let want: Vec<String> = script.runs.iter().map(|r| r.user.clone()).collect();
+                let got: Vec<String> = rows.iter().map(|r| r[1].clone()).collect();
+                assert_eq!(got, want, "{what}");
+            }
+            7 => {
+                let mut counts = std::collections::BTreeMap::<String, u64>::new();
+                for c in &entries_a {
+                    if let LogEntry::AssistantItem {
+                        item: AssistantContent::ToolCall { name, .. },
+                        ..
+                    } = &*c.entry
+                    {
+                        *counts.entry(name.clone()).or_default() += 1;
+                    }
+                }
+                let mut got = std::collections::BTreeMap::new();
+                for r in &rows {
+                    got.insert(r[0].clone(), r[1].parse::<u64>().unwrap());
+                }
+                assert_eq!(got, counts, "{what}");
+            }
+            8 => {
+                let calls = entries_a
+                    .iter()
+                    .filter(|c| {
+                        matches!(
+                            &*c.entry,
+                            LogEntry::AssistantItem {
+                                item: AssistantContent::ToolCall { .. },
+                                ..
+                            }
+                        )
+                    })
+                    .count();
+                assert_eq!(rows.len(), calls, "{what}");
+                assert!(
+                    rows.iter().all(|r| !r[2].is_empty()),
+                    "every call has its result"
+                );
+                assert_eq!(rows.iter().filter(|r| r[3] == "1").count(), 1, "{what}");
+            }
+            9 => {
+                assert_eq!(
+                    rows,
+                    [vec![
+                        c.to_string(),
+                        "2".to_owned(),
+                        "left hanging".to_owned()
+                    ]],
+                    "{what}"
+                );
+            }
+            10 => {
+                assert_eq!(rows.len(), 4, "{what}");
+                let counts: Vec<u64> = rows.iter().map(|r| r[1].parse().unwrap()).collect();
+                assert!(
+                    counts.windows(2).all(|w| w[0] >= w[1]),
+                    "{what}: {counts:?}"
+                );
+                for r in &rows {
+                    let id = store.resolve(&r[0]).unwrap();
+                    let now = store.session(&id).unwrap().entry_count;
+                    assert!(r[1].parse::<u64>().unwrap() <= now, "{what}");
+                }
+            }
+            other => panic!("unexpected query number {other}"),
+        }
+    }
+    let health = shell(&db.path, a.as_str(), "PRAGMA integrity_check;");
+    assert_eq!(health, [vec!["ok".to_owned()]]);
+
+    running.store(false, Ordering::Relaxed);
+    let written = writer.join().expect("the writer never failed");
+    assert!(written > 0);
+    assert_eq!(store.session(&l).unwrap().last_seq, Seq(written + 1));
+}

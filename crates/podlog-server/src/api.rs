@@ -1,0 +1,332 @@
+//! The HTTP API: routes, request parsing and JSON responses (documented for
+//! clients in `docs/protocol.md`).
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /pods` | `{"pods": [pod, ...]}` |
+//! | `GET /pods/{pod}` | one pod: `{"name", "session_id", "end_seq", "busy", "closed"}` |
+//! | `GET /pods/{pod}/events` | the SSE stream (see [`crate::sse`]) |
+//! | `POST /pods/{pod}/input` | body `{"text": "..."}`: `202 {"session_id"}` once the input is committed |
+//! | `POST /pods/{pod}/compact` | body `{}` or `{"summary": [message, ...]}`: `{"session_id"}` of the new session |
+//! | `POST /pods/{pod}/fork` | body `{"at": SEQ}`: `{"session_id"}` of the new session |
+//! | `GET /sessions` | `{"sessions": [session, ...]}`, newest first |
+//! | `GET /sessions/{id}` | one session (id or unique prefix) |
+//! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry"}], "next_after"}` |
+//!
+//! Request bodies are read up to the configured limit (1 MiB by default;
+//! more is `413`), parsed as JSON whatever the `Content-Type`, and refused
+//! with `400` when malformed, of the wrong types, or with unknown fields.
+//! Every error is `{"error": "..."}` (see [`crate::error`]). Nothing here
+//! touches SQL: reads go through the `Store`, writes through the `Pod`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use podlog_entry::{Message, Seq, SessionId};
+use podlog_pod::Pod;
+use podlog_store::SessionInfo;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::sse::{self, Start};
+use crate::AppState;
+
+/// The router of one listener (without authentication; see
+/// [`crate::auth`]).
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/pods", get(list_pods))
+        .route("/pods/{pod}", get(pod_info))
+        .route("/pods/{pod}/events", get(events))
+        .route("/pods/{pod}/input", post(input))
+        .route("/pods/{pod}/compact", post(compact))
+        .route("/pods/{pod}/fork", post(fork))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", get(session_info))
+        .route("/sessions/{id}/entries", get(entries))
+        .fallback(|| async { ApiError::not_found("no such route; see docs/protocol.md") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route; see docs/protocol.md",
+            )
+        })
+        .with_state(state)
+}
+
+/// Runs blocking work (store reads, pod writes that wait for the disk) off
+/// the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("a request task failed: {e}")))?
+}
+
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("bad path: {}", e.body_text()))
+}
+
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("bad query: {}", e.body_text()))
+}
+
+/// Reads the body (up to the limit) and parses it as `T`.
+async fn json_body<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, ApiError> {
+    let limit = state.inner.options.body_limit;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+fn pod(state: &AppState, name: &str) -> Result<Pod, ApiError> {
+    state
+        .inner
+        .pods
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("unknown pod {name:?}")))
+}
+
+fn pod_json(name: &str, pod: &Pod) -> Value {
+    json!({
+        "name": name,
+        "session_id": pod.session_id(),
+        "end_seq": pod.end_seq(),
+        "busy": pod.is_busy(),
+        "closed": pod.is_closed(),
+    })
+}
+
+fn session_json(s: &SessionInfo) -> Value {
+    json!({
+        "id": s.id,
+        "origin": s.origin.as_str(),
+        "parent": s.parent.as_ref().map(|p| json!({"session_id": p.session_id, "seq": p.seq})),
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "last_seq": s.last_seq,
+        "entry_count": s.entry_count,
+        "title": s.title,
+    })
+}
+
+async fn list_pods(State(state): State<AppState>) -> Json<Value> {
+    let pods: Vec<Value> = state
+        .inner
+        .pods
+        .list()
+        .iter()
+        .map(|(name, pod)| pod_json(name, pod))
+        .collect();
+    Json(json!({ "pods": pods }))
+}
+
+async fn pod_info(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name.map_err(path_error)?;
+    let pod = pod(&state, &name)?;
+    Ok(Json(pod_json(&name, &pod)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    after: Option<String>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(name) = name.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let position = sse::resume_position(headers.get("last-event-id"), query.after.as_deref())?;
+    let pod = pod(&state, &name)?;
+    let start = match &position {
+        Some(id) => Start::After(id.clone()),
+        None => Start::Fresh,
+    };
+    tracing::info!(
+        pod = %name,
+        resume = position.as_ref().map(ToString::to_string).as_deref().unwrap_or("-"),
+        "event stream opened"
+    );
+    let stream = sse::open(
+        pod,
+        Arc::from(name.as_str()),
+        start,
+        state.inner.closing.clone(),
+        state.inner.stats.clone(),
+    )
+    .await?;
+    let keep_alive = KeepAlive::new()
+        .interval(state.inner.options.heartbeat)
+        .text("heartbeat");
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputBody {
+    text: String,
+}
+
+async fn input(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path(name) = name.map_err(path_error)?;
+    let body: InputBody = json_body(&state, body).await?;
+    let pod = pod(&state, &name)?;
+    let session = blocking(move || {
+        pod.submit_input(body.text)?;
+        Ok(pod.session_id())
+    })
+    .await?;
+    state.inner.stats.inputs.fetch_add(1, Ordering::Relaxed);
+    Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": session }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompactBody {
+    #[serde(default)]
+    summary: Option<Vec<Message>>,
+}
+
+async fn compact(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name.map_err(path_error)?;
+    let body: CompactBody = json_body(&state, body).await?;
+    let pod = pod(&state, &name)?;
+    let session = blocking(move || Ok(pod.compact(body.summary)?)).await?;
+    tracing::info!(pod = %name, session = %session, "compacted");
+    Ok(Json(json!({ "session_id": session })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkBody {
+    at: Seq,
+}
+
+async fn fork(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name.map_err(path_error)?;
+    let body: ForkBody = json_body(&state, body).await?;
+    let pod = pod(&state, &name)?;
+    let session = blocking(move || Ok(pod.fork(body.at)?)).await?;
+    tracing::info!(pod = %name, session = %session, at = %body.at, "forked");
+    Ok(Json(json!({ "session_id": session })))
+}
+
+async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = state.inner.store.clone();
+    let sessions = blocking(move || Ok(store.sessions()?)).await?;
+    let sessions: Vec<Value> = sessions.iter().map(session_json).collect();
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// The session `text` names (its id or an unambiguous prefix).
+fn resolve(state: &AppState, text: &str) -> Result<SessionId, ApiError> {
+    Ok(state.inner.store.resolve(text)?)
+}
+
+async fn session_info(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(text) = id.map_err(path_error)?;
+    let info = blocking(move || {
+        let id = resolve(&state, &text)?;
+        Ok(state.inner.store.session(&id)?)
+    })
+    .await?;
+    Ok(Json(session_json(&info)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn entries(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(text) = id.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let max = state.inner.options.max_page;
+    let limit = query.limit.unwrap_or(max.min(100));
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} out of range: want 1 to {max}"
+        )));
+    }
+    let after = Seq(query.after);
+    let (id, info, page) = blocking(move || {
+        let id = resolve(&state, &text)?;
+        let info = state.inner.store.session(&id)?;
+        let page = state.inner.store.entries_after(&id, after, limit)?;
+        Ok((id, info, page))
+    })
+    .await?;
+    let last_in_page = page.last().map(|c| c.seq);
+    let next_after = match last_in_page {
+        Some(seq) if seq < info.last_seq => Some(seq),
+        _ => None,
+    };
+    let entries: Vec<Value> = page
+        .iter()
+        .map(|c| json!({ "seq": c.seq, "entry": &*c.entry }))
+        .collect();
+    Ok(Json(json!({
+        "session_id": id,
+        "last_seq": info.last_seq,
+        "entries": entries,
+        "next_after": next_after,
+    })))
+}

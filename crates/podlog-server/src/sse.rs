@@ -1,0 +1,381 @@
+//! The SSE event stream of a pod: framing, resume and lag catch-up.
+//!
+//! # Framing
+//!
+//! Each pod [`Event`] is one SSE message: `id:` is `{session_id}:{seq}`, the
+//! session the client is viewing and the event's watermark (the last
+//! committed seq the client has once it has the event); `event:` is the
+//! event's `"type"`; `data:` is the event's JSON on one line. A comment line
+//! (`:`) is sent every heartbeat interval (15 s by default) so proxies and
+//! clients can tell an idle stream from a dead one.
+//!
+//! Two control messages end a stream; they carry no `id:`, so a client's last
+//! event id stays the last real one:
+//!
+//! * `event: shutdown`: the server is shutting down; reconnect later with
+//!   the last id.
+//! * `event: reconnect`: this stream cannot go on (the pod was closed or
+//!   replaced, or an event could not be encoded); reconnect now with the
+//!   last id.
+//!
+//! # Contract
+//!
+//! * **Fresh attach**: the pod's `Snapshot`, then every later event in commit
+//!   order (the pod splits the two cleanly).
+//! * **Resume** (`Last-Event-ID: SID:SEQ`, or `?after=SID:SEQ`): if `SID` is
+//!   the pod's current session and `SEQ` is not past its end, exactly the
+//!   committed events after `SEQ`, then live; otherwise `SessionRotated` and
+//!   the current session's `Snapshot`, then live. Ephemeral events (text
+//!   deltas) missed while away are not replayed: the committed entries that
+//!   follow them carry the whole text.
+//! * **Lag**: when the stream falls more than the pod's channel capacity
+//!   behind (a slow client), it catches up with `Pod::resume` from the last
+//!   seq it sent and keeps the connection: the client gets the committed
+//!   events it would have missed (ephemeral ones are skipped), with no gap and
+//!   no duplicate.
+//! * **End**: when the pod closes its channel (it shut down) the stream sends
+//!   what was queued, then `shutdown` (server shutting down) or `reconnect`,
+//!   and ends. When the server shuts down with the pod still open, the stream
+//!   sends what is queued, then `shutdown`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::response::sse;
+use futures_util::Stream;
+use podlog_entry::{Seq, SessionId};
+use podlog_pod::{Event, Pod};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
+
+use crate::error::ApiError;
+use crate::Stats;
+
+/// A position a client has seen: `SESSION:SEQ`, as sent in every event's
+/// SSE `id:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventId {
+    pub session: SessionId,
+    pub seq: Seq,
+}
+
+impl EventId {
+    /// Parses `SESSION:SEQ` (the session id may itself hold `:`; the seq is
+    /// after the last one).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "invalid event id {text:?}: {why}; want SESSION:SEQ as sent in an event's `id:`"
+            )
+        };
+        let (session, seq) = text.rsplit_once(':').ok_or_else(|| bad("no `:`"))?;
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| bad("the part after the last `:` is not a seq number"))?;
+        let session = SessionId::new(session).map_err(|e| bad(&e.to_string()))?;
+        Ok(Self {
+            session,
+            seq: Seq(seq),
+        })
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.session, self.seq)
+    }
+}
+
+/// The resume position of a request: the `Last-Event-ID` header if present
+/// (and not empty), else the `after` query parameter. `Err` is a 400.
+pub fn resume_position(
+    header: Option<&axum::http::HeaderValue>,
+    after: Option<&str>,
+) -> Result<Option<EventId>, ApiError> {
+    if let Some(value) = header {
+        let text = value.to_str().map_err(|_| {
+            ApiError::bad_request("invalid Last-Event-ID: not printable ASCII; want SESSION:SEQ")
+        })?;
+        if !text.is_empty() {
+            return EventId::parse(text)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("Last-Event-ID: {e}")));
+        }
+    }
+    match after {
+        None => Ok(None),
+        Some(text) => EventId::parse(text)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("?after: {e}"))),
+    }
+}
+
+/// How the stream of one client starts.
+pub(crate) enum Start {
+    /// A fresh attach: the snapshot first.
+    Fresh,
+    /// A resume after this position.
+    After(EventId),
+}
+
+/// Why a stream ends.
+#[derive(Clone, Copy)]
+enum End {
+    Shutdown,
+    Reconnect(&'static str),
+}
+
+/// One client's stream: what it has been sent, and where the next events
+/// come from.
+struct StreamState {
+    pod: Pod,
+    name: Arc<str>,
+    /// The session and seq of the client's view: the `id:` of what it got.
+    session: SessionId,
+    last: Seq,
+    rx: broadcast::Receiver<Event>,
+    queue: VecDeque<Event>,
+    closing: watch::Receiver<bool>,
+    server_closing: bool,
+    end: Option<End>,
+    finished: bool,
+    stats: Arc<Stats>,
+}
+
+/// Runs `f` (which takes the pod mutex, so may wait for a commit's disk
+/// flush) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// Opens the stream of `pod` for one client. Fails only if the blocking pool
+/// is gone (the runtime is shutting down).
+pub(crate) async fn open(
+    pod: Pod,
+    name: Arc<str>,
+    start: Start,
+    closing: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) -> Result<impl Stream<Item = Result<sse::Event, Infallible>> + Send + 'static, ApiError> {
+    let opened = {
+        let pod = pod.clone();
+        blocking(move || match start {
+            Start::Fresh => {
+                let (snapshot, rx) = pod.subscribe();
+                let session = match &snapshot {
+                    Event::Snapshot { session_id, .. } => session_id.clone(),
+                    _ => pod.session_id(),
+                };
+                (session, Seq::ZERO, vec![snapshot], rx)
+            }
+            Start::After(id) => {
+                let (events, rx) = pod.resume(&id.session, id.seq);
+                (id.session, id.seq, events, rx)
+            }
+        })
+        .await
+    };
+    let (session, last, events, rx) = opened.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
+    stats.streams_opened.fetch_add(1, Ordering::Relaxed);
+    let state = StreamState {
+        pod,
+        name,
+        session,
+        last,
+        rx,
+        queue: events.into(),
+        closing,
+        server_closing: false,
+        end: None,
+        finished: false,
+        stats,
+    };
+    Ok(futures_util::stream::unfold(
+        state,
+        |mut state| async move {
+            let message = state.next().await?;
+            Some((Ok(message), state))
+        },
+    ))
+}
+
+impl StreamState {
+    /// The next SSE message, or `None` once the stream is over.
+    async fn next(&mut self) -> Option<sse::Event> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(event) = self.queue.pop_front() {
+                return Some(self.frame(event));
+            }
+            if let Some(end) = self.end {
+                self.finished = true;
+                return Some(control(end));
+            }
+            if self.server_closing {
+                // Drain what the pod already sent, without waiting for more.
+                match self.rx.try_recv() {
+                    Ok(event) => self.queue.push_back(event),
+                    Err(TryRecvError::Lagged(missed)) => self.catch_up(missed).await,
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => {
+                        self.end = Some(End::Shutdown)
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                received = self.rx.recv() => match received {
+                    Ok(event) => self.queue.push_back(event),
+                    Err(RecvError::Lagged(missed)) => self.catch_up(missed).await,
+                    Err(RecvError::Closed) => {
+                        self.end = Some(if *self.closing.borrow() {
+                            End::Shutdown
+                        } else {
+                            End::Reconnect("the pod was closed")
+                        });
+                    }
+                },
+                changed = self.closing.changed() => {
+                    if changed.is_err() || *self.closing.borrow() {
+                        self.server_closing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The receiver lagged: fetch the committed events after the last seq
+    /// sent, and a fresh receiver that carries on after them.
+    async fn catch_up(&mut self, missed: u64) {
+        self.stats.lag_catch_ups.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            pod = %self.name,
+            session = %self.session,
+            after = %self.last,
+            missed,
+            "slow client lagged; catching up from the mirror"
+        );
+        let pod = self.pod.clone();
+        let session = self.session.clone();
+        let last = self.last;
+        match blocking(move || pod.resume(&session, last)).await {
+            Some((events, rx)) => {
+                self.rx = rx;
+                self.queue.extend(events);
+            }
+            None => self.end = Some(End::Reconnect("the server could not catch up this stream")),
+        }
+    }
+
+    /// Frames `event`, moving the client's position past it.
+    fn frame(&mut self, event: Event) -> sse::Event {
+        match &event {
+            Event::Snapshot {
+                session_id,
+                end_seq,
+                ..
+            } => {
+                self.session = session_id.clone();
+                self.last = *end_seq;
+            }
+            Event::SessionRotated {
+                session_id, seq, ..
+            } => {
+                self.session = session_id.clone();
+                self.last = *seq;
+            }
+            e if e.is_committed() => self.last = e.watermark(),
+            _ => {}
+        }
+        let id = format!("{}:{}", self.session, event.watermark());
+        match sse::Event::default()
+            .id(id)
+            .event(event.kind())
+            .json_data(&event)
+        {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::error!(pod = %self.name, error = %e, "cannot encode an event; ending the stream");
+                self.queue.clear();
+                self.finished = true;
+                control(End::Reconnect("an event could not be encoded"))
+            }
+        }
+    }
+}
+
+/// The control message that ends a stream.
+fn control(end: End) -> sse::Event {
+    let (kind, reason) = match end {
+        End::Shutdown => (
+            "shutdown",
+            "the server is shutting down; reconnect later with the last event id",
+        ),
+        End::Reconnect(why) => ("reconnect", why),
+    };
+    let data = serde_json::json!({ "type": kind, "reason": reason }).to_string();
+    sse::Event::default().event(kind).data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> String {
+        match EventId::parse(text) {
+            Ok(id) => format!("ok {} {}", id.session, id.seq),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn event_ids() {
+        let cases = [
+            ("s-0001:12", "ok s-0001 12"),
+            ("a:b:0", "ok a:b 0"),
+            (
+                "s-0001",
+                "invalid event id \"s-0001\": no `:`; want SESSION:SEQ as sent in an event's `id:`",
+            ),
+            (
+                "s-0001:x",
+                "invalid event id \"s-0001:x\": the part after the last `:` is not a seq number; want SESSION:SEQ as sent in an event's `id:`",
+            ),
+            (
+                "s-0001:-1",
+                "invalid event id \"s-0001:-1\": the part after the last `:` is not a seq number; want SESSION:SEQ as sent in an event's `id:`",
+            ),
+            (
+                ":3",
+                "invalid event id \":3\": invalid session id \"\": want 1 to 128 characters with no white space; want SESSION:SEQ as sent in an event's `id:`",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(check(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn the_header_wins_over_the_query_and_an_empty_header_is_absent() {
+        let header = axum::http::HeaderValue::from_static("h:1");
+        let got = resume_position(Some(&header), Some("q:2"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.to_string(), "h:1");
+        let empty = axum::http::HeaderValue::from_static("");
+        let got = resume_position(Some(&empty), Some("q:2")).unwrap().unwrap();
+        assert_eq!(got.to_string(), "q:2");
+        assert_eq!(resume_position(None, None).unwrap(), None);
+        let err = resume_position(None, Some("nope")).unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+    }
+}

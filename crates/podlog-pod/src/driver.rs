@@ -1,0 +1,431 @@
+//! Agent drivers: the model loop an embedding application plugs into a pod,
+//! and [`ScriptedDriver`], a deterministic one for demos and tests.
+//!
+//! # How a run goes
+//!
+//! `Pod::submit_input` commits the user's `UserInput` and hands the run to
+//! the pod's driver thread, which calls [`AgentDriver::run`] with a
+//! [`RunContext`]. The driver talks to its model and, as things happen:
+//!
+//! * streams what is not worth keeping with [`RunContext::text_delta`] and
+//!   [`RunContext::tool_call_start`] (ephemeral events, sent to connected
+//!   clients only);
+//! * commits what is: assistant items, tool results, usage, `TurnEnd` after
+//!   each model round trip, notifications, with [`RunContext::commit`]. Each
+//!   commit is on disk before it returns and before any client sees it.
+//!
+//! The pod opens and closes the run itself: it commits the `UserInput`
+//! before the driver starts, and when `run` returns it commits
+//! `RunCompleted` (on `Ok`, with the `turn_count` of the last `TurnEnd` the
+//! driver committed) or `RunErrored` (on `Err`, with the error's kind and
+//! message; a panic becomes kind `internal`). Tool calls of the run left
+//! without a result are first closed with an error `ToolResult`, so the
+//! conversation stays valid for the next run. A run is therefore never lost:
+//! every `UserInput` is followed by `RunCompleted` or `RunErrored`, unless
+//! the process dies, and then `Pod::restore` closes it.
+//!
+//! # Implementing a driver
+//!
+//! ```
+//! use podlog_entry::{AssistantContent, Conversation, LogEntry, Message};
+//! use podlog_pod::{AgentDriver, DriverError, RunContext};
+//!
+//! /// Answers every input with its text reversed.
+//! struct Echo;
+//!
+//! impl AgentDriver for Echo {
+//!     fn run(&mut self, input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+//!         let answer: String = input.chars().rev().collect();
+//!         ctx.text_delta(&answer)?; // shown while "generating"
+//!         let ts = ctx.now();
+//!         ctx.commit(LogEntry::AssistantItem { ts, item: AssistantContent::Text { text: answer } })?;
+//!         let ts = ctx.now();
+//!         ctx.commit(LogEntry::TurnEnd { ts, turn_count: 1 })?;
+//!         Ok(())
+//!     }
+//!
+//!     fn summarise(&mut self, conversation: &Conversation) -> Result<Vec<Message>, DriverError> {
+//!         Ok(vec![Message::System {
+//!             text: format!("{} messages so far", conversation.messages.len()),
+//!         }])
+//!     }
+//! }
+//! ```
+//!
+//! Rules for a driver:
+//!
+//! * Build the model request from [`RunContext::conversation`]: it is the
+//!   session's conversation up to now, the user's input included.
+//! * Return as soon as `commit` or `stream` fails with `PodError::Closed`
+//!   (the `?` operator does it: the error converts to a [`DriverError`] of
+//!   kind `interrupted`): the pod is shutting down, and `Pod::shutdown` waits
+//!   for the run to return. Long waits (model calls, tools) should check
+//!   [`RunContext::is_stopping`] when they can.
+//! * Do not commit `UserInput`, `RunCompleted`, `RunErrored` or a
+//!   `SessionStart`: the pod does (`commit` refuses them).
+//! * Map failures to a kind: [`DriverError::provider`] for the model
+//!   provider, [`DriverError::tool`] for a tool the run cannot recover from,
+//!   [`DriverError::internal`] for the rest. A tool that fails in a way the
+//!   model can react to is not a driver error: commit its `ToolResult` with
+//!   `is_error: true` and carry on.
+
+use std::time::Duration;
+
+use podlog_entry::{
+    AssistantContent, Clock, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId,
+};
+
+use crate::error::PodError;
+use crate::event::Event;
+use crate::pod::Core;
+use crate::script::Script;
+
+/// The embedding application's model loop, run by the pod on its driver
+/// thread. See the module docs for how to implement one.
+pub trait AgentDriver: Send + 'static {
+    /// Answers the user input `input` (already committed as a `UserInput`):
+    /// calls the model, runs tools, and commits and streams through `ctx`.
+    /// Returns when the run is over; the pod then commits `RunCompleted`
+    /// (`Ok`) or `RunErrored` (`Err`).
+    fn run(&mut self, input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError>;
+
+    /// Summarises `conversation` into the messages a compacted session
+    /// starts from (`Pod::compact(None)`). Called on the caller's thread,
+    /// never during a run.
+    fn summarise(&mut self, conversation: &Conversation) -> Result<Vec<Message>, DriverError>;
+}
+
+/// Why a run failed: becomes the committed `RunErrored`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    pub kind: RunErrorKind,
+    pub message: String,
+}
+
+impl DriverError {
+    /// An error of `kind`.
+    pub fn new(kind: RunErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// The model provider failed (network, rate limit, bad response).
+    pub fn provider(message: impl Into<String>) -> Self {
+        Self::new(RunErrorKind::Provider, message)
+    }
+    /// A tool failed in a way the run cannot recover from.
+    pub fn tool(message: impl Into<String>) -> Self {
+        Self::new(RunErrorKind::Tool, message)
+    }
+    /// A bug or resource failure in the driver or the runtime.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(RunErrorKind::Internal, message)
+    }
+}
+
+impl From<PodError> for DriverError {
+    fn from(error: PodError) -> Self {
+        match error {
+            PodError::Closed { .. } => DriverError::new(
+                RunErrorKind::Interrupted,
+                "the pod shut down during this run",
+            ),
+            other => DriverError::internal(other.to_string()),
+        }
+    }
+}
+
+/// What a driver gets for one run: commit entries, stream ephemeral events,
+/// read the conversation. Borrowed for the length of [`AgentDriver::run`].
+pub struct RunContext<'a> {
+    pub(crate) core: &'a Core,
+    pub(crate) input_seq: Seq,
+    pub(crate) turn_count: u64,
+}
+
+impl RunContext<'_> {
+    /// Commits `entry` to the session (store transaction, then mirror, then
+    /// the event to clients) and returns its seq. Fails with
+    /// `PodError::Closed` once the pod is shutting down, with
+    /// `PodError::Rejected` for the entries the pod commits itself
+    /// (`UserInput`, `RunCompleted`, `RunErrored`, `SessionStart`), and with
+    /// `PodError::Store` when the store fails (nothing is published then).
+    pub fn commit(&mut self, entry: LogEntry) -> Result<Seq, PodError> {
+        if matches!(
+            entry,
+            LogEntry::UserInput { .. }
+                | LogEntry::RunCompleted { .. }
+                | LogEntry::RunErrored { .. }
+                | LogEntry::SessionStart { .. }
+        ) {
+            return Err(PodError::Rejected {
+                session: self.session_id(),
+                kind: entry.kind().to_owned(),
+                reason: "the pod commits the entries that open and close a run".to_owned(),
+            });
+        }
+        let turn = match &entry {
+            LogEntry::TurnEnd { turn_count, .. } => Some(*turn_count),
+            _ => None,
+        };
+        let seq = self.core.commit(entry, true)?;
+        if let Some(turn) = turn {
+            self.turn_count = turn;
+        }
+        Ok(seq)
+    }
+
+    /// Sends an ephemeral event (`TextDelta`, `ToolCallStart`, `RunStarted`)
+    /// to connected clients, stamped with the last committed seq. Fails with
+    /// `PodError::Closed` once the pod is shutting down, and with
+    /// `PodError::Rejected` for an event that is not ephemeral.
+    pub fn stream(&mut self, event: Event) -> Result<(), PodError> {
+        if !event.is_ephemeral() {
+            return Err(PodError::Rejected {
+                session: self.session_id(),
+                kind: event.kind().to_owned(),
+                reason: "only ephemeral events are streamed; commit entries instead".to_owned(),
+            });
+        }
+        self.core.stream(event, true)
+    }
+
+    /// Streams a piece of assistant text being generated.
+    pub fn text_delta(&mut self, text: &str) -> Result<(), PodError> {
+        self.stream(Event::TextDelta {
+            after: Seq::ZERO,
+            text: text.to_owned(),
+        })
+    }
+
+    /// Streams the start of a tool call.
+    pub fn tool_call_start(&mut self, call_id: &str, name: &str) -> Result<(), PodError> {
+        self.stream(Event::ToolCallStart {
+            after: Seq::ZERO,
+            call_id: call_id.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The session's conversation so far, this run's input and commits
+    /// included.
+    pub fn conversation(&self) -> Conversation {
+        self.core.conversation()
+    }
+
+    /// The session the run writes to.
+    pub fn session_id(&self) -> SessionId {
+        self.core.session_id()
+    }
+
+    /// The seq of the `UserInput` that started this run.
+    pub fn input_seq(&self) -> Seq {
+        self.input_seq
+    }
+
+    /// The `turn_count` of the last `TurnEnd` committed in this run (0
+    /// before the first).
+    pub fn turn_count(&self) -> u64 {
+        self.turn_count
+    }
+
+    /// The store's clock, for entry timestamps.
+    pub fn clock(&self) -> &dyn Clock {
+        self.core.clock()
+    }
+
+    /// Milliseconds from the store's clock.
+    pub fn now(&self) -> u64 {
+        self.core.clock().now_millis()
+    }
+
+    /// Whether the pod is shutting down: the driver should return soon.
+    pub fn is_stopping(&self) -> bool {
+        self.core.is_stopping()
+    }
+}
+
+/// A clock stuck at zero: the script's entries are stamped again at commit.
+struct Unstamped;
+
+impl Clock for Unstamped {
+    fn now_millis(&self) -> u64 {
+        0
+    }
+}
+
+/// Sets the timestamp of a known entry kind.
+fn restamp(entry: &mut LogEntry, now: u64) {
+    match entry {
+        LogEntry::SessionStart { ts, .. }
+        | LogEntry::UserInput { ts, .. }
+        | LogEntry::AssistantItem { ts, .. }
+        | LogEntry::ToolResult { ts, .. }
+        | LogEntry::TurnEnd { ts, .. }
+        | LogEntry::RunCompleted { ts, .. }
+        | LogEntry::RunErrored { ts, .. }
+        | LogEntry::LlmUsage { ts, .. }
+        | LogEntry::SystemItem { ts, .. }
+        | LogEntry::ConfigChanged { ts, .. }
+        | LogEntry::Extension { ts, .. } => *ts = now,
+        LogEntry::Unknown(_) => {}
+    }
+}
+
+/// Splits `text` into pieces of `words` words each (white space kept), whose
+/// concatenation is `text`.
+pub fn text_pieces(text: &str, words: usize) -> Vec<&str> {
+    let words = words.max(1);
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut count = 0;
+    for (i, c) in text.char_indices() {
+        if c == ' ' {
+            count += 1;
+            if count == words {
+                let end = i + c.len_utf8();
+                pieces.push(&text[start..end]);
+                start = end;
+                count = 0;
+            }
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
+}
+
+/// A driver that plays a [`Script`]: run `n` of the pod answers with the
+/// script's run `n` (cycling), whatever the user typed.
+///
+/// Each `Say` text is streamed as `TextDelta`s of a few words (with an
+/// optional pause before each, for a human pace in demos) before its
+/// `AssistantItem` is committed; each tool call is announced with a
+/// `ToolCallStart` before it is committed. Entries are stamped with the
+/// store's clock at commit, so a deterministic clock gives deterministic
+/// logs. Tool-call ids are `call-{session}-{input seq}-{n}`: unique across
+/// sessions, forks and restores.
+#[derive(Clone, Debug)]
+pub struct ScriptedDriver {
+    script: Script,
+    next_run: usize,
+    delta_delay: Duration,
+    words_per_delta: usize,
+}
+
+impl ScriptedDriver {
+    /// Plays `script` from its first run, with no pause between deltas.
+    pub fn new(script: Script) -> Self {
+        Self {
+            script,
+            next_run: 0,
+            delta_delay: Duration::ZERO,
+            words_per_delta: 3,
+        }
+    }
+
+    /// Plays [`Script::demo`].
+    pub fn demo() -> Self {
+        Self::new(Script::demo())
+    }
+
+    /// Pauses `delay` before each text delta (zero in tests).
+    pub fn with_delta_delay(mut self, delay: Duration) -> Self {
+        self.delta_delay = delay;
+        self
+    }
+
+    /// Starts with the script's run `index` (for example after a restore).
+    pub fn starting_at(mut self, index: usize) -> Self {
+        self.next_run = index;
+        self
+    }
+
+    /// Streams text deltas of `words` words each (at least 1).
+    pub fn with_words_per_delta(mut self, words: usize) -> Self {
+        self.words_per_delta = words.max(1);
+        self
+    }
+
+    /// The script run the next input is answered with.
+    pub fn next_run(&self) -> usize {
+        self.next_run
+    }
+}
+
+impl AgentDriver for ScriptedDriver {
+    fn run(&mut self, _input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+        let index = self.next_run;
+        self.next_run += 1;
+        let prefix = format!("call-{}-{}", ctx.session_id(), ctx.input_seq());
+        let entries = self.script.run(index, &prefix, &Unstamped);
+        for mut entry in entries {
+            match &entry {
+                // The pod commits the entries that open and close the run.
+                LogEntry::UserInput { .. } | LogEntry::RunCompleted { .. } => continue,
+                LogEntry::AssistantItem {
+                    item: AssistantContent::Text { text },
+                    ..
+                } => {
+                    for piece in text_pieces(text, self.words_per_delta) {
+                        if !self.delta_delay.is_zero() {
+                            if ctx.is_stopping() {
+                                return Err(DriverError::new(
+                                    RunErrorKind::Interrupted,
+                                    "the pod shut down during this run",
+                                ));
+                            }
+                            std::thread::sleep(self.delta_delay);
+                        }
+                        ctx.text_delta(piece)?;
+                    }
+                }
+                LogEntry::AssistantItem {
+                    item: AssistantContent::ToolCall { id, name, .. },
+                    ..
+                } => ctx.tool_call_start(id, name)?,
+                _ => {}
+            }
+            restamp(&mut entry, ctx.now());
+            ctx.commit(entry)?;
+        }
+        Ok(())
+    }
+
+    /// One system message naming what the user asked and how the last
+    /// answer ended: deterministic, so compactions are reproducible.
+    fn summarise(&mut self, conversation: &Conversation) -> Result<Vec<Message>, DriverError> {
+        let asked: Vec<&str> = conversation
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::User { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let last_answer = conversation
+            .messages
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                Message::Assistant { content } => content.iter().rev().find_map(|c| match c {
+                    AssistantContent::Text { text } => Some(text.as_str()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .unwrap_or("(no answer yet)");
+        let mut text = format!(
+            "Summary of {} earlier messages. The user asked:",
+            conversation.messages.len()
+        );
+        for (i, ask) in asked.iter().enumerate() {
+            text.push_str(&format!("\n{}. {ask}", i + 1));
+        }
+        text.push_str(&format!("\nLast answer: {last_answer}"));
+        Ok(vec![Message::System { text }])
+    }
+}

@@ -1,0 +1,665 @@
+//! [`Pod`]: one agent conversation, live. It owns the store handle, the
+//! session it writes (and that session's write lock), the session's
+//! [`SessionLogSink`], the pod's event channel, and the driver thread.
+//!
+//! Every write goes through one pod mutex: the store transaction, then the
+//! publish to the sink, then the committed [`Event`] on the event channel.
+//! [`Pod::subscribe`] and [`Pod::resume`] take their snapshot and their
+//! receiver under the same mutex, so a subscriber sees each committed entry
+//! exactly once (see the crate docs for the whole contract).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use podlog_entry::{
+    Clock, Committed, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId,
+};
+use podlog_sink::{SessionLogSink, Snapshot};
+use podlog_store::{NewSession, SessionLock, Store};
+use tokio::sync::broadcast;
+
+use crate::driver::{AgentDriver, DriverError, RunContext};
+use crate::error::PodError;
+use crate::event::{Event, WireEntry};
+
+/// How many events a receiver may fall behind before it lags (the pod's
+/// channel carries text deltas too, so it is larger than the sink's).
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// The message of the `RunErrored` that closes a run found open on restore.
+pub const INTERRUPTED_ON_RESTORE: &str = "the pod stopped during this run";
+
+/// The output of the error `ToolResult` that closes a tool call left without
+/// a result when its run ended.
+pub const CALL_LEFT_OPEN: &str = "the run ended before this tool call returned";
+
+/// Takes the write lock of `session`: the one place the pod asks for it.
+fn lock_session(store: &Store, session: &SessionId) -> Result<SessionLock, PodError> {
+    store.lock_session(session).map_err(PodError::from)
+}
+
+/// What the pod mutex guards.
+struct State {
+    /// The session the pod writes.
+    session: SessionId,
+    /// Its write lock; `None` once shut down.
+    lock: Option<SessionLock>,
+    /// The event channel; `None` once shut down, which closes every
+    /// receiver after the events already sent.
+    events: Option<broadcast::Sender<Event>>,
+}
+
+/// The part of a pod its driver thread shares.
+pub(crate) struct Core {
+    store: Arc<Store>,
+    sink: SessionLogSink,
+    state: Mutex<State>,
+    /// A run, compaction or fork is in progress.
+    busy: AtomicBool,
+    /// Shutdown has begun: the driver's commits fail from now on.
+    stopping: AtomicBool,
+    driver: Mutex<Box<dyn AgentDriver>>,
+}
+
+/// Releases the busy flag when dropped.
+struct BusyGuard<'a>(&'a AtomicBool);
+
+impl BusyGuard<'_> {
+    /// Leaves the flag set: whoever the run was handed to clears it.
+    fn hand_over(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Core {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each critical section changes `State` by whole-field assignments
+        // after the fallible work is done, so a poisoned lock still guards a
+        // consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn session_id(&self) -> SessionId {
+        self.lock().session.clone()
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.store.options().clock.as_ref()
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn conversation(&self) -> Conversation {
+        let snapshot = self.sink.snapshot();
+        Conversation::from_entries(snapshot.entries.iter().map(|c| &*c.entry))
+    }
+
+    fn try_busy(&self, session: impl FnOnce() -> SessionId) -> Result<BusyGuard<'_>, PodError> {
+        if self.is_stopping() {
+            return Err(PodError::Closed { session: session() });
+        }
+        self.busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| PodError::Busy { session: session() })?;
+        Ok(BusyGuard(&self.busy))
+    }
+
+    /// Commit-then-publish under the pod mutex. `from_driver`: refuse once
+    /// shutdown has begun (the pod's own closing entries still go through
+    /// until the pod is closed).
+    pub(crate) fn commit(&self, entry: LogEntry, from_driver: bool) -> Result<Seq, PodError> {
+        self.commit_inner(entry, from_driver, false)
+    }
+
+    /// [`Core::commit`]; with `ends_run`, the busy flag is cleared in the
+    /// same critical section (whether the commit succeeds or not), before
+    /// the event goes out, so a client that sees the end of a run can start
+    /// the next one at once.
+    fn commit_inner(
+        &self,
+        entry: LogEntry,
+        from_driver: bool,
+        ends_run: bool,
+    ) -> Result<Seq, PodError> {
+        let state = self.lock();
+        if ends_run {
+            self.busy.store(false, Ordering::Release);
+        }
+        if state.events.is_none() || (from_driver && self.is_stopping()) {
+            return Err(PodError::Closed {
+                session: state.session.clone(),
+            });
+        }
+        let committed_entry = entry.clone();
+        // Invariant 1: the store commits, then publishes to the sink; on any
+        // error it returns before publishing, and no event is sent.
+        let seq = self.store.append(&state.session, entry, &self.sink)?;
+        if let Some(tx) = &state.events {
+            // An error only means no receiver exists right now.
+            let _ = tx.send(Event::from_committed(&Committed::new(seq, committed_entry)));
+        }
+        Ok(seq)
+    }
+
+    /// Sends an ephemeral event stamped with the last committed seq.
+    pub(crate) fn stream(&self, mut event: Event, from_driver: bool) -> Result<(), PodError> {
+        let state = self.lock();
+        let Some(tx) = &state.events else {
+            return Err(PodError::Closed {
+                session: state.session.clone(),
+            });
+        };
+        if from_driver && self.is_stopping() {
+            return Err(PodError::Closed {
+                session: state.session.clone(),
+            });
+        }
+        event.stamp(self.sink.end_seq());
+        let _ = tx.send(event);
+        Ok(())
+    }
+
+    /// The snapshot, the current session and a fresh receiver, taken under
+    /// the pod mutex so they split the event stream cleanly.
+    fn split(&self) -> (SessionId, Snapshot, broadcast::Receiver<Event>) {
+        let state = self.lock();
+        let snapshot = self.sink.snapshot();
+        let rx = match &state.events {
+            Some(tx) => tx.subscribe(),
+            None => closed_receiver(),
+        };
+        (state.session.clone(), snapshot, rx)
+    }
+
+    /// Runs a store operation that starts a new session (compact, fork),
+    /// then moves the pod to it: lock it, reset the sink, tell subscribers.
+    fn rotate(
+        &self,
+        op: impl FnOnce(&Store, &SessionId) -> Result<(SessionId, Committed), PodError>,
+    ) -> Result<SessionId, PodError> {
+        let mut state = self.lock();
+        if state.events.is_none() {
+            return Err(PodError::Closed {
+                session: state.session.clone(),
+            });
+        }
+        let (id, start) = op(&self.store, &state.session)?;
+        let new_lock = lock_session(&self.store, &id)?;
+        self.sink
+            .reset_with_initial(start.clone())
+            .map_err(|source| PodError::Mirror {
+                session: id.clone(),
+                seq: Seq::FIRST,
+                source,
+            })?;
+        state.session = id.clone();
+        // Replacing the lock releases the old session's.
+        state.lock = Some(new_lock);
+        if let Some(tx) = &state.events {
+            let _ = tx.send(Event::SessionRotated {
+                session_id: id.clone(),
+                seq: Seq::FIRST,
+                entry: (*start.entry).clone(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Closes the open run: an error `ToolResult` for each tool call left
+    /// without a result, then `RunErrored` of `kind` (attempted even if a
+    /// `ToolResult` failed). `ends_run`: clear the busy flag with the
+    /// `RunErrored` commit.
+    fn close_run(
+        &self,
+        kind: RunErrorKind,
+        message: &str,
+        ends_run: bool,
+    ) -> Result<Seq, PodError> {
+        let mut first_error = None;
+        for call_id in self.conversation().pending_calls {
+            let result = self.commit(
+                LogEntry::ToolResult {
+                    ts: self.clock().now_millis(),
+                    call_id,
+                    output: CALL_LEFT_OPEN.to_owned(),
+                    is_error: true,
+                },
+                false,
+            );
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        let closed = self.commit_inner(
+            LogEntry::RunErrored {
+                ts: self.clock().now_millis(),
+                kind,
+                message: message.to_owned(),
+            },
+            false,
+            ends_run,
+        );
+        match first_error {
+            Some(e) => Err(e),
+            None => closed,
+        }
+    }
+
+    /// One run on the driver thread: the driver's work, then the entry that
+    /// closes the run. A failure to commit that entry leaves the run open
+    /// on disk, and the next restore closes it.
+    fn run(&self, text: &str, input_seq: Seq) {
+        let _ = self.stream(Event::RunStarted { after: input_seq }, true);
+        let mut ctx = RunContext {
+            core: self,
+            input_seq,
+            turn_count: 0,
+        };
+        let outcome = {
+            let mut driver = self.driver.lock().unwrap_or_else(PoisonError::into_inner);
+            std::panic::catch_unwind(AssertUnwindSafe(|| driver.run(text, &mut ctx)))
+        };
+        let turn_count = ctx.turn_count;
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                Some(DriverError::internal(format!(
+                    "the driver panicked: {what}"
+                )))
+            }
+        };
+        // Either way the closing commit clears the busy flag.
+        let _ = match error {
+            None => self.commit_inner(
+                LogEntry::RunCompleted {
+                    ts: self.clock().now_millis(),
+                    turn_count,
+                },
+                false,
+                true,
+            ),
+            Some(error) => self.close_run(error.kind, &error.message, true),
+        };
+    }
+}
+
+/// A receiver whose channel is closed: `recv` reports `Closed` at once.
+fn closed_receiver() -> broadcast::Receiver<Event> {
+    let (_, rx) = broadcast::channel(1);
+    rx
+}
+
+/// The snapshot event of `session`.
+fn snapshot_event(session: SessionId, snapshot: &Snapshot) -> Event {
+    Event::Snapshot {
+        session_id: session,
+        end_seq: snapshot.end_seq(),
+        entries: snapshot.entries.iter().map(WireEntry::from).collect(),
+    }
+}
+
+/// The seq of the `UserInput` of a run that `entries` leave open (no
+/// `RunCompleted` or `RunErrored` after it).
+fn open_run(entries: &[Committed]) -> Option<Seq> {
+    let mut open = None;
+    for c in entries {
+        match &*c.entry {
+            LogEntry::UserInput { .. } => open = Some(c.seq),
+            e if e.ends_run() => open = None,
+            _ => {}
+        }
+    }
+    open
+}
+
+/// A run handed to the driver thread.
+struct Run {
+    text: String,
+    input_seq: Seq,
+}
+
+struct Shared {
+    core: Arc<Core>,
+    /// Feeds the driver thread; `None` once shut down.
+    runs: Mutex<Option<mpsc::Sender<Run>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn shutdown(&self) {
+        self.core.stopping.store(true, Ordering::Release);
+        // Closing the channel ends the driver loop after the run in flight.
+        drop(
+            self.runs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            // A driver that shuts its own pod down cannot wait for itself.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+        let mut state = self.core.lock();
+        state.lock = None;
+        state.events = None;
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A live agent conversation. Cheap to clone (the clones share one pod);
+/// `Send + Sync`. Dropping the last clone shuts it down. See the crate docs
+/// for the contract.
+#[derive(Clone)]
+pub struct Pod {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Pod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pod")
+            .field("session", &self.session_id())
+            .field("end_seq", &self.shared.core.sink.end_seq())
+            .field("busy", &self.is_busy())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Pod {
+    /// Creates a session (its `SessionStart` committed as seq 1), takes its
+    /// write lock, and starts a pod on it.
+    pub fn create(
+        store: Arc<Store>,
+        new: NewSession,
+        driver: Box<dyn AgentDriver>,
+    ) -> Result<Pod, PodError> {
+        let (id, start) = store.create_session(new)?;
+        let lock = lock_session(&store, &id)?;
+        let sink = SessionLogSink::with_initial([start]).map_err(|source| PodError::Mirror {
+            session: id.clone(),
+            seq: Seq::FIRST,
+            source,
+        })?;
+        Ok(Self::start(store, id, lock, sink, driver))
+    }
+
+    /// Reopens `session` for writing: takes its write lock (failing with
+    /// [`PodError::SessionLocked`], naming the holder, if another live
+    /// process has it), loads its entries in seq order into the mirror before
+    /// anyone can subscribe, and closes a run the log leaves open (see the
+    /// crate docs).
+    pub fn restore(
+        store: Arc<Store>,
+        session: &SessionId,
+        driver: Box<dyn AgentDriver>,
+    ) -> Result<Pod, PodError> {
+        let lock = lock_session(&store, session)?;
+        let entries = store.entries(session)?;
+        let last = entries.last().map_or(Seq::ZERO, |c| c.seq);
+        let open = open_run(&entries);
+        let sink = SessionLogSink::with_initial(entries).map_err(|source| PodError::Mirror {
+            session: session.clone(),
+            seq: last,
+            source,
+        })?;
+        let pod = Self::start(store, session.clone(), lock, sink, driver);
+        if open.is_some() {
+            pod.shared
+                .core
+                .close_run(RunErrorKind::Interrupted, INTERRUPTED_ON_RESTORE, false)?;
+        }
+        Ok(pod)
+    }
+
+    fn start(
+        store: Arc<Store>,
+        session: SessionId,
+        lock: SessionLock,
+        sink: SessionLogSink,
+        driver: Box<dyn AgentDriver>,
+    ) -> Pod {
+        let (tx, _) = broadcast::channel(EVENT_CAPACITY);
+        let core = Arc::new(Core {
+            store,
+            sink,
+            state: Mutex::new(State {
+                session,
+                lock: Some(lock),
+                events: Some(tx),
+            }),
+            busy: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            driver: Mutex::new(driver),
+        });
+        let (runs, inbox) = mpsc::channel::<Run>();
+        let thread_core = core.clone();
+        let thread = std::thread::Builder::new()
+            .name("podlog-driver".to_owned())
+            .spawn(move || {
+                while let Ok(run) = inbox.recv() {
+                    thread_core.run(&run.text, run.input_seq);
+                }
+            });
+        // Without a thread (the system refused one), inputs fail with
+        // `Closed` and everything else works.
+        let (runs, thread) = match thread {
+            Ok(handle) => (Some(runs), Some(handle)),
+            Err(_) => (None, None),
+        };
+        Pod {
+            shared: Arc::new(Shared {
+                core,
+                runs: Mutex::new(runs),
+                thread: Mutex::new(thread),
+            }),
+        }
+    }
+
+    fn core(&self) -> &Core {
+        &self.shared.core
+    }
+
+    /// The session the pod writes now (it changes on compact and fork).
+    pub fn session_id(&self) -> SessionId {
+        self.core().session_id()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.core().store
+    }
+
+    /// The pod's sink (the mirror of the current session). The same sink
+    /// across rotations.
+    pub fn sink(&self) -> SessionLogSink {
+        self.core().sink.clone()
+    }
+
+    /// The seq of the last committed entry of the current session.
+    pub fn end_seq(&self) -> Seq {
+        self.core().sink.end_seq()
+    }
+
+    /// Whether a run, compaction or fork is in progress.
+    pub fn is_busy(&self) -> bool {
+        self.core().busy.load(Ordering::Acquire)
+    }
+
+    /// Whether [`Pod::shutdown`] has begun.
+    pub fn is_closed(&self) -> bool {
+        self.core().is_stopping()
+    }
+
+    /// Commits `entry` to the current session: the store transaction, then
+    /// the publish to the sink, then its event to subscribers, under the pod
+    /// mutex. A failed store commit publishes nothing and sends nothing.
+    /// Fails with [`PodError::Closed`] after shutdown.
+    pub fn commit(&self, entry: LogEntry) -> Result<Seq, PodError> {
+        self.core().commit(entry, false)
+    }
+
+    /// Sends an ephemeral event (`TextDelta`, `ToolCallStart`, `RunStarted`)
+    /// stamped with the current watermark. Returns `false`, sending nothing,
+    /// for an event that is not ephemeral (committed events come only from
+    /// commits) or after shutdown.
+    pub fn stream(&self, event: Event) -> bool {
+        event.is_ephemeral() && self.core().stream(event, false).is_ok()
+    }
+
+    /// The current session's snapshot (the first event a client gets) and a
+    /// receiver of every later event, split cleanly: each committed entry is
+    /// in the snapshot or arrives on the receiver, never both, never neither.
+    pub fn subscribe(&self) -> (Event, broadcast::Receiver<Event>) {
+        let (session, snapshot, rx) = self.core().split();
+        (snapshot_event(session, &snapshot), rx)
+    }
+
+    /// For a client that reconnects or a receiver that lagged, having seen
+    /// `session` up to seq `after`: if `session` is the current session and
+    /// `after <= end_seq`, the committed events after `after`; otherwise
+    /// `[SessionRotated, Snapshot]` of the current session. Plus a fresh
+    /// receiver for what follows, split cleanly like [`Pod::subscribe`].
+    pub fn resume(
+        &self,
+        session: &SessionId,
+        after: Seq,
+    ) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let (current, snapshot, rx) = self.core().split();
+        if *session == current && after <= snapshot.end_seq() {
+            let missed = snapshot
+                .after(after)
+                .iter()
+                .map(Event::from_committed)
+                .collect();
+            return (missed, rx);
+        }
+        let mut events = Vec::with_capacity(2);
+        if let Some(start) = snapshot.entries.front() {
+            events.push(Event::SessionRotated {
+                session_id: current.clone(),
+                seq: start.seq,
+                entry: (*start.entry).clone(),
+            });
+        }
+        events.push(snapshot_event(current, &snapshot));
+        (events, rx)
+    }
+
+    /// Commits `text` as a `UserInput` and hands the run to the driver
+    /// thread. `Ok` means the input is on disk and the run is under way; the
+    /// run's entries and its closing `RunCompleted` / `RunErrored` follow as
+    /// events. Fails with [`PodError::Busy`] while a run, compaction or fork
+    /// is in progress, [`PodError::Closed`] after shutdown, and
+    /// [`PodError::Store`] if the input could not be committed (then no run
+    /// starts).
+    pub fn submit_input(&self, text: String) -> Result<(), PodError> {
+        let core = self.core();
+        let busy = core.try_busy(|| core.session_id())?;
+        // Held until the run is queued, so shutdown cannot close the channel
+        // between the commit of the input and the hand-over.
+        let runs = self
+            .shared
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(runs) = runs.as_ref() else {
+            return Err(PodError::Closed {
+                session: core.session_id(),
+            });
+        };
+        let input_seq = core.commit(
+            LogEntry::UserInput {
+                ts: core.clock().now_millis(),
+                text: text.clone(),
+                attachments: vec![],
+            },
+            false,
+        )?;
+        if runs.send(Run { text, input_seq }).is_err() {
+            // The driver thread is gone (a panic outside a run): close the
+            // run so that no client waits on it.
+            core.close_run(RunErrorKind::Internal, "the driver thread stopped", false)?;
+            return Err(PodError::Closed {
+                session: core.session_id(),
+            });
+        }
+        // The driver thread clears the busy flag when the run is over.
+        busy.hand_over();
+        Ok(())
+    }
+
+    /// Continues in a new session that starts from `summary` (`None`: the
+    /// driver summarises the conversation): the store's compaction, then the
+    /// sink's reset, then `SessionRotated` to subscribers. Returns the new
+    /// session, which the pod writes from now on (its lock taken, the old
+    /// one's released). [`PodError::Busy`] during a run.
+    pub fn compact(&self, summary: Option<Vec<Message>>) -> Result<SessionId, PodError> {
+        let core = self.core();
+        let _busy = core.try_busy(|| core.session_id())?;
+        let summary = match summary {
+            Some(summary) => summary,
+            None => {
+                let conversation = core.conversation();
+                core.driver
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .summarise(&conversation)
+                    .map_err(|e| PodError::Summarise {
+                        session: core.session_id(),
+                        message: e.message,
+                    })?
+            }
+        };
+        core.rotate(|store, session| Ok(store.compact(session, summary)?))
+    }
+
+    /// Branches the current session at `at` and continues in the branch:
+    /// the store's fork, then the sink's reset, then `SessionRotated` to
+    /// subscribers. Returns the new session. [`PodError::Busy`] during a
+    /// run; the store refuses a cut that does not exist or that separates a
+    /// tool call from its result.
+    pub fn fork(&self, at: Seq) -> Result<SessionId, PodError> {
+        let core = self.core();
+        let _busy = core.try_busy(|| core.session_id())?;
+        core.rotate(|store, session| Ok(store.fork(session, at)?))
+    }
+
+    /// Stops the pod: the driver's next commit or stream fails, so a run in
+    /// progress ends after its in-flight commit (closed with `RunErrored` of
+    /// kind `interrupted`); waits for the driver thread; then releases the
+    /// session's write lock and closes the event channel (receivers get what
+    /// was sent, then `Closed`). Later writes fail with [`PodError::Closed`];
+    /// `subscribe` and `resume` still give the final state. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+}

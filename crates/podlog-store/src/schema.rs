@@ -63,15 +63,37 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
             path: path.to_owned(),
         },
-        Some(rusqlite::ErrorCode::CannotOpen) => open_error(
-            path,
-            "the file or its folder cannot be opened (missing, or permission denied)",
-        ),
+        Some(rusqlite::ErrorCode::CannotOpen) => open_error(path, why_cannot_open(path)),
         Some(rusqlite::ErrorCode::ReadOnly) => {
             open_error(path, "the file or its folder is read-only")
         }
         Some(rusqlite::ErrorCode::PermissionDenied) => open_error(path, "permission denied"),
         _ => open_error(path, e),
+    }
+}
+
+/// SQLite says only "unable to open database file": ask the file system
+/// why, so the message says read-only, permission denied, or missing.
+fn why_cannot_open(path: &Path) -> String {
+    let probe = OpenOptions::new().read(true).write(true).open(path);
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match probe {
+        Err(e) if e.raw_os_error() == Some(30) => "the file system is read-only".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            "permission denied".to_owned()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "the file does not exist".to_owned(),
+        Err(e) => e.to_string(),
+        // The file itself opens: SQLite also needs to create its -wal and
+        // -shm files beside it.
+        Ok(_) => format!(
+            "the file opens, but SQLite cannot create its -wal and -shm files in {} \
+             (read-only or permission denied)",
+            folder.display()
+        ),
     }
 }
 

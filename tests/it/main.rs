@@ -4,6 +4,7 @@
 
 mod cli;
 mod crash;
+mod faults;
 mod inspect;
 mod support;
 mod upgrade;

@@ -89,6 +89,18 @@ pub enum StoreError {
     #[error("cannot lock {path}: {reason}")]
     Lock { path: PathBuf, reason: String },
 
+    /// A line of an import is malformed or breaks an invariant; nothing of
+    /// the file was imported.
+    #[error("line {line}: {reason}")]
+    Import { line: u64, reason: String },
+
+    /// Reading an import or writing an export failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+
     /// SQLite failed; `context` says what the store was doing.
     #[error("{context}: {source}")]
     Sqlite {

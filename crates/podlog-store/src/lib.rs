@@ -24,9 +24,11 @@
 
 pub mod commit;
 pub mod error;
+pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
 pub mod schema;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +43,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use error::Context;
 pub use error::StoreError;
+pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
 pub use schema::SCHEMA_VERSION;
+pub use verify::Problem;
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

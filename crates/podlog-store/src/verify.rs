@@ -1,0 +1,500 @@
+//! [`Store::verify`]: checks a database (or one session of it) against every
+//! invariant podlog relies on, and reports each [`Problem`] it finds.
+//!
+//! # Contract
+//!
+//! * Verification reads only, on a read connection inside one read
+//!   transaction: it sees one consistent state of the database, never writes,
+//!   and runs while a pod goes on writing.
+//! * It does not stop at the first problem, and it does not trust the rows:
+//!   it is meant for databases edited behind podlog's back (the `sqlite3`
+//!   shell with `PRAGMA ignore_check_constraints`, a disk that flipped bits).
+//!   A row that cannot even be read becomes a problem, not an error; `Err` is
+//!   kept for a database that cannot be opened or an unknown session.
+//! * Checks, for the whole database:
+//!   - `PRAGMA integrity_check` (b-trees, indexes, `NOT NULL`, `STRICT`
+//!     types), one problem per line it reports. On a read-only connection
+//!     SQLite skips `CHECK` constraints; the checks below cover every one of
+//!     the schema's (`json_valid(body)`, `seq >= 1`, the origin and parent
+//!     rules, the counters);
+//!   - entries stored under a session id that has no session row.
+//! * Checks, for each session (or the one asked for):
+//!   - the row itself: a known `origin`, and a parent exactly when the origin
+//!     is `fork` or `compaction`;
+//!   - seq continuity: seqs 1 to the last stored one, no gap;
+//!   - the counters: `last_seq` is the last stored seq and `entry_count` the
+//!     number of stored entries;
+//!   - a `SessionStart` at seq 1 and nowhere else;
+//!   - every body decodes ([`LogEntry::from_json`]; entries of newer kinds
+//!     decode as unknown and pass), and the `kind` and `ts` columns agree
+//!     with the body;
+//!   - every `forked_from` / `compacted_from` of a `SessionStart`, and the
+//!     session row's `parent_id` / `parent_seq`, name an existing
+//!     `(session, seq)`, and the `SessionStart` at seq 1 says what the row
+//!     says (a fork from the row's parent at its cut, a compaction likewise,
+//!     neither for a new session).
+
+use std::fmt;
+
+use podlog_entry::{EntryRef, LogEntry, Seq, SessionId};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection};
+
+use crate::error::Context;
+use crate::{lenient_id, Result, Store};
+
+/// One broken invariant, with the session and seq it concerns where there is
+/// one. Displays as `session S seq N: message`, `session S: message` or
+/// `database: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub session: Option<SessionId>,
+    pub seq: Option<Seq>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.session, self.seq) {
+            (Some(session), Some(seq)) => write!(f, "session {session} seq {seq}: ")?,
+            (Some(session), None) => write!(f, "session {session}: ")?,
+            (None, Some(seq)) => write!(f, "seq {seq}: ")?,
+            (None, None) => f.write_str("database: ")?,
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A session row as stored, before any interpretation.
+struct RawSession {
+    id: String,
+    origin: String,
+    parent_id: Option<String>,
+    parent_seq: Option<i64>,
+    last_seq: i64,
+    entry_count: i64,
+}
+
+/// Collects the problems of one verification.
+struct Report<'c> {
+    conn: &'c Connection,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn push(&mut self, session: Option<&str>, seq: Option<i64>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            session: session.map(session_id),
+            seq: seq.and_then(|s| u64::try_from(s).ok()).map(Seq),
+            message: message.into(),
+        });
+    }
+
+    fn integrity(&mut self) {
+        let mut lines = Vec::new();
+        let run = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut stmt| {
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    lines.push(row.get::<_, String>(0)?);
+                }
+                Ok(())
+            });
+        // SQLite heads its report with "*** in database main ***" lines.
+        let lines = lines.iter().flat_map(|l| l.lines());
+        for line in lines.filter(|l| *l != "ok" && !l.starts_with("*** in database")) {
+            self.push(None, None, format!("integrity check: {line}"));
+        }
+        if let Err(e) = run {
+            self.push(None, None, format!("integrity check could not finish: {e}"));
+        }
+    }
+
+    fn orphans(&mut self) {
+        let rows = self
+            .conn
+            .prepare(
+                "SELECT session_id, count(*) FROM entries \
+                 WHERE session_id NOT IN (SELECT id FROM sessions) \
+                 GROUP BY session_id ORDER BY session_id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            });
+        match rows {
+            Ok(rows) => {
+                for (session, count) in rows {
+                    self.push(
+                        Some(&session),
+                        None,
+                        format!("{count} entries stored for a session that has no session row"),
+                    );
+                }
+            }
+            Err(e) => self.push(None, None, format!("cannot look for orphan entries: {e}")),
+        }
+    }
+
+    /// Why `(session, seq)` does not name an entry, or `None` if it does.
+    fn missing(&mut self, session: &str, seq: i64) -> Option<String> {
+        let found = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE session_id = ?1 AND seq = ?2), EXISTS (SELECT 1 FROM sessions WHERE id = ?1)")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![session, seq], |r| {
+                    Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?))
+                })
+            });
+        match found {
+            Ok((true, _)) => None,
+            Ok((false, true)) => Some(format!("session {session} has no seq {seq}")),
+            Ok((false, false)) => Some(format!("there is no session {session}")),
+            Err(e) => Some(format!("cannot look it up: {e}")),
+        }
+    }
+
+    fn check_row(&mut self, row: &RawSession) {
+        let id = Some(row.id.as_str());
+        let has_parent = match (&row.parent_id, row.parent_seq) {
+            (Some(parent), Some(seq)) => {
+                if let Some(why) = self.missing(parent, seq) {
+                    self.push(
+                        id,
+                        None,
+                        format!("parent {parent}@{seq} does not exist: {why}"),
+                    );
+                }
+                true
+            }
+            (None, None) => false,
+            _ => {
+                self.push(
+                    id,
+                    None,
+                    "parent_id and parent_seq must both be set or both be null",
+                );
+                true
+            }
+        };
+        match (row.origin.as_str(), has_parent) {
+            ("new", false) | ("fork" | "compaction", true) => {}
+            ("new", true) => self.push(id, None, "a new session has a parent"),
+            ("fork" | "compaction", false) => {
+                self.push(id, None, format!("a {} has no parent", row.origin))
+            }
+            (other, _) => self.push(id, None, format!("unknown origin {other:?}")),
+        }
+    }
+
+    fn check_entries(&mut self, row: &RawSession) -> rusqlite::Result<()> {
+        let id = Some(row.id.as_str());
+        let conn = self.conn;
+        let mut stmt = conn.prepare(
+            "SELECT seq, ts, kind, body FROM entries WHERE session_id = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([&row.id])?;
+        let mut want: i64 = 1;
+        let mut count: i64 = 0;
+        let mut last: i64 = 0;
+        let mut starts = Vec::new();
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            count += 1;
+            if seq < 1 {
+                self.push(id, None, format!("an entry has seq {seq}; seqs start at 1"));
+                continue;
+            }
+            if seq > want {
+                let gap = if seq == want + 1 {
+                    format!("entry missing (the next stored entry is seq {seq})")
+                } else {
+                    format!("entries {want} to {} missing", seq - 1)
+                };
+                self.push(id, Some(want), gap);
+            }
+            want = seq + 1;
+            last = seq;
+            let body = match r.get_ref(3)? {
+                ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    Err(e) => {
+                        self.push(id, Some(seq), format!("body is not UTF-8: {e}"));
+                        continue;
+                    }
+                },
+                other => {
+                    self.push(
+                        id,
+                        Some(seq),
+                        format!("body is {:?}, not JSON text", other.data_type()),
+                    );
+                    continue;
+                }
+            };
+            let entry = match LogEntry::from_json(&body) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.push(id, Some(seq), format!("body does not decode: {e}"));
+                    continue;
+                }
+            };
+            let kind: Option<String> = r.get(2).ok();
+            if kind.as_deref() != Some(entry.kind()) {
+                self.push(
+                    id,
+                    Some(seq),
+                    format!(
+                        "kind column says {} but the body is a {}",
+                        kind.as_deref().unwrap_or("(not text)"),
+                        entry.kind()
+                    ),
+                );
+            }
+            let ts: Option<i64> = r.get(1).ok();
+            if ts.and_then(|t| u64::try_from(t).ok()) != Some(entry.ts()) {
+                self.push(
+                    id,
+                    Some(seq),
+                    format!(
+                        "ts column is {} but the body's ts is {}",
+                        ts.map_or_else(|| "not a number".to_owned(), |t| t.to_string()),
+                        entry.ts()
+                    ),
+                );
+            }
+            match (seq == 1, entry.is_session_start()) {
+                (true, true) | (false, false) => {}
+                (true, false) => self.push(
+                    id,
+                    Some(seq),
+                    format!("seq 1 holds a {} instead of a SessionStart", entry.kind()),
+                ),
+                (false, true) => self.push(
+                    id,
+                    Some(seq),
+                    "a SessionStart after seq 1 (only seq 1 may hold one)",
+                ),
+            }
+            if entry.is_session_start() {
+                starts.push((seq, entry));
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        if count == 0 {
+            self.push(
+                id,
+                Some(1),
+                "no entries: the SessionStart at seq 1 is missing",
+            );
+        }
+        if row.last_seq != last {
+            self.push(
+                id,
+                None,
+                format!(
+                    "last_seq counter is {} but the last stored entry is seq {last}",
+                    row.last_seq
+                ),
+            );
+        }
+        if row.entry_count != count {
+            self.push(
+                id,
+                None,
+                format!(
+                    "entry_count counter is {} but {count} entries are stored",
+                    row.entry_count
+                ),
+            );
+        }
+        for (seq, start) in starts {
+            self.check_start(row, seq, &start);
+        }
+        Ok(())
+    }
+
+    /// The references of a `SessionStart` exist, and the one at seq 1 agrees
+    /// with its session row.
+    fn check_start(&mut self, row: &RawSession, seq: i64, start: &LogEntry) {
+        let id = Some(row.id.as_str());
+        let LogEntry::SessionStart {
+            forked_from,
+            compacted_from,
+            ..
+        } = start
+        else {
+            return;
+        };
+        for (field, reference) in [
+            ("forked_from", forked_from),
+            ("compacted_from", compacted_from),
+        ] {
+            if let Some(r) = reference {
+                let target_seq = i64::try_from(r.seq.get()).unwrap_or(i64::MAX);
+                if let Some(why) = self.missing(r.session_id.as_str(), target_seq) {
+                    self.push(
+                        id,
+                        Some(seq),
+                        format!("{field} points at {r}, which does not exist: {why}"),
+                    );
+                }
+            }
+        }
+        if seq == 1 {
+            if let Some(disagreement) = start_disagrees_with_row(
+                &row.origin,
+                row.parent_id.as_deref(),
+                row.parent_seq,
+                start,
+            ) {
+                self.push(id, Some(seq), disagreement);
+            }
+        }
+    }
+}
+
+/// A session id for a stored text, printable even if the text is not a valid
+/// id.
+fn session_id(text: &str) -> SessionId {
+    SessionId::new(text).unwrap_or_else(|_| lenient_id(text))
+}
+
+/// How a session came to be, in words, from its row or its `SessionStart`.
+fn describe(origin: &str, parent: Option<String>) -> String {
+    match parent {
+        None => "a new session".to_owned(),
+        Some(parent) if origin == "fork" => format!("forked from {parent}"),
+        Some(parent) if origin == "compaction" => format!("compacted from {parent}"),
+        Some(parent) => format!("{origin} from {parent}"),
+    }
+}
+
+/// Whether a session row (`origin`, `parent_id`, `parent_seq`) and its
+/// `SessionStart` tell the same story; `Some(why)` when they do not. Shared by
+/// verification and import.
+pub(crate) fn start_disagrees_with_row(
+    origin: &str,
+    parent_id: Option<&str>,
+    parent_seq: Option<i64>,
+    start: &LogEntry,
+) -> Option<String> {
+    let LogEntry::SessionStart {
+        forked_from,
+        compacted_from,
+        ..
+    } = start
+    else {
+        return Some(format!(
+            "seq 1 holds a {} instead of a SessionStart",
+            start.kind()
+        ));
+    };
+    let row_parent = match (parent_id, parent_seq) {
+        (Some(p), Some(s)) => Some(format!("{p}@{s}")),
+        _ => None,
+    };
+    let (start_origin, start_parent): (&str, Option<&EntryRef>) =
+        match (forked_from, compacted_from) {
+            (None, None) => ("new", None),
+            (Some(f), None) => ("fork", Some(f)),
+            (None, Some(c)) => ("compaction", Some(c)),
+            (Some(_), Some(_)) => {
+                return Some("the SessionStart has both forked_from and compacted_from".to_owned())
+            }
+        };
+    let start_parent = start_parent.map(ToString::to_string);
+    let row_origin = if row_parent.is_none() { "new" } else { origin };
+    if row_origin == start_origin && row_parent == start_parent {
+        return None;
+    }
+    Some(format!(
+        "the session row says {} but its SessionStart says {}",
+        describe(origin, row_parent),
+        describe(start_origin, start_parent)
+    ))
+}
+
+/// The session rows to verify: all of them, or `only`.
+fn session_rows(conn: &Connection, only: Option<&SessionId>) -> rusqlite::Result<Vec<RawSession>> {
+    let sql = "SELECT id, origin, parent_id, parent_seq, last_seq, entry_count FROM sessions \
+               WHERE ?1 IS NULL OR id = ?1 ORDER BY created_at, id";
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([only.map(SessionId::as_str)], |r| {
+        Ok(RawSession {
+            id: r.get(0)?,
+            origin: r.get(1)?,
+            parent_id: r.get(2)?,
+            parent_seq: r.get(3)?,
+            last_seq: r.get(4)?,
+            entry_count: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+impl Store {
+    /// Checks every session (or only `session`) and the database file, and
+    /// returns every problem found, in session then seq order; empty when all
+    /// is well. See the module docs for what is checked. Fails only when the
+    /// database cannot be read at all, or `session` does not exist.
+    pub fn verify(&self, session: Option<&SessionId>) -> Result<Vec<Problem>> {
+        if let Some(session) = session {
+            self.session(session)?;
+        }
+        self.with_reader(|conn| {
+            let ctx = || "verifying the database".to_owned();
+            // One read transaction: one consistent state for every check.
+            let tx = conn.unchecked_transaction().context(ctx)?;
+            let mut report = Report {
+                conn: &tx,
+                problems: Vec::new(),
+            };
+            report.integrity();
+            if session.is_none() {
+                report.orphans();
+            }
+            match session_rows(&tx, session) {
+                Ok(rows) => {
+                    for row in &rows {
+                        report.check_row(row);
+                        if let Err(e) = report.check_entries(row) {
+                            report.push(
+                                Some(&row.id),
+                                None,
+                                format!("cannot read its entries: {e}"),
+                            );
+                        }
+                    }
+                }
+                Err(e) => report.push(None, None, format!("cannot read the session rows: {e}")),
+            }
+            let problems = report.problems;
+            // Nothing was written; ending the read transaction cannot lose
+            // anything, so its outcome does not matter.
+            let _ = tx.rollback();
+            Ok(problems)
+        })
+    }
+
+    /// How many sessions and entries a verification of `session` (or of all
+    /// sessions) covers, from the session rows' counters.
+    pub fn verify_scope(&self, session: Option<&SessionId>) -> Result<(u64, u64)> {
+        self.with_reader(|conn| {
+            conn.query_row(
+                "SELECT count(*), coalesce(sum(entry_count), 0) FROM sessions \
+                 WHERE ?1 IS NULL OR id = ?1",
+                [session.map(SessionId::as_str)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .context(|| "counting sessions".to_owned())
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

@@ -3,6 +3,7 @@
 //! machine): one module per area.
 
 mod cli;
+mod concurrency;
 mod crash;
 mod faults;
 mod inspect;

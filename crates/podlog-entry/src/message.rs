@@ -63,6 +63,20 @@ pub struct Attachment {
     pub uri: String,
 }
 
+/// How many characters of each user request a mechanical summary keeps.
+pub const SUMMARY_REQUEST_CHARS: usize = 200;
+
+/// How many characters of each earlier summary a mechanical summary carries.
+pub const SUMMARY_CARRIED_CHARS: usize = 2000;
+
+/// `text` cut to `max` characters, with `…` marking a cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// The conversation so far, folded entry by entry.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Conversation {
@@ -145,6 +159,76 @@ impl Conversation {
             | LogEntry::Extension { .. }
             | LogEntry::Unknown(_) => {}
         }
+    }
+
+    /// A summary made without a model, for compacting a conversation when no
+    /// summary is given: one system message listing every user request in
+    /// order (each cut to [`SUMMARY_REQUEST_CHARS`] characters), how many tool
+    /// calls were made, and the last assistant text in full. Summaries the
+    /// conversation started from (an earlier compaction) are carried over,
+    /// each cut to [`SUMMARY_CARRIED_CHARS`] characters, so a chain of
+    /// compactions keeps its oldest requests without growing without bound.
+    /// Deterministic: the same conversation always gives the same text.
+    pub fn mechanical_summary(&self) -> Message {
+        let mut requests = Vec::new();
+        let mut earlier = Vec::new();
+        let mut calls = 0usize;
+        let mut last_answer = None;
+        for message in &self.messages {
+            match message {
+                Message::User { text, .. } => requests.push(text.as_str()),
+                Message::System { text } => earlier.push(text.as_str()),
+                Message::Assistant { content } => {
+                    let texts: Vec<&str> = content
+                        .iter()
+                        .filter_map(|c| match c {
+                            AssistantContent::Text { text } => Some(text.as_str()),
+                            AssistantContent::ToolCall { .. }
+                            | AssistantContent::Reasoning { .. } => None,
+                        })
+                        .collect();
+                    calls += content
+                        .iter()
+                        .filter(|c| matches!(c, AssistantContent::ToolCall { .. }))
+                        .count();
+                    if !texts.is_empty() {
+                        last_answer = Some(texts.join("\n"));
+                    }
+                }
+                Message::Tool { .. } => {}
+            }
+        }
+        let mut text = String::from(
+            "Summary of the conversation so far (made mechanically: the user's requests and \
+             the last answer).\n",
+        );
+        for summary in earlier {
+            text.push_str("\nEarlier summary:\n");
+            text.push_str(&cut(summary, SUMMARY_CARRIED_CHARS));
+            text.push('\n');
+        }
+        if requests.is_empty() {
+            text.push_str("\nThe user has made no request yet.\n");
+        } else {
+            text.push_str("\nUser requests, in order:\n");
+            for (n, request) in requests.iter().enumerate() {
+                let one_line = request.split_whitespace().collect::<Vec<_>>().join(" ");
+                text.push_str(&format!(
+                    "{}. {}\n",
+                    n + 1,
+                    cut(&one_line, SUMMARY_REQUEST_CHARS)
+                ));
+            }
+        }
+        if calls > 0 {
+            text.push_str(&format!("\nTool calls made: {calls}.\n"));
+        }
+        if let Some(answer) = last_answer {
+            text.push_str("\nLast assistant answer:\n");
+            text.push_str(&answer);
+            text.push('\n');
+        }
+        Message::System { text }
     }
 
     fn track_calls(&mut self, message: &Message) {

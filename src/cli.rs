@@ -55,6 +55,10 @@ enum Command {
         /// The session id, or an unambiguous prefix of it.
         session: String,
     },
+    /// Serve pods over HTTP + SSE (loopback by default) until Ctrl-C.
+    Serve(crate::serve_cmd::ServeArgs),
+    /// Follow a served pod's live log in the terminal.
+    Tail(crate::tail_cmd::TailArgs),
     /// Append entries until killed, printing each published seq (for the
     /// crash tests).
     #[command(hide = true)]
@@ -86,6 +90,9 @@ fn database_path(args: &Args) -> Result<PathBuf, String> {
 
 /// Runs the command; `Err` carries the message for the user.
 pub fn run(args: Args) -> Result<ExitCode, String> {
+    if let Command::Tail(tail) = &args.command {
+        return crate::tail_cmd::run(tail);
+    }
     let path = database_path(&args)?;
     eprintln!("podlog: database {}", path.display());
     let options = StoreOptions {
@@ -105,6 +112,14 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         },
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
+        Command::Serve(serve) => {
+            drop(out);
+            return crate::serve_cmd::run(serve, store, &path);
+        }
+        Command::Tail(tail) => {
+            drop(out);
+            return crate::tail_cmd::run(&tail);
+        }
         Command::AppendLoop { session, count } => {
             crate::crash_cmd::append_loop(&store, session, count)?
         }

@@ -7,6 +7,8 @@
 
 mod cli;
 mod crash_cmd;
+mod serve_cmd;
+mod tail_cmd;
 
 use std::process::ExitCode;
 

@@ -185,6 +185,18 @@ pub struct StatsSnapshot {
     pub inputs: u64,
 }
 
+/// Where the server is in its life, as SSE streams see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Serving.
+    Running,
+    /// Shutting down: pods are closing; a stream whose pod closed ends with
+    /// `shutdown`.
+    Stopping,
+    /// Pods are closed: every stream sends what is queued and ends.
+    Closed,
+}
+
 /// What every request handler shares.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -195,8 +207,8 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<Store>,
     pub(crate) pods: PodRegistry,
     pub(crate) options: HttpOptions,
-    /// Turns true when the server shuts down: SSE streams end.
-    pub(crate) closing: watch::Receiver<bool>,
+    /// Where the server is in its shutdown: SSE streams end on it.
+    pub(crate) closing: watch::Receiver<Phase>,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -222,7 +234,7 @@ pub struct Server {
     token_origin: TokenOrigin,
     token: Option<Token>,
     stop_accepting: watch::Sender<bool>,
-    closing: watch::Sender<bool>,
+    closing: watch::Sender<Phase>,
     accept_tasks: Vec<JoinHandle<()>>,
     graceful: Arc<GracefulShutdown>,
     stats: Arc<Stats>,
@@ -270,7 +282,7 @@ impl Server {
             None => None,
         };
         let (stop_accepting, stop_rx) = watch::channel(false);
-        let (closing, closing_rx) = watch::channel(false);
+        let (closing, closing_rx) = watch::channel(Phase::Running);
         let stats = Arc::new(Stats::default());
         let state = AppState {
             inner: Arc::new(Inner {
@@ -383,11 +395,12 @@ impl Server {
         if let Some(socket) = &self.socket {
             socket.remove();
         }
+        let _ = self.closing.send(Phase::Stopping);
         for (name, pod) in self.pods.list() {
             tracing::info!(pod = %name, "shutting the pod down after its in-flight commit");
             let _ = tokio::task::spawn_blocking(move || pod.shutdown()).await;
         }
-        let _ = self.closing.send(true);
+        let _ = self.closing.send(Phase::Closed);
         let graceful = std::mem::replace(&mut self.graceful, Arc::new(GracefulShutdown::new()));
         match Arc::try_unwrap(graceful) {
             Ok(graceful) => {
@@ -420,7 +433,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop_accepting.send(true);
-        let _ = self.closing.send(true);
+        let _ = self.closing.send(Phase::Closed);
     }
 }
 

@@ -51,7 +51,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
-use crate::Stats;
+use crate::{Phase, Stats};
 
 /// A position a client has seen: `SESSION:SEQ`, as sent in every event's
 /// SSE `id:`.
@@ -137,7 +137,7 @@ struct StreamState {
     last: Seq,
     rx: broadcast::Receiver<Event>,
     queue: VecDeque<Event>,
-    closing: watch::Receiver<bool>,
+    closing: watch::Receiver<Phase>,
     server_closing: bool,
     end: Option<End>,
     finished: bool,
@@ -156,7 +156,7 @@ pub(crate) async fn open(
     pod: Pod,
     name: Arc<str>,
     start: Start,
-    closing: watch::Receiver<bool>,
+    closing: watch::Receiver<Phase>,
     stats: Arc<Stats>,
 ) -> Result<impl Stream<Item = Result<sse::Event, Infallible>> + Send + 'static, ApiError> {
     let opened = {
@@ -237,7 +237,7 @@ impl StreamState {
                     Ok(event) => self.queue.push_back(event),
                     Err(RecvError::Lagged(missed)) => self.catch_up(missed).await,
                     Err(RecvError::Closed) => {
-                        self.end = Some(if *self.closing.borrow() {
+                        self.end = Some(if *self.closing.borrow() != Phase::Running {
                             End::Shutdown
                         } else {
                             End::Reconnect("the pod was closed")
@@ -245,7 +245,7 @@ impl StreamState {
                     }
                 },
                 changed = self.closing.changed() => {
-                    if changed.is_err() || *self.closing.borrow() {
+                    if changed.is_err() || *self.closing.borrow() == Phase::Closed {
                         self.server_closing = true;
                     }
                 }

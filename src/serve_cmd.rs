@@ -1,0 +1,125 @@
+//! `podlog serve`: serves the database's pods over HTTP + SSE until Ctrl-C
+//! or SIGTERM, then shuts down in order (see `podlog_server::Server`).
+//!
+//! With neither `--listen` nor `--unix` it listens on `127.0.0.1:7878`. A
+//! non-loopback `--listen` needs a token: `--token-file PATH`, or else one is
+//! generated into `<database>.token` (0600); the log names the file, never
+//! the token. `--demo` adds the pod `demo`, a scripted conversation at a
+//! human pace. Logs go to stderr (`PODLOG_LOG` sets the filter, `info` by
+//! default).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use podlog_server::demo::{self, DemoOptions};
+use podlog_server::{auth, PodRegistry, Server, ServerConfig, TokenSource};
+use podlog_store::Store;
+
+/// The default TCP address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Arguments of `podlog serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TCP address to listen on (default 127.0.0.1:7878 when no --unix is
+    /// given). A non-loopback address requires a bearer token.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Unix socket to listen on (created 0600, removed on shutdown).
+    #[arg(long, value_name = "PATH")]
+    unix: Option<PathBuf>,
+    /// File holding the bearer token (generated, 0600, if missing). Default
+    /// for a non-loopback address: <database>.token.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Serve the pod `demo`: a scripted conversation that keeps going.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PODLOG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails only if a subscriber is already installed, which is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs `podlog serve` on `store` (the database at `db`).
+pub fn run(args: ServeArgs, store: Store, db: &Path) -> Result<ExitCode, String> {
+    init_logging();
+    let listen = match (args.listen, &args.unix) {
+        (None, None) => Some(
+            DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| format!("bad default address: {e}"))?,
+        ),
+        (listen, _) => listen,
+    };
+    let token = match (&args.token_file, listen) {
+        (Some(path), _) => TokenSource::File(path.clone()),
+        (None, Some(addr)) if !auth::is_loopback(&addr) => {
+            TokenSource::File(auth::default_token_file(db))
+        }
+        _ => TokenSource::None,
+    };
+    let config = ServerConfig {
+        listen,
+        unix: args.unix.clone(),
+        token,
+        http: Default::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(config, Arc::new(store), args.demo))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: ServerConfig, store: Arc<Store>, with_demo: bool) -> Result<(), String> {
+    let pods = PodRegistry::new();
+    let (stop_demo, stop_rx) = tokio::sync::watch::channel(false);
+    let mut feeder = None;
+    if with_demo {
+        let options = DemoOptions::default();
+        let opened = {
+            let store = store.clone();
+            let options = options.clone();
+            tokio::task::spawn_blocking(move || demo::open_demo_pod(store, &options))
+                .await
+                .map_err(|e| format!("starting the demo pod: {e}"))?
+                .map_err(|e| format!("starting the demo pod: {e}"))?
+        };
+        let (pod, next) = opened;
+        eprintln!("podlog: pod demo writes session {}", pod.session_id());
+        pods.insert("demo", pod.clone())?;
+        feeder = Some(tokio::spawn(demo::feed(pod, next, options, stop_rx)));
+    }
+    let server = Server::start(config, store, pods)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(addr) = server.local_addr() {
+        eprintln!("podlog: serving http://{addr}");
+        if with_demo {
+            eprintln!("podlog: watch with `podlog tail demo --url http://{addr}` or `curl -N http://{addr}/pods/demo/events`");
+        }
+    }
+    if let Some(path) = server.unix_path() {
+        eprintln!("podlog: serving unix socket {}", path.display());
+    }
+    podlog_server::shutdown_signal().await;
+    eprintln!("podlog: shutting down");
+    let _ = stop_demo.send(true);
+    if let Some(feeder) = feeder {
+        let _ = feeder.await;
+    }
+    server.shutdown().await.map_err(|e| e.to_string())
+}

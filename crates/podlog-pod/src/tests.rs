@@ -1,9 +1,151 @@
-//! Unit tests of the pod: commit-then-publish, the snapshot/live split under
-//! concurrent commits, resume, rotation, restore of an interrupted run, and
-//! the busy and closed states.
+//! Unit tests of the pod, on file databases in temp dirs: commit-then-publish
+//! (a failed store commit publishes nothing and sends no event), the
+//! snapshot/live split under concurrent commits, resume within a session and
+//! across a compaction, restore of an interrupted run, the session lock, the
+//! busy and closed states, and how runs are opened, streamed and closed.
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use podlog_entry::{
+    AssistantContent, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId, StepClock,
+    SystemItem,
+};
+use podlog_store::{NewSession, Origin, SequentialIds, Store, StoreError, StoreOptions};
+use serde_json::json;
+use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use super::*;
-use podlog_entry::{LogEntry, Seq, SessionId, SystemItem};
+use crate::pod::{CALL_LEFT_OPEN, INTERRUPTED_ON_RESTORE};
+use crate::script::Script;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    store: Arc<Store>,
+}
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
+        ids: Arc::new(SequentialIds::new("s")),
+        ..StoreOptions::default()
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podlog.db");
+    let store = Arc::new(Store::open(&path, options()).unwrap());
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+    }
+}
+
+fn scripted() -> Box<dyn AgentDriver> {
+    Box::new(ScriptedDriver::demo())
+}
+
+fn pod(f: &Fixture, driver: Box<dyn AgentDriver>) -> Pod {
+    Pod::create(f.store.clone(), NewSession::default(), driver).unwrap()
+}
+
+fn ext(n: u64) -> LogEntry {
+    LogEntry::Extension {
+        ts: n,
+        name: "test".to_owned(),
+        data: json!({ "n": n }),
+    }
+}
+
+fn note(text: &str) -> LogEntry {
+    LogEntry::SystemItem {
+        ts: 7,
+        item: SystemItem::Notification {
+            message: text.to_owned(),
+            body: format!("[Notification] {text}"),
+        },
+    }
+}
+
+/// The next event, or the receive error; panics after 10 s of silence.
+fn recv(rx: &mut broadcast::Receiver<Event>) -> Result<Event, TryRecvError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rx.try_recv() {
+            Err(TryRecvError::Empty) => {
+                assert!(Instant::now() < deadline, "no event for 10 s");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Applies events to `replica` until one satisfies `done`, resuming after a
+/// lag the way a client does. Returns the events applied.
+fn follow(
+    pod: &Pod,
+    rx: &mut broadcast::Receiver<Event>,
+    replica: &mut Replica,
+    done: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let batch = match recv(rx) {
+            Ok(event) => vec![event],
+            Err(TryRecvError::Lagged(_)) => {
+                let session = replica.session_id().cloned().unwrap();
+                let (missed, fresh) = pod.resume(&session, replica.end_seq());
+                *rx = fresh;
+                missed
+            }
+            Err(e) => panic!("receiver failed: {e}"),
+        };
+        for event in batch {
+            replica.apply(&event).unwrap();
+            let stop = done(&event);
+            seen.push(event);
+            if stop {
+                return seen;
+            }
+        }
+    }
+}
+
+fn ends_run(event: &Event) -> bool {
+    matches!(event, Event::RunCompleted { .. } | Event::RunErrored { .. })
+}
+
+/// Subscribes, submits `text`, and follows the run to its end.
+fn run_input(pod: &Pod, text: &str) -> (Replica, Vec<Event>) {
+    let (snapshot, mut rx) = pod.subscribe();
+    let mut replica = Replica::new();
+    replica.apply(&snapshot).unwrap();
+    pod.submit_input(text.to_owned()).unwrap();
+    let events = follow(pod, &mut rx, &mut replica, ends_run);
+    (replica, events)
+}
+
+fn stored(store: &Store, session: &SessionId) -> Vec<(Seq, LogEntry)> {
+    store
+        .entries(session)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.seq, (*c.entry).clone()))
+        .collect()
+}
+
+fn held(replica: &Replica) -> Vec<(Seq, LogEntry)> {
+    replica
+        .entries()
+        .iter()
+        .map(|c| (c.seq, (*c.entry).clone()))
+        .collect()
+}
 
 #[test]
 fn events_round_trip_through_json_with_a_type_tag() {
@@ -32,6 +174,14 @@ fn events_round_trip_through_json_with_a_type_tag() {
                 compacted_from: None,
             },
         },
+        Event::Snapshot {
+            session_id: SessionId::new("s-1").unwrap(),
+            entries: vec![WireEntry {
+                seq: Seq(1),
+                entry: Arc::new(ext(1)),
+            }],
+            end_seq: Seq(1),
+        },
     ];
     for event in events {
         let json = serde_json::to_value(&event).unwrap();
@@ -39,4 +189,674 @@ fn events_round_trip_through_json_with_a_type_tag() {
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);
     }
+}
+
+#[test]
+fn every_committed_kind_turns_into_an_event_and_back_unchanged() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let (snapshot, mut rx) = pod.subscribe();
+    let mut replica = Replica::new();
+    replica.apply(&snapshot).unwrap();
+    let unknown = LogEntry::from_json(r#"{"type":"future_kind","ts":5,"x":[1,2]}"#).unwrap();
+    let entries = Script::demo().run(1, "c", &StepClock::new(10, 1));
+    let mut all = entries.clone();
+    all.push(ext(3));
+    all.push(unknown);
+    all.push(LogEntry::ConfigChanged {
+        ts: 4,
+        config: Default::default(),
+    });
+    for entry in all {
+        let seq = pod.commit(entry.clone()).unwrap();
+        let event = recv(&mut rx).unwrap();
+        assert!(event.is_committed(), "{event:?}");
+        assert_eq!(event.watermark(), seq);
+        let json = serde_json::to_string(&event).unwrap();
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.to_committed().unwrap().entry.as_ref(), &entry);
+        replica.apply(&back).unwrap();
+    }
+    assert_eq!(held(&replica), stored(&f.store, &pod.session_id()));
+}
+
+#[test]
+fn a_failed_store_commit_publishes_nothing_and_sends_no_event() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    pod.commit(ext(1)).unwrap();
+    let (_, mut rx) = pod.subscribe();
+    let (_, mut sink_rx) = pod.sink().subscribe_with_snapshot();
+    let raw = rusqlite::Connection::open(&f.path).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.kind = 'system_item' \
+         BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END",
+    )
+    .unwrap();
+    let err = pod.commit(note("lost")).unwrap_err();
+    assert!(matches!(err, PodError::Store(_)), "{err:?}");
+    assert!(err.to_string().contains("refused by test trigger"), "{err}");
+    assert_eq!(pod.end_seq(), Seq(2));
+    assert_eq!(pod.sink().len(), 2);
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(sink_rx.try_recv(), Err(TryRecvError::Empty)));
+    assert_eq!(stored(&f.store, &pod.session_id()).len(), 2);
+
+    raw.execute_batch("DROP TRIGGER refuse").unwrap();
+    assert_eq!(pod.commit(note("kept")).unwrap(), Seq(3));
+    let event = rx.try_recv().unwrap();
+    assert_eq!(event.watermark(), Seq(3));
+    assert!(matches!(event, Event::SystemItem { .. }));
+}
+
+#[test]
+fn subscribers_split_cleanly_under_concurrent_commits() {
+    const WRITERS: u64 = 4;
+    const PER_WRITER: u64 = 150;
+    const READERS: u64 = 6;
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let total = 1 + WRITERS * PER_WRITER;
+    std::thread::scope(|scope| {
+        let mut readers = Vec::new();
+        for r in 0..READERS {
+            let pod = pod.clone();
+            readers.push(scope.spawn(move || {
+                // Subscribe at a different point of the write stream each.
+                let at = Seq(r * total / READERS);
+                while pod.end_seq() < at {
+                    std::thread::yield_now();
+                }
+                let (snapshot, mut rx) = pod.subscribe();
+                let mut replica = Replica::new();
+                replica.apply(&snapshot).unwrap();
+                if replica.end_seq() < Seq(total) {
+                    follow(&pod, &mut rx, &mut replica, |e| {
+                        e.watermark() == Seq(total) && e.is_committed()
+                    });
+                }
+                replica
+            }));
+        }
+        for w in 0..WRITERS {
+            let pod = pod.clone();
+            scope.spawn(move || {
+                for i in 0..PER_WRITER {
+                    pod.commit(ext(w * 1000 + i)).unwrap();
+                    if i % 16 == 0 {
+                        pod.stream(Event::TextDelta {
+                            after: Seq::ZERO,
+                            text: format!("{w}/{i}"),
+                        });
+                    }
+                }
+            });
+        }
+        let mut want = None;
+        for reader in readers {
+            let replica = reader.join().unwrap();
+            let want = want.get_or_insert_with(|| stored(&f.store, &pod.session_id()));
+            assert_eq!(want.len() as u64, total);
+            assert_eq!(&held(&replica), want);
+        }
+    });
+}
+
+#[test]
+fn resume_in_the_same_session_returns_exactly_the_missed_events() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let session = pod.session_id();
+    let (snapshot, mut rx) = pod.subscribe();
+    let mut replica = Replica::new();
+    replica.apply(&snapshot).unwrap();
+    for n in 0..3 {
+        pod.commit(ext(n)).unwrap();
+    }
+    // The client sees two of the three, then disconnects.
+    for _ in 0..2 {
+        replica.apply(&recv(&mut rx).unwrap()).unwrap();
+    }
+    drop(rx);
+    for n in 3..6 {
+        pod.commit(ext(n)).unwrap();
+    }
+    let (missed, mut rx) = pod.resume(&session, replica.end_seq());
+    let want: Vec<Event> = f.store.entries(&session).unwrap()[3..]
+        .iter()
+        .map(Event::from_committed)
+        .collect();
+    assert_eq!(missed, want);
+    assert_eq!(missed.first().map(Event::watermark), Some(Seq(4)));
+    for event in &missed {
+        replica.apply(event).unwrap();
+    }
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    pod.commit(ext(6)).unwrap();
+    replica.apply(&recv(&mut rx).unwrap()).unwrap();
+    assert_eq!(held(&replica), stored(&f.store, &session));
+
+    // Nothing missed: no event, and the receiver goes on from there.
+    let (missed, _) = pod.resume(&session, pod.end_seq());
+    assert!(missed.is_empty());
+    // A seq the session never reached: start over from a snapshot.
+    let (events, _) = pod.resume(&session, Seq(999));
+    assert!(matches!(
+        events.as_slice(),
+        [Event::SessionRotated { .. }, Event::Snapshot { .. }]
+    ));
+}
+
+#[test]
+fn resume_with_a_session_from_before_a_compaction_returns_rotation_and_snapshot() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let old = pod.session_id();
+    run_input(&pod, "first");
+    let (snapshot, mut rx) = pod.subscribe();
+    let mut live = Replica::new();
+    live.apply(&snapshot).unwrap();
+    let summary = vec![Message::System {
+        text: "the first run read the README".to_owned(),
+    }];
+    let new = pod.compact(Some(summary.clone())).unwrap();
+    assert_ne!(new, old);
+    assert_eq!(pod.session_id(), new);
+    pod.commit(ext(1)).unwrap();
+
+    // A live subscriber sees the rotation, then the new session's entries.
+    let rotated = recv(&mut rx).unwrap();
+    assert!(
+        matches!(&rotated, Event::SessionRotated { session_id, seq: Seq(1), .. } if *session_id == new)
+    );
+    live.apply(&rotated).unwrap();
+    live.apply(&recv(&mut rx).unwrap()).unwrap();
+    assert_eq!(held(&live), stored(&f.store, &new));
+
+    // A client that last saw the old session starts over on the new one.
+    let (events, _) = pod.resume(&old, Seq(3));
+    let [Event::SessionRotated {
+        session_id, entry, ..
+    }, Event::Snapshot {
+        session_id: snap_id,
+        end_seq,
+        ..
+    }] = events.as_slice()
+    else {
+        panic!("want rotation and snapshot, got {events:?}");
+    };
+    assert_eq!((session_id, snap_id, *end_seq), (&new, &new, Seq(2)));
+    let LogEntry::SessionStart {
+        history,
+        compacted_from,
+        ..
+    } = entry
+    else {
+        panic!("rotation without a SessionStart: {entry:?}");
+    };
+    assert_eq!(history, &summary);
+    assert_eq!(compacted_from.as_ref().map(|r| &r.session_id), Some(&old));
+    let mut replica = Replica::new();
+    for event in &events {
+        replica.apply(event).unwrap();
+    }
+    assert_eq!(held(&replica), stored(&f.store, &new));
+    assert_eq!(f.store.session(&new).unwrap().origin, Origin::Compaction);
+
+    // The pod holds the new session's lock and let go of the old one's.
+    assert!(f.store.lock_session(&old).is_ok());
+    assert!(matches!(
+        f.store.lock_session(&new),
+        Err(StoreError::SessionLocked { .. })
+    ));
+}
+
+#[test]
+fn compaction_without_a_summary_asks_the_driver() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    run_input(&pod, "first");
+    let old = pod.session_id();
+    let conversation = Conversation::from_entries(
+        f.store
+            .entries(&old)
+            .unwrap()
+            .iter()
+            .map(|c| c.entry.as_ref()),
+    );
+    let want = ScriptedDriver::demo().summarise(&conversation).unwrap();
+    let new = pod.compact(None).unwrap();
+    let entries = f.store.entries(&new).unwrap();
+    let LogEntry::SessionStart { history, .. } = entries[0].entry.as_ref() else {
+        panic!("no SessionStart");
+    };
+    assert_eq!(history, &want);
+    let Message::System { text } = &want[0] else {
+        panic!("want a system message");
+    };
+    assert!(text.contains("The user asked:\n1. first\n"), "{text}");
+}
+
+#[test]
+fn fork_moves_the_pod_to_the_branch_and_a_bad_cut_changes_nothing() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let (replica, _) = run_input(&pod, "first");
+    let parent = pod.session_id();
+    let call_seq = replica
+        .entries()
+        .iter()
+        .find(|c| {
+            matches!(
+                c.entry.as_ref(),
+                LogEntry::AssistantItem {
+                    item: AssistantContent::ToolCall { .. },
+                    ..
+                }
+            )
+        })
+        .map(|c| c.seq)
+        .unwrap();
+    let (_, mut rx) = pod.subscribe();
+    let err = pod.fork(call_seq).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("seq {call_seq}")),
+        "{err}"
+    );
+    assert_eq!(pod.session_id(), parent);
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+
+    let branch = pod.fork(Seq(2)).unwrap();
+    assert_eq!(pod.session_id(), branch);
+    assert!(
+        matches!(recv(&mut rx).unwrap(), Event::SessionRotated { session_id, .. } if session_id == branch)
+    );
+    let (replica, _) = run_input(&pod, "second");
+    assert_eq!(held(&replica), stored(&f.store, &branch));
+    let entries = stored(&f.store, &branch);
+    let LogEntry::SessionStart {
+        forked_from,
+        history,
+        ..
+    } = &entries[0].1
+    else {
+        panic!("no SessionStart");
+    };
+    assert_eq!(forked_from.as_ref().map(|r| r.seq), Some(Seq(2)));
+    assert_eq!(
+        history.len(),
+        1,
+        "only the user input at seq 2: {history:?}"
+    );
+}
+
+/// What the gated driver does once released.
+enum Gate {
+    Finish,
+    Fail(DriverError),
+    Panic,
+}
+
+/// A driver that commits a tool call, then waits for the test to say how
+/// the run ends.
+struct Gated {
+    gate: mpsc::Receiver<Gate>,
+}
+
+impl AgentDriver for Gated {
+    fn run(&mut self, _input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+        let id = format!("g-{}", ctx.input_seq());
+        ctx.tool_call_start(&id, "wait")?;
+        let ts = ctx.now();
+        ctx.commit(LogEntry::AssistantItem {
+            ts,
+            item: AssistantContent::ToolCall {
+                id: id.clone(),
+                name: "wait".to_owned(),
+                arguments: json!({}),
+            },
+        })?;
+        match self.gate.recv() {
+            Ok(Gate::Finish) => {
+                let ts = ctx.now();
+                ctx.commit(LogEntry::ToolResult {
+                    ts,
+                    call_id: id,
+                    output: "done".to_owned(),
+                    is_error: false,
+                })?;
+                let ts = ctx.now();
+                ctx.commit(LogEntry::TurnEnd { ts, turn_count: 1 })?;
+                let ts = ctx.now();
+                ctx.commit(LogEntry::TurnEnd { ts, turn_count: 2 })?;
+                Ok(())
+            }
+            Ok(Gate::Fail(error)) => Err(error),
+            Ok(Gate::Panic) => panic!("driver bug"),
+            Err(_) => Err(DriverError::internal("gate dropped")),
+        }
+    }
+
+    fn summarise(&mut self, _: &Conversation) -> Result<Vec<Message>, DriverError> {
+        Ok(vec![Message::System {
+            text: "gated".to_owned(),
+        }])
+    }
+}
+
+fn gated(f: &Fixture) -> (Pod, mpsc::Sender<Gate>) {
+    let (tx, gate) = mpsc::channel();
+    (pod(f, Box::new(Gated { gate })), tx)
+}
+
+/// Waits until the pod has committed the gated driver's tool call.
+fn wait_for_call(rx: &mut broadcast::Receiver<Event>) {
+    while !matches!(recv(rx).unwrap(), Event::AssistantItem { .. }) {}
+}
+
+#[test]
+fn busy_while_a_run_is_in_progress_and_free_once_it_ended() {
+    let f = fixture();
+    let (pod, gate) = gated(&f);
+    let (_, mut rx) = pod.subscribe();
+    pod.submit_input("one".to_owned()).unwrap();
+    wait_for_call(&mut rx);
+    assert!(pod.is_busy());
+    assert!(matches!(
+        pod.submit_input("two".to_owned()),
+        Err(PodError::Busy { .. })
+    ));
+    assert!(matches!(pod.compact(None), Err(PodError::Busy { .. })));
+    assert!(matches!(pod.fork(Seq(1)), Err(PodError::Busy { .. })));
+    gate.send(Gate::Finish).unwrap();
+    let end = loop {
+        let event = recv(&mut rx).unwrap();
+        if ends_run(&event) {
+            break event;
+        }
+    };
+    assert!(
+        matches!(end, Event::RunCompleted { turn_count: 2, .. }),
+        "{end:?}"
+    );
+    // Free as soon as the end of the run is visible.
+    pod.submit_input("three".to_owned()).unwrap();
+    gate.send(Gate::Finish).unwrap();
+    while !ends_run(&recv(&mut rx).unwrap()) {}
+    let inputs: Vec<Seq> = stored(&f.store, &pod.session_id())
+        .iter()
+        .filter(|(_, e)| matches!(e, LogEntry::UserInput { .. }))
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(inputs, [Seq(2), Seq(8)]);
+}
+
+#[test]
+fn a_driver_error_or_panic_is_committed_as_run_errored_with_its_calls_closed() {
+    let f = fixture();
+    let (pod, gate) = gated(&f);
+    let cases = [
+        (
+            Gate::Fail(DriverError::tool("the sandbox died")),
+            RunErrorKind::Tool,
+            "the sandbox died".to_owned(),
+        ),
+        (
+            Gate::Fail(DriverError::provider("rate limited")),
+            RunErrorKind::Provider,
+            "rate limited".to_owned(),
+        ),
+        (
+            Gate::Panic,
+            RunErrorKind::Internal,
+            "the driver panicked: driver bug".to_owned(),
+        ),
+    ];
+    for (how, want_kind, want_message) in cases {
+        let (snapshot, mut rx) = pod.subscribe();
+        let mut replica = Replica::new();
+        replica.apply(&snapshot).unwrap();
+        let input_seq = replica.end_seq().next();
+        pod.submit_input("go".to_owned()).unwrap();
+        gate.send(how).unwrap();
+        let events = follow(&pod, &mut rx, &mut replica, ends_run);
+        let [.., Event::ToolResult {
+            call_id,
+            output,
+            is_error: true,
+            ..
+        }, Event::RunErrored { kind, message, .. }] = events.as_slice()
+        else {
+            panic!("want a closing tool result and RunErrored, got {events:?}");
+        };
+        assert_eq!(call_id, &format!("g-{input_seq}"));
+        assert_eq!(output, CALL_LEFT_OPEN);
+        assert_eq!((kind, message), (&want_kind, &want_message));
+        assert_eq!(held(&replica), stored(&f.store, &pod.session_id()));
+    }
+    assert!(!pod.is_busy());
+}
+
+#[test]
+fn restore_closes_an_interrupted_run_before_anyone_subscribes() {
+    let f = fixture();
+    let (id, start) = f.store.create_session(NewSession::default()).unwrap();
+    let sink = podlog_sink::SessionLogSink::with_initial([start]).unwrap();
+    let entries = Script::demo().run(0, "c", &StepClock::new(1, 1));
+    // The process died right after the tool call of the first run.
+    for entry in entries.iter().take(3) {
+        f.store.append(&id, entry.clone(), &sink).unwrap();
+    }
+    drop(sink);
+    let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
+    let (snapshot, _) = pod.subscribe();
+    let mut replica = Replica::new();
+    replica.apply(&snapshot).unwrap();
+    let log = held(&replica);
+    assert_eq!(log, stored(&f.store, &id));
+    assert_eq!(log.len(), 6);
+    assert!(matches!(
+        &log[4].1,
+        LogEntry::ToolResult { call_id, is_error: true, output, .. }
+            if call_id == "c-1" && output == CALL_LEFT_OPEN
+    ));
+    assert!(matches!(
+        &log[5].1,
+        LogEntry::RunErrored { kind: RunErrorKind::Interrupted, message, .. }
+            if message == INTERRUPTED_ON_RESTORE
+    ));
+    // The pod goes on, and a second restore of the closed log adds nothing.
+    let (replica, _) = run_input(&pod, "again");
+    assert_eq!(held(&replica), stored(&f.store, &id));
+    let len = replica.entries().len();
+    drop(pod);
+    let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
+    assert_eq!(pod.end_seq(), Seq(len as u64));
+}
+
+#[test]
+fn restore_is_refused_while_another_pod_writes_the_session() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let id = pod.session_id();
+    let other = Arc::new(Store::open(&f.path, options()).unwrap());
+    let err = Pod::restore(other.clone(), &id, scripted()).unwrap_err();
+    let PodError::SessionLocked { session, holder } = &err else {
+        panic!("want SessionLocked, got {err:?}");
+    };
+    assert_eq!(session, &id);
+    assert_eq!(holder.pid, Some(std::process::id()));
+    assert!(
+        err.to_string()
+            .contains(&format!("being written by pid {}", std::process::id())),
+        "{err}"
+    );
+    pod.shutdown();
+    let restored = Pod::restore(other, &id, scripted()).unwrap();
+    assert_eq!(restored.session_id(), id);
+}
+
+#[test]
+fn shutdown_stops_a_run_after_its_in_flight_commit_and_closes_everything() {
+    let f = fixture();
+    let (pod, gate) = gated(&f);
+    let id = pod.session_id();
+    let (snapshot, mut rx) = pod.subscribe();
+    let mut replica = Replica::new();
+    replica.apply(&snapshot).unwrap();
+    pod.submit_input("long".to_owned()).unwrap();
+    follow(&pod, &mut rx, &mut replica, |e| {
+        matches!(e, Event::AssistantItem { .. })
+    });
+    let stopper = {
+        let pod = pod.clone();
+        std::thread::spawn(move || pod.shutdown())
+    };
+    while !pod.is_closed() {
+        std::thread::yield_now();
+    }
+    // The driver's next commit fails: the run ends there.
+    gate.send(Gate::Finish).unwrap();
+    stopper.join().unwrap();
+    let mut tail = Vec::new();
+    loop {
+        match recv(&mut rx) {
+            Ok(event) => {
+                replica.apply(&event).unwrap();
+                tail.push(event);
+            }
+            Err(TryRecvError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        matches!(tail.last(), Some(Event::RunErrored { kind: RunErrorKind::Interrupted, message, .. }) if message == "the pod shut down during this run"),
+        "{tail:?}"
+    );
+    assert_eq!(held(&replica), stored(&f.store, &id));
+    assert!(!tail
+        .iter()
+        .any(|e| matches!(e, Event::ToolResult { output, .. } if output == "done")));
+
+    assert!(matches!(
+        pod.submit_input("x".to_owned()),
+        Err(PodError::Closed { .. })
+    ));
+    assert!(matches!(pod.commit(ext(1)), Err(PodError::Closed { .. })));
+    assert!(matches!(pod.compact(None), Err(PodError::Closed { .. })));
+    assert!(!pod.stream(Event::RunStarted { after: Seq::ZERO }));
+    // Read-only views still answer, with a closed receiver.
+    let (snapshot, mut rx) = pod.subscribe();
+    assert_eq!(snapshot.watermark(), replica.end_seq());
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
+    // The session is free for another writer.
+    assert!(f.store.lock_session(&id).is_ok());
+}
+
+#[test]
+fn the_scripted_driver_streams_before_it_commits() {
+    let f = fixture();
+    let pod = pod(&f, Box::new(ScriptedDriver::demo().with_words_per_delta(2)));
+    for run in 0..3 {
+        let (replica, events) = run_input(&pod, "go");
+        assert_eq!(held(&replica), stored(&f.store, &pod.session_id()));
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::UserMessage { .. }, Event::RunStarted { .. }, ..]
+            ),
+            "run {run}"
+        );
+        let mut deltas = String::new();
+        let mut started: Option<String> = None;
+        let mut texts = 0;
+        for event in &events {
+            match event {
+                Event::TextDelta { after, text } => {
+                    assert_eq!(*after, event.watermark());
+                    deltas.push_str(text);
+                }
+                Event::ToolCallStart { call_id, .. } => started = Some(call_id.clone()),
+                Event::AssistantItem {
+                    item: AssistantContent::Text { text },
+                    ..
+                } => {
+                    assert_eq!(&deltas, text, "run {run}");
+                    assert!(text.split(' ').count() > 2);
+                    deltas.clear();
+                    texts += 1;
+                }
+                Event::AssistantItem {
+                    item: AssistantContent::ToolCall { id, .. },
+                    ..
+                } => {
+                    assert_eq!(started.take().as_ref(), Some(id), "run {run}");
+                    assert!(id.starts_with(&format!("call-{}-", pod.session_id())));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(texts, 1, "run {run}");
+        let turns = events
+            .iter()
+            .filter(|e| matches!(e, Event::TurnEnd { .. }))
+            .count() as u64;
+        assert!(
+            matches!(events.last(), Some(Event::RunCompleted { turn_count, .. }) if *turn_count == turns)
+        );
+    }
+}
+
+#[test]
+fn ephemeral_events_carry_the_watermark_and_committed_ones_cannot_be_streamed() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    pod.commit(ext(1)).unwrap();
+    let (_, mut rx) = pod.subscribe();
+    assert!(pod.stream(Event::TextDelta {
+        after: Seq(77),
+        text: "x".to_owned(),
+    }));
+    assert_eq!(rx.try_recv().unwrap().watermark(), Seq(2));
+    assert!(!pod.stream(Event::TurnEnd {
+        seq: Seq(3),
+        ts: 0,
+        turn_count: 1,
+    }));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    assert_eq!(pod.end_seq(), Seq(2));
+}
+
+#[test]
+fn a_replica_refuses_a_gap_or_a_duplicate() {
+    let mut replica = Replica::new();
+    let event = |seq| Event::from_committed(&podlog_entry::Committed::new(Seq(seq), ext(seq)));
+    assert!(matches!(
+        replica.apply(&event(2)),
+        Err(ReplicaError::NoSnapshot { .. })
+    ));
+    replica
+        .apply(&Event::Snapshot {
+            session_id: SessionId::new("s").unwrap(),
+            entries: vec![WireEntry {
+                seq: Seq(1),
+                entry: Arc::new(ext(1)),
+            }],
+            end_seq: Seq(1),
+        })
+        .unwrap();
+    assert!(matches!(
+        replica.apply(&event(3)),
+        Err(ReplicaError::OutOfOrder {
+            last: Seq(1),
+            got: Seq(3),
+            ..
+        })
+    ));
+    replica.apply(&event(2)).unwrap();
+    assert!(matches!(
+        replica.apply(&event(2)),
+        Err(ReplicaError::OutOfOrder { .. })
+    ));
+    assert_eq!(replica.end_seq(), Seq(2));
 }

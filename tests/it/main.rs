@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod faults;
+mod fixtures;
 mod inspect;
 mod support;
 mod upgrade;

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod faults;
 mod fixtures;
+mod import_props;
 mod inspect;
 mod support;
 mod upgrade;

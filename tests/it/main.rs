@@ -9,5 +9,6 @@ mod faults;
 mod fixtures;
 mod import_props;
 mod inspect;
+mod pod;
 mod support;
 mod upgrade;

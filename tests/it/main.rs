@@ -10,5 +10,8 @@ mod fixtures;
 mod import_props;
 mod inspect;
 mod pod;
+mod server;
+mod server_faults;
+mod server_support;
 mod support;
 mod upgrade;

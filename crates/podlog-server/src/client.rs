@@ -260,7 +260,17 @@ impl Client {
         pod: &str,
         last_id: Option<&str>,
     ) -> Result<EventStream, ClientError> {
-        let path = format!("/pods/{pod}/events");
+        self.events_at(&format!("/pods/{pod}/events"), last_id)
+            .await
+    }
+
+    /// Opens the SSE stream at `path` (which may carry `?after=SESSION:SEQ`),
+    /// sending `Last-Event-ID: last_id` when given.
+    pub async fn events_at(
+        &self,
+        path: &str,
+        last_id: Option<&str>,
+    ) -> Result<EventStream, ClientError> {
         let mut headers = vec![("accept", "text/event-stream")];
         if let Some(id) = last_id {
             headers.push(("last-event-id", id));
@@ -283,7 +293,10 @@ impl Client {
             body: response.into_body(),
             parser: SseParser::default(),
             pending: std::collections::VecDeque::new(),
-            last_id: last_id.map(str::to_owned),
+            last_id: last_id.map(str::to_owned).or_else(|| {
+                path.split_once("?after=")
+                    .map(|(_, id)| id.split('&').next().unwrap_or(id).to_owned())
+            }),
             heartbeats: 0,
             conn,
             endpoint: self.endpoint.to_string(),

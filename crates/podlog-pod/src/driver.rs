@@ -80,6 +80,10 @@ use crate::event::Event;
 use crate::pod::Core;
 use crate::script::Script;
 
+/// The message of the `RunErrored` that closes a run stopped by
+/// `Pod::shutdown`.
+pub const INTERRUPTED_BY_SHUTDOWN: &str = "the pod shut down during this run";
+
 /// The embedding application's model loop, run by the pod on its driver
 /// thread. See the module docs for how to implement one.
 pub trait AgentDriver: Send + 'static {
@@ -128,10 +132,9 @@ impl DriverError {
 impl From<PodError> for DriverError {
     fn from(error: PodError) -> Self {
         match error {
-            PodError::Closed { .. } => DriverError::new(
-                RunErrorKind::Interrupted,
-                "the pod shut down during this run",
-            ),
+            PodError::Closed { .. } => {
+                DriverError::new(RunErrorKind::Interrupted, INTERRUPTED_BY_SHUTDOWN)
+            }
             other => DriverError::internal(other.to_string()),
         }
     }
@@ -375,7 +378,7 @@ impl AgentDriver for ScriptedDriver {
                             if ctx.is_stopping() {
                                 return Err(DriverError::new(
                                     RunErrorKind::Interrupted,
-                                    "the pod shut down during this run",
+                                    INTERRUPTED_BY_SHUTDOWN,
                                 ));
                             }
                             std::thread::sleep(self.delta_delay);
@@ -395,37 +398,10 @@ impl AgentDriver for ScriptedDriver {
         Ok(())
     }
 
-    /// One system message naming what the user asked and how the last
-    /// answer ended: deterministic, so compactions are reproducible.
+    /// The conversation's mechanical summary
+    /// ([`Conversation::mechanical_summary`]): deterministic, so compactions
+    /// are reproducible, and bounded along a chain of compactions.
     fn summarise(&mut self, conversation: &Conversation) -> Result<Vec<Message>, DriverError> {
-        let asked: Vec<&str> = conversation
-            .messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::User { text, .. } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
-        let last_answer = conversation
-            .messages
-            .iter()
-            .rev()
-            .find_map(|m| match m {
-                Message::Assistant { content } => content.iter().rev().find_map(|c| match c {
-                    AssistantContent::Text { text } => Some(text.as_str()),
-                    _ => None,
-                }),
-                _ => None,
-            })
-            .unwrap_or("(no answer yet)");
-        let mut text = format!(
-            "Summary of {} earlier messages. The user asked:",
-            conversation.messages.len()
-        );
-        for (i, ask) in asked.iter().enumerate() {
-            text.push_str(&format!("\n{}. {ask}", i + 1));
-        }
-        text.push_str(&format!("\nLast answer: {last_answer}"));
-        Ok(vec![Message::System { text }])
+        Ok(vec![conversation.mechanical_summary()])
     }
 }

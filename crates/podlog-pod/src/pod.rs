@@ -621,7 +621,9 @@ impl Pod {
     /// driver summarises the conversation): the store's compaction, then the
     /// sink's reset, then `SessionRotated` to subscribers. Returns the new
     /// session, which the pod writes from now on (its lock taken, the old
-    /// one's released). [`PodError::Busy`] during a run.
+    /// one's released). [`PodError::Busy`] during a run. If the new
+    /// session cannot be locked the pod stays on the old one and the new
+    /// session is left on disk as its store operation wrote it.
     pub fn compact(&self, summary: Option<Vec<Message>>) -> Result<SessionId, PodError> {
         let core = self.core();
         let _busy = core.try_busy(|| core.session_id())?;

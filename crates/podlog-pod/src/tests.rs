@@ -434,7 +434,10 @@ fn compaction_without_a_summary_asks_the_driver() {
     let Message::System { text } = &want[0] else {
         panic!("want a system message");
     };
-    assert!(text.contains("The user asked:\n1. first\n"), "{text}");
+    assert!(
+        text.contains("User requests, in order:\n1. first\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -730,7 +733,7 @@ fn shutdown_stops_a_run_after_its_in_flight_commit_and_closes_everything() {
         }
     }
     assert!(
-        matches!(tail.last(), Some(Event::RunErrored { kind: RunErrorKind::Interrupted, message, .. }) if message == "the pod shut down during this run"),
+        matches!(tail.last(), Some(Event::RunErrored { kind: RunErrorKind::Interrupted, message, .. }) if message == driver::INTERRUPTED_BY_SHUTDOWN),
         "{tail:?}"
     );
     assert_eq!(held(&replica), stored(&f.store, &id));

@@ -276,7 +276,7 @@ impl Client {
             headers.push(("last-event-id", id));
         }
         let (response, conn) = self
-            .send(Method::GET, &path, &headers, Bytes::new())
+            .send(Method::GET, path, &headers, Bytes::new())
             .await?;
         let status = response.status();
         if !status.is_success() {

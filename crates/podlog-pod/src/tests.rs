@@ -863,3 +863,18 @@ fn a_replica_refuses_a_gap_or_a_duplicate() {
     ));
     assert_eq!(replica.end_seq(), Seq(2));
 }
+
+#[test]
+fn a_pod_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync + Clone + 'static>(_: &T) -> bool {
+        true
+    }
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    assert!(shared(&pod));
+    let other = pod.clone();
+    let seq = std::thread::spawn(move || other.commit(ext(1)).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!((seq, pod.end_seq()), (Seq(2), Seq(2)));
+}

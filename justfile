@@ -20,6 +20,10 @@ fmt:
 ci:
     bash .ci/run
 
+# Run the benchmark suite.
+bench:
+    cargo bench -p podlog-bench
+
 # Write a scripted conversation into the default database and print it.
 demo:
     cargo run -- demo

@@ -59,6 +59,8 @@ enum Command {
         /// The session id, or an unambiguous prefix of it.
         session: String,
     },
+    /// Measure podlog against same-run baselines and print the ratio table.
+    Bench(crate::bench_cmd::BenchArgs),
     /// Serve pods over HTTP + SSE (loopback by default) until Ctrl-C.
     Serve(crate::serve_cmd::ServeArgs),
     /// Follow a served pod's live log in the terminal.
@@ -120,6 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         },
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
+        Command::Bench(bench) => crate::bench_cmd::run(&bench, &path)?,
         Command::Serve(serve) => {
             drop(out);
             return crate::serve_cmd::run(serve, store, &path);

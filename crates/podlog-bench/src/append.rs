@@ -1,0 +1,214 @@
+//! podlog's side of the append rows: P1 (durable append, one session), P2
+//! (append at `synchronous=NORMAL`) and P3 (eight sessions appending at once
+//! through one store).
+//!
+//! Each fixture owns one database file in the directory it is given, and one
+//! session per writer with its sink, so every append goes the whole way:
+//! `Store::append` commits the entry, then publishes it to the session's
+//! mirror. Timed runs take their entries already generated.
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use podlog_entry::{LogEntry, RequestConfig, SessionId, StepClock};
+use podlog_sink::SessionLogSink;
+use podlog_store::{NewSession, SequentialIds, Store, StoreOptions, Synchronous};
+
+use crate::corpus::Corpus;
+use crate::error::{self, BenchError, Result};
+
+/// Opens a store at `dir/name` with deterministic ids and clock.
+pub fn open_store(
+    row: &'static str,
+    dir: &Path,
+    name: &str,
+    synchronous: Synchronous,
+) -> Result<Store> {
+    let options = StoreOptions {
+        synchronous,
+        clock: Arc::new(StepClock::new(1_700_000_000_000, 1)),
+        ids: Arc::new(SequentialIds::new("bench")),
+        ..StoreOptions::default()
+    };
+    Store::open(dir.join(name), options).map_err(error::store(row))
+}
+
+/// Creates a session and a sink seeded with its `SessionStart`.
+pub fn new_session(row: &'static str, store: &Store) -> Result<(SessionId, SessionLogSink)> {
+    let (id, start) = store
+        .create_session(NewSession {
+            title: Some("benchmark".to_owned()),
+            system_prompt: Some("You are a careful coding assistant.".to_owned()),
+            config: RequestConfig {
+                model: "demo-model-1".to_owned(),
+                ..RequestConfig::default()
+            },
+            history: vec![],
+        })
+        .map_err(error::store(row))?;
+    let sink = SessionLogSink::with_initial([start]).map_err(error::sink(row))?;
+    Ok((id, sink))
+}
+
+/// One session appended to from one thread (P1 at `Full`, P2 at `Normal`).
+pub struct PodlogAppend {
+    row: &'static str,
+    store: Store,
+    session: SessionId,
+    sink: SessionLogSink,
+}
+
+impl PodlogAppend {
+    /// A fresh store at `dir/name` with one session.
+    pub fn open(
+        row: &'static str,
+        dir: &Path,
+        name: &str,
+        synchronous: Synchronous,
+    ) -> Result<Self> {
+        let store = open_store(row, dir, name, synchronous)?;
+        let (session, sink) = new_session(row, &store)?;
+        Ok(Self {
+            row,
+            store,
+            session,
+            sink,
+        })
+    }
+
+    /// Appends `entries` one transaction each and returns the time taken.
+    /// Checks afterwards that every entry reached the mirror.
+    pub fn run(&mut self, entries: Vec<LogEntry>) -> Result<Duration> {
+        let n = entries.len();
+        let before = self.sink.len();
+        let start = Instant::now();
+        for entry in entries {
+            self.store
+                .append(&self.session, entry, &self.sink)
+                .map_err(error::store(self.row))?;
+        }
+        let elapsed = start.elapsed();
+        check_published(self.row, &self.sink, before + n)?;
+        Ok(elapsed)
+    }
+
+    /// The session's mirror.
+    pub fn sink(&self) -> &SessionLogSink {
+        &self.sink
+    }
+}
+
+/// Several sessions of one store, each appended to by its own thread at the
+/// same time (P3).
+pub struct GroupAppend {
+    row: &'static str,
+    store: Store,
+    sessions: Vec<(SessionId, SessionLogSink)>,
+    corpora: Vec<Corpus>,
+}
+
+impl GroupAppend {
+    /// A fresh store at `dir/name` with `writers` sessions.
+    pub fn open(
+        row: &'static str,
+        dir: &Path,
+        name: &str,
+        synchronous: Synchronous,
+        writers: usize,
+    ) -> Result<Self> {
+        let store = open_store(row, dir, name, synchronous)?;
+        let sessions = (0..writers)
+            .map(|_| new_session(row, &store))
+            .collect::<Result<Vec<_>>>()?;
+        let corpora = (0..writers as u64).map(|i| Corpus::new(100 + i)).collect();
+        Ok(Self {
+            row,
+            store,
+            sessions,
+            corpora,
+        })
+    }
+
+    /// How the store grouped appends into transactions since it opened.
+    pub fn commit_stats(&self) -> podlog_store::commit::CommitStats {
+        self.store.commit_stats()
+    }
+
+    /// How many sessions append at once.
+    pub fn writers(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Every writer appends `per_writer` entries to its session, all
+    /// starting together; returns the time from the start until the last
+    /// writer finished. Checks afterwards that every entry reached its
+    /// session's mirror.
+    pub fn run(&mut self, per_writer: usize) -> Result<Duration> {
+        let batches: Vec<Vec<LogEntry>> = self
+            .corpora
+            .iter_mut()
+            .map(|c| c.take_vec(per_writer))
+            .collect();
+        let before: Vec<usize> = self.sessions.iter().map(|(_, s)| s.len()).collect();
+        let barrier = Barrier::new(self.sessions.len() + 1);
+        let store = &self.store;
+        let row = self.row;
+        let (elapsed, results) = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .sessions
+                .iter()
+                .zip(batches)
+                .map(|((id, sink), batch)| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        for entry in batch {
+                            store.append(id, entry, sink).map_err(error::store(row))?;
+                        }
+                        Ok::<(), BenchError>(())
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            let results: Vec<Result<()>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BenchError::Check {
+                            row,
+                            problem: "a writer thread panicked".to_owned(),
+                        })
+                    })
+                })
+                .collect();
+            (start.elapsed(), results)
+        });
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        for ((_, sink), before) in self.sessions.iter().zip(before) {
+            check_published(self.row, sink, before + per_writer)?;
+        }
+        Ok(elapsed)
+    }
+}
+
+fn check_published(row: &'static str, sink: &SessionLogSink, want: usize) -> Result<()> {
+    if sink.len() == want {
+        Ok(())
+    } else {
+        Err(BenchError::Check {
+            row,
+            problem: format!(
+                "the mirror holds {} entries after the run, want {want}",
+                sink.len()
+            ),
+        })
+    }
+}
+
+/// Entries per second for `n` entries in `elapsed` (infinite for a zero
+/// duration, which the caller reports as it is).
+pub fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}

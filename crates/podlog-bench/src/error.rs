@@ -1,0 +1,92 @@
+//! [`BenchError`]: why a measurement could not be taken. A measurement that
+//! fails is reported with the row and file concerned; it never yields a
+//! made-up figure.
+
+use std::path::PathBuf;
+
+use podlog_sink::SinkError;
+use podlog_store::StoreError;
+
+/// A measurement could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// podlog's store failed.
+    #[error("{row}: {source}")]
+    Store {
+        row: &'static str,
+        source: Box<StoreError>,
+    },
+    /// A sink refused an entry while a mirror was being built.
+    #[error("{row}: building the mirror: {source}")]
+    Sink {
+        row: &'static str,
+        source: SinkError,
+    },
+    /// A baseline's own SQLite database failed.
+    #[error("{row}: baseline database {path}: {source}")]
+    Sqlite {
+        row: &'static str,
+        path: PathBuf,
+        source: Box<rusqlite::Error>,
+    },
+    /// A file could not be created, written or flushed.
+    #[error("{row}: {what} {path}: {source}")]
+    Io {
+        row: &'static str,
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A stored row did not decode in the raw restore baseline.
+    #[error("{row}: raw restore: seq {seq} does not decode: {reason}")]
+    Decode {
+        row: &'static str,
+        seq: u64,
+        reason: String,
+    },
+    /// A measurement's own check failed: it did not do the work it timed.
+    #[error("{row}: {problem}")]
+    Check { row: &'static str, problem: String },
+}
+
+/// Result of a measurement.
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// Attaches a row name to store errors.
+pub(crate) fn store(row: &'static str) -> impl Fn(StoreError) -> BenchError {
+    move |source| BenchError::Store {
+        row,
+        source: Box::new(source),
+    }
+}
+
+/// Attaches a row name to sink errors.
+pub(crate) fn sink(row: &'static str) -> impl Fn(SinkError) -> BenchError {
+    move |source| BenchError::Sink { row, source }
+}
+
+/// Attaches a row name and file to SQLite errors.
+pub(crate) fn sqlite<'a>(
+    row: &'static str,
+    path: &'a std::path::Path,
+) -> impl Fn(rusqlite::Error) -> BenchError + 'a {
+    move |source| BenchError::Sqlite {
+        row,
+        path: path.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+/// Attaches a row name, an action and a file to I/O errors.
+pub(crate) fn io<'a>(
+    row: &'static str,
+    what: &'static str,
+    path: &'a std::path::Path,
+) -> impl Fn(std::io::Error) -> BenchError + 'a {
+    move |source| BenchError::Io {
+        row,
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,741 @@
+//! The quick mode behind `podlog bench`: every row of the performance table,
+//! each side measured `repeats` times in one run, reported as medians and
+//! ratios in a [`Report`].
+//!
+//! # What a row reports
+//!
+//! * `ours` and `baseline`: the medians over the repetitions.
+//! * `ratio`: the median of the per-repetition ratios `ours / baseline`.
+//!   Each repetition measures both sides back to back (alternating which goes
+//!   first) on the same files, so a ratio holds on a noisy machine even when
+//!   the absolute figures move.
+//! * `target` and `result`: the issue's target for the row and whether the
+//!   median met it. A row that cannot be measured in this build says so and
+//!   why; a reference row (a second baseline, for context) has no target.
+//!
+//! All files live in a fresh temporary folder inside [`QuickOptions::dir`]
+//! and are removed when the run ends, whether it succeeded or not.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podlog_entry::LogEntry;
+use podlog_store::Synchronous;
+
+use crate::append::{rate, GroupAppend, PodlogAppend};
+use crate::baseline::{JsonlAppend, RawShape, RawSqliteAppend};
+use crate::corpus::{shared_pool, Corpus};
+use crate::error::{self, Result};
+use crate::memory::{measure_mirror, HeapGauge};
+use crate::mirror::{
+    build_mirror, build_seed_mirror, seed_subscribe_latencies, subscribe_latencies,
+    PublishUnderAttach,
+};
+use crate::restore::RestoreFixture;
+use crate::stats::{median, percentile};
+
+/// How many entries, samples and threads each row uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scale {
+    /// P1: durable appends per side per repetition.
+    pub durable_appends: usize,
+    /// P2: appends at `synchronous=NORMAL` per side per repetition.
+    pub normal_appends: usize,
+    /// P3: sessions appending at once.
+    pub group_writers: usize,
+    /// P3: appends per session per repetition.
+    pub group_appends: usize,
+    /// P4: the short, long and very long mirrors.
+    pub mirror_short: usize,
+    pub mirror_long: usize,
+    pub mirror_huge: usize,
+    /// P4: timed subscribes per mirror per repetition.
+    pub subscribe_samples: usize,
+    /// P4: timed subscribes to the seed's sink per repetition.
+    pub seed_subscribe_samples: usize,
+    /// P5: receivers attached while publishing.
+    pub subscribers: usize,
+    /// P5: timed publishes per side per repetition.
+    pub publishes: usize,
+    /// P6: entries in the restored session.
+    pub restore_entries: usize,
+    /// P7: entries in the measured mirror.
+    pub memory_entries: usize,
+    /// Distinct entry bodies the long mirrors of P4 and P5 cycle through.
+    pub pool: usize,
+}
+
+impl Scale {
+    /// The sizes of the issue's targets, in well under a minute on two
+    /// cores.
+    pub fn quick() -> Self {
+        Self {
+            durable_appends: 500,
+            normal_appends: 5_000,
+            group_writers: 8,
+            group_appends: 200,
+            mirror_short: 1_000,
+            mirror_long: 100_000,
+            mirror_huge: 1_000_000,
+            subscribe_samples: 2_000,
+            seed_subscribe_samples: 5,
+            subscribers: 100,
+            publishes: 50_000,
+            restore_entries: 100_000,
+            memory_entries: 100_000,
+            pool: 4_096,
+        }
+    }
+
+    /// Tiny sizes that run in a moment: for checking the measurements work,
+    /// not for their figures.
+    pub fn tiny() -> Self {
+        Self {
+            durable_appends: 3,
+            normal_appends: 5,
+            group_writers: 2,
+            group_appends: 2,
+            mirror_short: 10,
+            mirror_long: 100,
+            mirror_huge: 1_000,
+            subscribe_samples: 5,
+            seed_subscribe_samples: 1,
+            subscribers: 3,
+            publishes: 50,
+            restore_entries: 50,
+            memory_entries: 200,
+            pool: 64,
+        }
+    }
+}
+
+/// What to run and where.
+#[derive(Clone, Debug)]
+pub struct QuickOptions {
+    /// The folder the temporary files go in (inside a fresh subfolder).
+    /// Put it on the disk whose speed you want to know: the appends' figures
+    /// are the disk's flush cost.
+    pub dir: PathBuf,
+    /// Repetitions of each measurement (at least 1).
+    pub repeats: usize,
+    /// Sizes.
+    pub scale: Scale,
+}
+
+/// A measured quantity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Figure {
+    pub value: f64,
+    pub unit: Unit,
+}
+
+/// The unit of a [`Figure`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Entries per second.
+    PerSecond,
+    /// Microseconds.
+    Micros,
+    /// Milliseconds.
+    Millis,
+    /// Mebibytes.
+    MiB,
+}
+
+impl Figure {
+    fn new(value: f64, unit: Unit) -> Self {
+        Self { value, unit }
+    }
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.value;
+        match self.unit {
+            Unit::PerSecond => write!(f, "{} /s", round3(v)),
+            Unit::Micros => write!(f, "{} us", round3(v)),
+            Unit::Millis => write!(f, "{} ms", round3(v)),
+            Unit::MiB => write!(f, "{} MiB", round3(v)),
+        }
+    }
+}
+
+/// `v` with three significant digits (no exponent).
+fn round3(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = if v == 0.0 {
+        0
+    } else {
+        (2 - v.abs().log10().floor() as i32).max(0) as usize
+    };
+    format!("{v:.digits$}")
+}
+
+/// A ratio for the table: three significant digits, or a power of ten
+/// for a very small one.
+fn ratio_text(x: f64) -> String {
+    if x > 0.0 && x < 0.001 {
+        format!("{x:.1e}x")
+    } else {
+        format!("{}x", round3(x))
+    }
+}
+
+/// What a row must reach.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// `ratio >= x`.
+    RatioAtLeast(f64),
+    /// `ratio <= x`.
+    RatioAtMost(f64),
+    /// `ours <= x`, in ours' unit.
+    OursAtMost(f64),
+    /// No target: a reference row.
+    Reference,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::RatioAtLeast(x) => write!(f, ">= {x}x"),
+            Target::RatioAtMost(x) => write!(f, "<= {x}x"),
+            Target::OursAtMost(x) => write!(f, "<= {x}"),
+            Target::Reference => f.write_str("-"),
+        }
+    }
+}
+
+/// Whether a row met its target.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Met,
+    Missed,
+    /// A reference row: no target.
+    Reference,
+    /// The row could not be measured; the text says why.
+    NotMeasured(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Met => f.write_str("met"),
+            Outcome::Missed => f.write_str("MISSED"),
+            Outcome::Reference => f.write_str("(reference)"),
+            Outcome::NotMeasured(_) => f.write_str("not measured"),
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// `P1` ... `P9`, with a suffix for reference and sub-rows.
+    pub id: &'static str,
+    /// What is measured against what.
+    pub what: String,
+    pub ours: Option<Figure>,
+    pub baseline: Option<Figure>,
+    /// Median of the per-repetition ratios ours / baseline.
+    pub ratio: Option<f64>,
+    pub target: Target,
+    pub outcome: Outcome,
+}
+
+impl Row {
+    fn measured(
+        id: &'static str,
+        what: String,
+        ours: Figure,
+        baseline: Figure,
+        ratio: f64,
+        target: Target,
+    ) -> Self {
+        let met = match target {
+            Target::RatioAtLeast(x) => Some(ratio >= x),
+            Target::RatioAtMost(x) => Some(ratio <= x),
+            Target::OursAtMost(x) => Some(ours.value <= x),
+            Target::Reference => None,
+        };
+        Self {
+            id,
+            what,
+            ours: Some(ours),
+            baseline: Some(baseline),
+            ratio: Some(ratio),
+            target,
+            outcome: match met {
+                Some(true) => Outcome::Met,
+                Some(false) => Outcome::Missed,
+                None => Outcome::Reference,
+            },
+        }
+    }
+
+    fn not_measured(id: &'static str, what: String, target: Target, why: String) -> Self {
+        Self {
+            id,
+            what,
+            ours: None,
+            baseline: None,
+            ratio: None,
+            target,
+            outcome: Outcome::NotMeasured(why),
+        }
+    }
+}
+
+/// The result of a quick run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The folder the files were in (removed since).
+    pub workdir: PathBuf,
+    pub repeats: usize,
+    /// How P7 read the heap.
+    pub heap_method: &'static str,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// The row `id`.
+    pub fn row(&self, id: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.id == id)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cell = |x: Option<String>| x.unwrap_or_else(|| "-".to_owned());
+        let lines: Vec<[String; 7]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.id.to_owned(),
+                    r.what.clone(),
+                    cell(r.ours.map(|x| x.to_string())),
+                    cell(r.baseline.map(|x| x.to_string())),
+                    cell(r.ratio.map(ratio_text)),
+                    r.target.to_string(),
+                    r.outcome.to_string(),
+                ]
+            })
+            .collect();
+        let header = [
+            "row", "what", "ours", "baseline", "ratio", "target", "result",
+        ]
+        .map(str::to_owned);
+        let mut widths = [0usize; 7];
+        for line in std::iter::once(&header).chain(&lines) {
+            for (w, c) in widths.iter_mut().zip(line) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        for line in std::iter::once(&header).chain(&lines) {
+            let mut text = String::new();
+            for (i, (c, w)) in line.iter().zip(widths).enumerate() {
+                // Text columns align left, figures right.
+                if (2..=4).contains(&i) {
+                    text.push_str(&format!("{c:>w$}  "));
+                } else {
+                    text.push_str(&format!("{c:<w$}  "));
+                }
+            }
+            writeln!(f, "{}", text.trim_end())?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "medians of {} repetitions; ratio = median of per-repetition ours/baseline; \
+             files in {}; P7 heap by {}",
+            self.repeats,
+            self.workdir.display(),
+            self.heap_method
+        )?;
+        for r in &self.rows {
+            if let Outcome::NotMeasured(why) = &r.outcome {
+                writeln!(f, "{}: not measured: {why}", r.id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `n` as `1k`, `100k`, `1M` where it divides evenly.
+pub fn count(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Runs every row. `progress` hears which row is being measured; `gauge`
+/// reads the heap for P7.
+pub fn quick(
+    options: &QuickOptions,
+    gauge: &dyn HeapGauge,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    let workdir = tempfile::Builder::new()
+        .prefix("podlog-bench.")
+        .tempdir_in(&options.dir)
+        .map_err(error::io("setup", "creating a folder in", &options.dir))?;
+    let dir = workdir.path();
+    let repeats = options.repeats.max(1);
+    let scale = &options.scale;
+    let mut rows = Vec::new();
+    let mut corpus = Corpus::new(1);
+
+    // P1 and its references: one session, one entry per transaction.
+    progress("P1: durable appends (FULL) against JSONL and raw SQLite");
+    let mut ours = PodlogAppend::open("P1", dir, "p1.db", Synchronous::Full)?;
+    let mut jsonl_sync = JsonlAppend::open("P1", dir, "p1-sync.jsonl", true)?;
+    let mut jsonl_nosync = JsonlAppend::open("P1", dir, "p1-nosync.jsonl", false)?;
+    let mut raw_full =
+        RawSqliteAppend::open("P1", dir, "p1-raw.db", Synchronous::Full, RawShape::Insert)?;
+    let n = scale.durable_appends;
+    let mut p1 = Sides::default();
+    let mut p1_nosync = Vec::new();
+    let mut p1_raw = Vec::new();
+    for r in 0..repeats {
+        let batch = corpus.take_vec(n);
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 4] = [
+            &mut || {
+                p1.ours.push(rate(n, ours.run(batch.clone())?));
+                Ok(())
+            },
+            &mut || {
+                let t = jsonl_sync.run(&batch)?;
+                p1.baseline.push(rate(n, t));
+                Ok(())
+            },
+            &mut || {
+                let t = jsonl_nosync.run(&batch)?;
+                p1_nosync.push(rate(n, t));
+                Ok(())
+            },
+            &mut || {
+                let t = raw_full.run(&batch)?;
+                p1_raw.push(rate(n, t));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
+    let p1_rates = p1.ours.clone();
+    rows.push(p1.row(
+        "P1",
+        "durable append (FULL, 1 entry/txn) vs JSONL write+fdatasync".to_owned(),
+        Unit::PerSecond,
+        Target::RatioAtLeast(0.8),
+    ));
+    rows.push(
+        Sides {
+            ours: p1_rates.clone(),
+            baseline: p1_nosync,
+        }
+        .row(
+            "P1-nosync",
+            "  the same vs JSONL write, no fsync".to_owned(),
+            Unit::PerSecond,
+            Target::Reference,
+        ),
+    );
+    rows.push(
+        Sides {
+            ours: p1_rates.clone(),
+            baseline: p1_raw,
+        }
+        .row(
+            "P1-sqlite",
+            "  the same vs raw rusqlite INSERT/txn, FULL".to_owned(),
+            Unit::PerSecond,
+            Target::Reference,
+        ),
+    );
+    drop((ours, jsonl_sync, jsonl_nosync, raw_full));
+
+    // P2: the same at NORMAL, against hand-written rusqlite.
+    progress("P2: appends (NORMAL) against raw rusqlite");
+    let mut ours = PodlogAppend::open("P2", dir, "p2.db", Synchronous::Normal)?;
+    let mut raw = RawSqliteAppend::open(
+        "P2",
+        dir,
+        "p2-raw.db",
+        Synchronous::Normal,
+        RawShape::Insert,
+    )?;
+    let mut raw_sql = RawSqliteAppend::open(
+        "P2",
+        dir,
+        "p2-raw-counters.db",
+        Synchronous::Normal,
+        RawShape::InsertWithCounters,
+    )?;
+    let n = scale.normal_appends;
+    let mut p2 = Sides::default();
+    let mut p2_sql = Vec::new();
+    for r in 0..repeats {
+        let batch = corpus.take_vec(n);
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 3] = [
+            &mut || {
+                p2.ours.push(rate(n, ours.run(batch.clone())?));
+                Ok(())
+            },
+            &mut || {
+                p2.baseline.push(rate(n, raw.run(&batch)?));
+                Ok(())
+            },
+            &mut || {
+                p2_sql.push(rate(n, raw_sql.run(&batch)?));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
+    let p2_rates = p2.ours.clone();
+    rows.push(p2.row(
+        "P2",
+        "append (NORMAL) vs raw rusqlite INSERT/txn, NORMAL".to_owned(),
+        Unit::PerSecond,
+        Target::RatioAtLeast(0.8),
+    ));
+    rows.push(
+        Sides {
+            ours: p2_rates,
+            baseline: p2_sql,
+        }
+        .row(
+            "P2-sql",
+            "  the same vs raw rusqlite running podlog's SQL (seq, insert, counters)".to_owned(),
+            Unit::PerSecond,
+            Target::Reference,
+        ),
+    );
+    drop((ours, raw, raw_sql));
+
+    // P3: several sessions at once through one store, against P1's rate.
+    progress("P3: sessions appending concurrently (FULL)");
+    let mut group = GroupAppend::open("P3", dir, "p3.db", Synchronous::Full, scale.group_writers)?;
+    let mut p3 = Sides {
+        ours: Vec::new(),
+        baseline: p1_rates,
+    };
+    let stats_before = group.commit_stats();
+    for _ in 0..repeats {
+        let t = group.run(scale.group_appends)?;
+        p3.ours.push(rate(scale.group_appends * group.writers(), t));
+    }
+    let stats = group.commit_stats();
+    let per_txn = (stats.entries - stats_before.entries) as f64
+        / (stats.transactions - stats_before.transactions).max(1) as f64;
+    rows.push(p3.row(
+        "P3",
+        format!(
+            "{} sessions appending at once (FULL, {per_txn:.1} entries/txn), aggregate vs P1",
+            group.writers()
+        ),
+        Unit::PerSecond,
+        Target::RatioAtLeast(4.0),
+    ));
+    drop(group);
+
+    // P4: subscribe cost against the log's length and the seed.
+    progress("P4: subscribe_with_snapshot on long mirrors");
+    let pool: Vec<Arc<LogEntry>> = shared_pool(2, scale.pool);
+    let short = build_mirror(&pool, scale.mirror_short)?;
+    let long = build_mirror(&pool, scale.mirror_long)?;
+    let huge = build_mirror(&pool, scale.mirror_huge)?;
+    let seed = build_seed_mirror(&pool, scale.mirror_long);
+    let mut p4 = Sides::default();
+    let mut p4_scale = Sides::default();
+    for _ in 0..repeats {
+        let micros = |ns: Vec<f64>| median(&ns) / 1_000.0;
+        p4.ours
+            .push(micros(subscribe_latencies(&long, scale.subscribe_samples)));
+        p4.baseline.push(micros(seed_subscribe_latencies(
+            &seed,
+            scale.seed_subscribe_samples,
+        )));
+        p4_scale
+            .ours
+            .push(micros(subscribe_latencies(&huge, scale.subscribe_samples)));
+        p4_scale
+            .baseline
+            .push(micros(subscribe_latencies(&short, scale.subscribe_samples)));
+    }
+    rows.push(p4.row(
+        "P4",
+        format!(
+            "subscribe_with_snapshot, {} entries (median) vs seed Vec clone",
+            count(scale.mirror_long)
+        ),
+        Unit::Micros,
+        Target::OursAtMost(20.0),
+    ));
+    rows.push(p4_scale.row(
+        "P4-scale",
+        format!(
+            "  the same, {} entries vs {} entries",
+            count(scale.mirror_huge),
+            count(scale.mirror_short)
+        ),
+        Unit::Micros,
+        Target::RatioAtMost(2.0),
+    ));
+    drop((short, long, huge, seed));
+
+    // P5: publish tail latency while subscribers attach.
+    progress("P5: publish latency while subscribers attach");
+    let mut fixture = PublishUnderAttach::new(pool, scale.mirror_long, scale.subscribers)?;
+    let mut p5 = Sides::default();
+    for r in 0..repeats {
+        let p99 = |ns: Vec<f64>| percentile(&ns, 99.0) / 1_000.0;
+        // Alternate which side goes first.
+        for attaching in [r.is_multiple_of(2), !r.is_multiple_of(2)] {
+            let figure = p99(fixture.run(scale.publishes, attaching)?);
+            if attaching {
+                p5.ours.push(figure);
+            } else {
+                p5.baseline.push(figure);
+            }
+        }
+    }
+    rows.push(p5.row(
+        "P5",
+        format!(
+            "publish p99, {} subscribers attaching in a loop vs none attaching ({} entries)",
+            scale.subscribers,
+            count(scale.mirror_long)
+        ),
+        Unit::Micros,
+        Target::RatioAtMost(2.0),
+    ));
+    drop(fixture);
+
+    // P6: restore against the raw read.
+    progress("P6: restoring a long session");
+    let fixture = RestoreFixture::build(dir, "p6.db", scale.restore_entries)?;
+    let mut p6 = Sides::default();
+    for r in 0..repeats {
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+            &mut || {
+                p6.ours.push(millis(fixture.podlog()?));
+                Ok(())
+            },
+            &mut || {
+                p6.baseline.push(millis(fixture.raw()?));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
+    rows.push(p6.row(
+        "P6",
+        format!(
+            "restore {}-entry session into a sink vs raw SELECT + from_str",
+            count(fixture.len())
+        ),
+        Unit::Millis,
+        Target::RatioAtMost(1.5),
+    ));
+    drop(fixture);
+
+    // P7: the mirror's heap.
+    progress("P7: mirror memory");
+    let what = format!(
+        "mirror heap, {} entries vs their JSON text",
+        count(scale.memory_entries)
+    );
+    match measure_mirror(scale.memory_entries, gauge)? {
+        Some(m) => {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            rows.push(Row::measured(
+                "P7",
+                what,
+                Figure::new(mib(m.heap_bytes), Unit::MiB),
+                Figure::new(mib(m.json_bytes), Unit::MiB),
+                m.ratio(),
+                Target::RatioAtMost(2.0),
+            ));
+        }
+        None => rows.push(Row::not_measured(
+            "P7",
+            what,
+            Target::RatioAtMost(2.0),
+            format!(
+                "the heap gauge ({}) cannot read the heap here",
+                gauge.method()
+            ),
+        )),
+    }
+
+    rows.push(Row::not_measured(
+        "P8",
+        "SSE fan-out: 1,000 clients, 100 events/s, p99 end-to-end".to_owned(),
+        Target::OursAtMost(50.0),
+        "needs the HTTP/SSE server (crates/podlog-server), not in this build".to_owned(),
+    ));
+    rows.push(Row::not_measured(
+        "P9",
+        "resume 10 entries behind on a 100k-entry session: bytes vs full snapshot".to_owned(),
+        Target::RatioAtMost(0.02),
+        "needs the server's resume (SSE Last-Event-ID) and Pod::resume, not in this build"
+            .to_owned(),
+    ));
+
+    let workdir_path = workdir.path().to_owned();
+    workdir
+        .close()
+        .map_err(error::io("cleanup", "removing", &workdir_path))?;
+    Ok(Report {
+        workdir: workdir_path,
+        repeats,
+        heap_method: gauge.method(),
+        rows,
+    })
+}
+
+/// Runs `sides` in order starting at `offset % len`, so that across
+/// repetitions each side goes first as often as the others.
+fn run_rotated(sides: &mut [&mut dyn FnMut() -> Result<()>], offset: usize) -> Result<()> {
+    let len = sides.len();
+    for i in 0..len {
+        (sides[(offset + i) % len])()?;
+    }
+    Ok(())
+}
+
+/// Per-repetition figures of both sides of a row.
+#[derive(Default)]
+struct Sides {
+    ours: Vec<f64>,
+    baseline: Vec<f64>,
+}
+
+impl Sides {
+    fn row(self, id: &'static str, what: String, unit: Unit, target: Target) -> Row {
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.baseline)
+            .map(|(o, b)| o / b)
+            .collect();
+        Row::measured(
+            id,
+            what,
+            Figure::new(median(&self.ours), unit),
+            Figure::new(median(&self.baseline), unit),
+            median(&ratios),
+            target,
+        )
+    }
+}

@@ -1,0 +1,136 @@
+//! Row P6: restoring a long session into a sink, against the raw restore
+//! baseline on the same file.
+//!
+//! The session is written once, at setup: podlog creates it (its
+//! `SessionStart` at seq 1), then the rest of the corpus goes in through one
+//! transaction on a second connection, in the columns of podlog's
+//! `entries` table, with the session row's counters updated to match. One
+//! transaction instead of one per entry keeps the setup to a second;
+//! appending is what rows P1 to P3 measure. The restore then reads it back
+//! through `Store::load_sink` (decode, seq and shape checks, the mirror) and
+//! through [`crate::baseline::raw_restore`] (decode only).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use podlog_entry::SessionId;
+use podlog_store::{Store, Synchronous};
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use crate::append::{new_session, open_store};
+use crate::baseline::{open_reader, raw_restore};
+use crate::corpus::Corpus;
+use crate::error::{self, BenchError, Result};
+
+/// A store holding one session of a given length, and a raw reader on the
+/// same file.
+pub struct RestoreFixture {
+    path: PathBuf,
+    store: Store,
+    session: SessionId,
+    reader: Connection,
+    len: usize,
+}
+
+impl RestoreFixture {
+    /// Writes a `len`-entry session (`len` >= 1) to a new store at
+    /// `dir/name`.
+    pub fn build(dir: &Path, name: &str, len: usize) -> Result<Self> {
+        let store = open_store("P6", dir, name, Synchronous::Normal)?;
+        let (session, _sink) = new_session("P6", &store)?;
+        let path = store.path().to_owned();
+        fill(&path, &session, len)?;
+        let reader = open_reader(&path)?;
+        Ok(Self {
+            path,
+            store,
+            session,
+            reader,
+            len: len.max(1),
+        })
+    }
+
+    /// Entries in the session.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the session is empty (never: it has its `SessionStart`).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Restores the session with `Store::load_sink`; returns the time taken.
+    pub fn podlog(&self) -> Result<Duration> {
+        let start = Instant::now();
+        let sink = self
+            .store
+            .load_sink(&self.session)
+            .map_err(error::store("P6"))?;
+        let elapsed = start.elapsed();
+        self.check(sink.len())?;
+        Ok(elapsed)
+    }
+
+    /// Restores the session with the raw baseline; returns the time taken.
+    pub fn raw(&self) -> Result<Duration> {
+        let start = Instant::now();
+        let entries = raw_restore(&self.reader, &self.path, self.session.as_str())?;
+        let elapsed = start.elapsed();
+        self.check(entries.len())?;
+        Ok(elapsed)
+    }
+
+    fn check(&self, got: usize) -> Result<()> {
+        if got == self.len {
+            Ok(())
+        } else {
+            Err(BenchError::Check {
+                row: "P6",
+                problem: format!(
+                    "restored {got} entries of session {}, want {}",
+                    self.session, self.len
+                ),
+            })
+        }
+    }
+}
+
+/// Adds seq 2..=len to `session` (which holds only its `SessionStart`) in
+/// one transaction.
+fn fill(path: &Path, session: &SessionId, len: usize) -> Result<()> {
+    let fail = error::sqlite("P6", path);
+    let mut conn = Connection::open(path).map_err(&fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(&fail)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(&fail)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&fail)?;
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO entries (session_id, seq, ts, kind, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(&fail)?;
+        for (seq, entry) in (2..=len as u64).zip(Corpus::new(6)) {
+            insert
+                .execute(params![
+                    session.as_str(),
+                    seq,
+                    entry.ts(),
+                    entry.kind(),
+                    entry.to_json()
+                ])
+                .map_err(&fail)?;
+        }
+    }
+    let last = len.max(1) as u64;
+    tx.execute(
+        "UPDATE sessions SET last_seq = ?2, entry_count = ?2 WHERE id = ?1",
+        params![session.as_str(), last],
+    )
+    .map_err(&fail)?;
+    tx.commit().map_err(&fail)
+}

@@ -1,0 +1,216 @@
+//! Unit tests of the benchmark suite: every measurement runs at a tiny size
+//! and returns sane figures (positive, finite, with its own checks passed),
+//! the corpus is deterministic and realistic, and the statistics are right.
+//! No test looks at how fast anything is.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use podlog_entry::LogEntry;
+
+use crate::corpus::{Corpus, MAX_TOOL_OUTPUT, MIN_TOOL_OUTPUT};
+use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
+use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Target};
+use crate::stats::{median, percentile};
+
+/// Measurements read the process's heap and time threads: run them one at
+/// a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[test]
+fn the_corpus_is_deterministic_and_mixes_kinds_and_sizes() {
+    let _guard = serial();
+    let a = Corpus::new(3).take_vec(300);
+    let b = Corpus::new(3).take_vec(300);
+    assert_eq!(a, b);
+    assert_ne!(a, Corpus::new(4).take_vec(300));
+
+    let mut kinds: Vec<&str> = a.iter().map(LogEntry::kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "assistant_item",
+            "llm_usage",
+            "run_completed",
+            "system_item",
+            "tool_result",
+            "turn_end",
+            "user_input"
+        ]
+    );
+    let outputs: Vec<usize> = a
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::ToolResult { output, .. } => Some(output.len()),
+            _ => None,
+        })
+        .collect();
+    assert!(outputs.len() > 20, "{outputs:?}");
+    assert!(outputs
+        .iter()
+        .all(|&n| (MIN_TOOL_OUTPUT..=MAX_TOOL_OUTPUT).contains(&n)));
+    assert!(outputs.iter().any(|&n| n < 1024), "{outputs:?}");
+    assert!(outputs.iter().any(|&n| n > 2048), "{outputs:?}");
+    assert!(a.iter().all(|e| !e.is_session_start()));
+}
+
+#[test]
+fn median_and_percentile_pick_the_right_element() {
+    assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    assert!(median(&[]).is_nan());
+    let hundred: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+    assert_eq!(percentile(&hundred, 99.0), 99.0);
+    assert_eq!(percentile(&hundred, 100.0), 100.0);
+    assert_eq!(percentile(&hundred, 50.0), 50.0);
+    assert_eq!(percentile(&hundred, 0.0), 1.0);
+    assert_eq!(percentile(&[7.0], 99.0), 7.0);
+}
+
+#[test]
+fn counts_print_short() {
+    assert_eq!(count(1_000), "1k");
+    assert_eq!(count(100_000), "100k");
+    assert_eq!(count(1_000_000), "1M");
+    assert_eq!(count(1_500), "1500");
+    assert_eq!(count(7), "7");
+}
+
+#[test]
+fn the_counting_allocator_tracks_live_bytes() {
+    let counter = CountingAlloc::new();
+    assert_eq!(counter.live_bytes(), None, "nothing allocated yet");
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: the layout has a non-zero size; each pointer is released with
+    // the layout it was allocated or reallocated with.
+    unsafe {
+        let p = counter.alloc(layout);
+        assert!(!p.is_null());
+        assert_eq!(counter.live_bytes(), Some(100));
+        let q = counter.realloc(p, layout, 300);
+        assert!(!q.is_null());
+        assert_eq!(counter.live_bytes(), Some(300));
+        let z = counter.alloc_zeroed(layout);
+        assert_eq!(counter.live_bytes(), Some(400));
+        counter.dealloc(z, layout);
+        counter.dealloc(q, Layout::from_size_align(300, 8).unwrap());
+    }
+    assert_eq!(counter.live_bytes(), Some(0));
+}
+
+#[test]
+fn mallinfo_sees_the_mirror_grow_with_its_entries() {
+    let _guard = serial();
+    let small = measure_mirror(500, &Mallinfo).unwrap();
+    let large = measure_mirror(5_000, &Mallinfo).unwrap();
+    let (Some(small), Some(large)) = (small, large) else {
+        // Not glibc: the gauge says it cannot see the heap.
+        assert_eq!(Mallinfo.live_bytes(), None);
+        return;
+    };
+    assert_eq!(small.entries, 500);
+    assert_eq!(large.entries, 5_000);
+    assert!(small.json_bytes > 500 * 40, "{small:?}");
+    assert!(
+        large.json_bytes > 9 * small.json_bytes,
+        "{small:?} {large:?}"
+    );
+    // The mirror holds at least the entries' text and grows with them.
+    assert!(large.heap_bytes > large.json_bytes / 2, "{large:?}");
+    assert!(
+        large.heap_bytes > 5 * small.heap_bytes,
+        "{small:?} {large:?}"
+    );
+    assert!(large.ratio().is_finite());
+}
+
+#[test]
+fn a_quick_run_measures_every_row_it_can_and_says_why_not_for_the_others() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut heard = Vec::new();
+    let report = quick(
+        &QuickOptions {
+            dir: dir.path().to_owned(),
+            repeats: 2,
+            scale: Scale::tiny(),
+        },
+        &Mallinfo,
+        &mut |what| heard.push(what.to_owned()),
+    )
+    .unwrap();
+
+    let ids: Vec<&str> = report.rows.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "P1",
+            "P1-nosync",
+            "P1-sqlite",
+            "P2",
+            "P2-sql",
+            "P3",
+            "P4",
+            "P4-scale",
+            "P5",
+            "P6",
+            "P7",
+            "P8",
+            "P9"
+        ]
+    );
+    let measured = if Mallinfo.live_bytes().is_some() {
+        &ids[..11]
+    } else {
+        &ids[..10]
+    };
+    for id in measured {
+        let row = report.row(id).unwrap();
+        let ours = row.ours.unwrap().value;
+        let baseline = row.baseline.unwrap().value;
+        let ratio = row.ratio.unwrap();
+        for (name, x) in [("ours", ours), ("baseline", baseline), ("ratio", ratio)] {
+            assert!(x.is_finite() && x > 0.0, "{id} {name} = {x}: {row:?}");
+        }
+        let expected = match row.target {
+            Target::RatioAtLeast(t) => Some(ratio >= t),
+            Target::RatioAtMost(t) => Some(ratio <= t),
+            Target::OursAtMost(t) => Some(ours <= t),
+            Target::Reference => None,
+        };
+        match expected {
+            Some(true) => assert_eq!(row.outcome, Outcome::Met, "{row:?}"),
+            Some(false) => assert_eq!(row.outcome, Outcome::Missed, "{row:?}"),
+            None => assert_eq!(row.outcome, Outcome::Reference, "{row:?}"),
+        }
+    }
+    for id in ["P8", "P9"] {
+        let row = report.row(id).unwrap();
+        assert!(
+            matches!(&row.outcome, Outcome::NotMeasured(why) if why.contains("server")),
+            "{row:?}"
+        );
+        assert_eq!(row.ours, None);
+    }
+    assert_eq!(heard.len(), 7, "{heard:?}");
+
+    let table = report.to_string();
+    for id in ids {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("{id} "))),
+            "{id} missing from\n{table}"
+        );
+    }
+    assert!(
+        table.contains("P8: not measured: needs the HTTP/SSE server"),
+        "{table}"
+    );
+    // The run's files are gone; the folder given stays.
+    assert!(!report.workdir.exists());
+    assert!(dir.path().is_dir());
+}

@@ -247,7 +247,7 @@ impl Report<'_> {
                     id,
                     Some(seq),
                     format!(
-                        "kind column says {} but the body is a {}",
+                        "kind column says {} but the body's type is {}",
                         kind.as_deref().unwrap_or("(not text)"),
                         entry.kind()
                     ),

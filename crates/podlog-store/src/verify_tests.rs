@@ -168,7 +168,7 @@ fn bodies_kinds_and_times() {
     );
     assert_eq!(
         check("UPDATE entries SET kind = 'turn_end' WHERE session_id = 's-0001' AND seq = 2;"),
-        "session s-0001 seq 2: kind column says turn_end but the body is a user_input"
+        "session s-0001 seq 2: kind column says turn_end but the body's type is user_input"
     );
     assert_eq!(
         check("UPDATE entries SET ts = 77 WHERE session_id = 's-0001' AND seq = 6;"),
@@ -246,7 +246,7 @@ fn orphans_and_many_problems_at_once() {
         "session ghost: 1 entries stored for a session that has no session row\n\
          session s-0001: last_seq counter is 6 but the last stored entry is seq 5\n\
          session s-0001: entry_count counter is 6 but 5 entries are stored\n\
-         session s-0002 seq 1: kind column says x but the body is a session_start\n\
+         session s-0002 seq 1: kind column says x but the body's type is session_start\n\
          session s-0003: parent s-0001@6 does not exist: session s-0001 has no seq 6\n\
          session s-0003: entry_count counter is 5 but 1 entries are stored\n\
          session s-0003 seq 1: compacted_from points at s-0001@6, which does not exist: \

@@ -59,6 +59,8 @@ enum Command {
         /// The session id, or an unambiguous prefix of it.
         session: String,
     },
+    #[command(flatten)]
+    Lifecycle(crate::lifecycle_cmd::LifecycleCommand),
     /// Measure podlog against same-run baselines and print the ratio table.
     Bench(crate::bench_cmd::BenchArgs),
     /// Serve pods over HTTP + SSE (loopback by default) until Ctrl-C.
@@ -122,6 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         },
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
+        Command::Lifecycle(command) => return crate::lifecycle_cmd::run(&store, command, &mut out),
         Command::Bench(bench) => crate::bench_cmd::run(&bench, &path)?,
         Command::Serve(serve) => {
             drop(out);

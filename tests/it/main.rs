@@ -9,6 +9,7 @@ mod faults;
 mod fixtures;
 mod import_props;
 mod inspect;
+mod lifecycle_cli;
 mod sql_audit;
 mod pod;
 mod server;

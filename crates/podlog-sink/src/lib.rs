@@ -332,3 +332,6 @@ impl std::fmt::Debug for SessionLogSink {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -28,6 +28,9 @@
 //!   not at all. The first malformed line fails the import with
 //!   [`StoreError::Import`] naming its line number ("line 17: ..."), and the
 //!   database is left as it was.
+//!   The transaction holds the write lock from the first line to the
+//!   commit: other writers to the database wait meanwhile (up to their busy
+//!   timeout).
 //! * Checked on the way in: each session's entries follow its header with
 //!   seqs 1, 2, 3... up to the header's `last_seq` (a file cut short is
 //!   refused); a `SessionStart` at seq 1 and nowhere else; every body decodes

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use podlog_server::demo::{self, DemoOptions};
 use podlog_server::{auth, PodRegistry, Server, ServerConfig, TokenSource};
@@ -38,6 +39,10 @@ pub struct ServeArgs {
     /// Serve the pod `demo`: a scripted conversation that keeps going.
     #[arg(long)]
     demo: bool,
+    /// The demo's pause before each text delta, in milliseconds (the pause
+    /// between runs is 25 times longer). For tests.
+    #[arg(long, hide = true, value_name = "MS")]
+    demo_pace_ms: Option<u64>,
 }
 
 fn init_logging() {
@@ -80,16 +85,28 @@ pub fn run(args: ServeArgs, store: Store, db: &Path) -> Result<ExitCode, String>
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(serve(config, Arc::new(store), args.demo))?;
+    let demo = args.demo.then(|| match args.demo_pace_ms {
+        Some(ms) => DemoOptions {
+            delta_delay: Duration::from_millis(ms),
+            pause_between_runs: Duration::from_millis(ms * 25),
+            ..DemoOptions::default()
+        },
+        None => DemoOptions::default(),
+    });
+    runtime.block_on(serve(config, Arc::new(store), demo))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: ServerConfig, store: Arc<Store>, with_demo: bool) -> Result<(), String> {
+async fn serve(
+    config: ServerConfig,
+    store: Arc<Store>,
+    demo: Option<DemoOptions>,
+) -> Result<(), String> {
     let pods = PodRegistry::new();
     let (stop_demo, stop_rx) = tokio::sync::watch::channel(false);
     let mut feeder = None;
-    if with_demo {
-        let options = DemoOptions::default();
+    let with_demo = demo.is_some();
+    if let Some(options) = demo {
         let opened = {
             let store = store.clone();
             let options = options.clone();

@@ -108,14 +108,16 @@ impl Tail {
     ) -> Result<ExitCode, String> {
         let mut backoff = Duration::from_millis(250);
         let mut waiting = false;
+        let mut attached = false;
         loop {
             match client.events(pod, last_id.as_deref()).await {
                 Ok(mut stream) => {
                     backoff = Duration::from_millis(250);
-                    if waiting {
+                    if attached {
                         eprintln!("podlog: reconnected");
-                        waiting = false;
                     }
+                    attached = true;
+                    waiting = false;
                     let ended = self.read(&mut stream).await;
                     last_id = stream.last_id().map(str::to_owned);
                     match ended {

@@ -13,6 +13,7 @@ mod lifecycle_cli;
 mod sql_audit;
 mod pod;
 mod server;
+mod server_cli;
 mod server_faults;
 mod server_support;
 mod support;

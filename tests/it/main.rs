@@ -4,17 +4,18 @@
 
 mod cli;
 mod concurrency;
+mod corrupt;
 mod crash;
 mod faults;
 mod fixtures;
 mod import_props;
 mod inspect;
 mod lifecycle_cli;
-mod sql_audit;
 mod pod;
 mod server;
 mod server_cli;
 mod server_faults;
 mod server_support;
+mod sql_audit;
 mod support;
 mod upgrade;

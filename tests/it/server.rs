@@ -106,7 +106,7 @@ async fn random_run(seed: u64, clients: usize, steps: usize) -> (u64, u64, u64) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_attaching_and_resuming_at_random_rebuild_exactly_the_stored_log() {
     let (mut compactions, mut forks, mut resumes) = (0, 0, 0);
-    for seed in 1..=8 {
+    for seed in 1..=24 {
         let (c, f, r) = random_run(seed, 6, 14).await;
         compactions += c;
         forks += f;

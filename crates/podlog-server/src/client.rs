@@ -275,9 +275,7 @@ impl Client {
         if let Some(id) = last_id {
             headers.push(("last-event-id", id));
         }
-        let (response, conn) = self
-            .send(Method::GET, path, &headers, Bytes::new())
-            .await?;
+        let (response, conn) = self.send(Method::GET, path, &headers, Bytes::new()).await?;
         let status = response.status();
         if !status.is_success() {
             let body = response

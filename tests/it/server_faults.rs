@@ -373,8 +373,8 @@ async fn a_public_address_needs_a_token_and_a_generated_token_file_is_private() 
     )
     .await;
     match refused {
-        Err(ServerError::TokenFile { reason, .. }) => {
-            assert!(reason.contains("not a loopback address"), "{reason}")
+        Err(e @ ServerError::TokenRequired(_)) => {
+            assert!(e.to_string().contains("not a loopback address"), "{e}")
         }
         other => panic!("served a public address without a token: {other:?}"),
     }

@@ -142,13 +142,7 @@ pub fn resolve_token(
 ) -> Result<(Option<Token>, TokenOrigin), ServerError> {
     match source {
         TokenSource::None if is_loopback(addr) => Ok((None, TokenOrigin::None)),
-        TokenSource::None => Err(ServerError::TokenFile {
-            path: PathBuf::new(),
-            reason: format!(
-                "{addr} is not a loopback address; serving it needs a bearer token (give a token \
-                 file)"
-            ),
-        }),
+        TokenSource::None => Err(ServerError::TokenRequired(*addr)),
         TokenSource::Given(token) => Ok((Some(token.clone()), TokenOrigin::Given)),
         TokenSource::File(path) => read_or_generate(path),
     }

@@ -139,6 +139,9 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A non-loopback address without a token.
+    #[error("{0} is not a loopback address; serving it needs a bearer token (give a token file)")]
+    TokenRequired(std::net::SocketAddr),
     /// The token file could not be read or written, or is unsafe.
     #[error("token file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },

@@ -216,7 +216,7 @@ async fn a_slow_client_lags_and_catches_up_on_the_same_connection() {
     // While the slow client reads nothing, commit far more than the pod's
     // channel holds, with bodies large enough to fill the socket buffers,
     // and stream text deltas in between.
-    let body = "x".repeat(4096);
+    let body = "x".repeat(8192);
     let writer = {
         let pod = pod.clone();
         tokio::task::spawn_blocking(move || {

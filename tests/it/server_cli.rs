@@ -64,7 +64,31 @@ impl Lines {
     }
 }
 
-fn serve(db: &Path, listen: &str) -> (Child, Lines) {
+/// A child process killed when dropped, so a failing test leaves no server
+/// or tail running.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn serve(db: &Path, listen: &str) -> (Guard, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podlog"))
         .args(["--db"])
         .arg(db)
@@ -84,7 +108,7 @@ fn serve(db: &Path, listen: &str) -> (Child, Lines) {
         .spawn()
         .expect("run podlog serve");
     let stderr: ChildStderr = child.stderr.take().expect("stderr");
-    (child, Lines::of(stderr))
+    (Guard(child), Lines::of(stderr))
 }
 
 fn signal(child: &Child, name: &str) {
@@ -160,12 +184,14 @@ fn tail_follows_the_demo_across_a_server_restart_and_both_stop_cleanly_on_signal
     let url = line.trim_start_matches("podlog: serving ").to_owned();
     let addr = url.trim_start_matches("http://").to_owned();
 
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_podlog"))
-        .args(["tail", "demo", "--url", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run podlog tail");
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_podlog"))
+            .args(["tail", "demo", "--url", &url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run podlog tail"),
+    );
     let stdout: ChildStdout = tail.stdout.take().expect("stdout");
     let mut out = Lines::of(stdout);
     let mut tail_err = Lines::of(tail.stderr.take().expect("stderr"));

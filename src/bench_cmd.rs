@@ -6,9 +6,15 @@
 //! The temporary files go in a fresh folder inside `--dir`, by default the
 //! database's folder, so the append figures are those of the disk the
 //! database is on. The folder is removed afterwards.
+//!
+//! Row P8's clients run in a second `podlog` process (this binary, with the
+//! hidden `--fanout-clients SPEC`), so that the server's memory per client
+//! is measured without theirs.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use podlog_bench::fanout::{client_main, ClientLauncher};
 use podlog_bench::{quick, Mallinfo, QuickOptions, Scale};
 
 /// Options of `podlog bench`.
@@ -21,10 +27,35 @@ pub struct BenchArgs {
     /// How many times each measurement runs; the table shows medians.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
+
+    /// Run P8's clients as described by SPEC (JSON) and report on stdout:
+    /// what the benchmark starts this program with.
+    #[arg(long, hide = true, value_name = "SPEC")]
+    fanout_clients: Option<String>,
 }
 
 /// Runs the quick suite; `Err` carries the message for the user.
 pub fn run(args: &BenchArgs, database: &Path) -> Result<String, String> {
+    if let Some(spec) = &args.fanout_clients {
+        let mut out = std::io::stdout().lock();
+        client_main(spec, &mut out).map_err(|e| format!("benchmark clients: {e}"))?;
+        out.flush().map_err(|e| format!("benchmark clients: {e}"))?;
+        return Ok(String::new());
+    }
+    let clients = match std::env::current_exe() {
+        Ok(program) => ClientLauncher::Command {
+            program,
+            args: vec![
+                "--db".to_owned(),
+                database.display().to_string(),
+                "bench".to_owned(),
+                "--fanout-clients".to_owned(),
+            ],
+        },
+        // Without its own path, the program cannot start its clients apart:
+        // they run in this process and P8's memory figure says so.
+        Err(_) => ClientLauncher::InProcess,
+    };
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => match database.parent() {
@@ -36,6 +67,7 @@ pub fn run(args: &BenchArgs, database: &Path) -> Result<String, String> {
         dir,
         repeats: usize::from(args.repeats),
         scale: Scale::quick(),
+        clients,
     };
     eprintln!(
         "podlog bench: {} repetitions, files in {}",

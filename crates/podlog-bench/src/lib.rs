@@ -27,10 +27,13 @@ pub mod append;
 pub mod baseline;
 pub mod corpus;
 pub mod error;
+pub mod fanout;
 pub mod memory;
 pub mod mirror;
 pub mod quick;
 pub mod restore;
+pub mod resume;
+pub mod sse_client;
 pub mod stats;
 
 pub use error::{BenchError, Result};

@@ -28,12 +28,14 @@ use crate::append::{rate, GroupAppend, PodlogAppend};
 use crate::baseline::{JsonlAppend, RawShape, RawSqliteAppend};
 use crate::corpus::{shared_pool, Corpus};
 use crate::error::{self, Result};
+use crate::fanout::{measure_fanout, ClientLauncher, FanoutResult, FanoutSpec};
 use crate::memory::{measure_mirror, HeapGauge};
 use crate::mirror::{
     build_mirror, build_seed_mirror, seed_subscribe_latencies, subscribe_latencies,
     PublishUnderAttach,
 };
 use crate::restore::RestoreFixture;
+use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
 
 /// How many entries, samples and threads each row uses.
@@ -65,6 +67,18 @@ pub struct Scale {
     pub memory_entries: usize,
     /// Distinct entry bodies the long mirrors of P4 and P5 cycle through.
     pub pool: usize,
+    /// P8: clients attached to the pod.
+    pub fanout_clients: usize,
+    /// P8: live events per run.
+    pub fanout_events: usize,
+    /// P8: live events per second.
+    pub fanout_rate: u32,
+    /// P8: entries in the session before the clients attach.
+    pub fanout_history: usize,
+    /// P8: runs (each with a one-client baseline run), at most `repeats`.
+    pub fanout_runs: usize,
+    /// P9: entries the reconnecting client is behind.
+    pub resume_behind: u64,
 }
 
 impl Scale {
@@ -86,6 +100,12 @@ impl Scale {
             restore_entries: 100_000,
             memory_entries: 100_000,
             pool: 4_096,
+            fanout_clients: 1_000,
+            fanout_events: 200,
+            fanout_rate: 100,
+            fanout_history: 50,
+            fanout_runs: 3,
+            resume_behind: 10,
         }
     }
 
@@ -107,6 +127,12 @@ impl Scale {
             restore_entries: 50,
             memory_entries: 200,
             pool: 64,
+            fanout_clients: 4,
+            fanout_events: 5,
+            fanout_rate: 200,
+            fanout_history: 5,
+            fanout_runs: 1,
+            resume_behind: 3,
         }
     }
 }
@@ -122,6 +148,9 @@ pub struct QuickOptions {
     pub repeats: usize,
     /// Sizes.
     pub scale: Scale,
+    /// Where P8's clients run: another process keeps their memory out of
+    /// the server's.
+    pub clients: ClientLauncher,
 }
 
 /// A measured quantity.
@@ -140,8 +169,12 @@ pub enum Unit {
     Micros,
     /// Milliseconds.
     Millis,
+    /// Kibibytes.
+    KiB,
     /// Mebibytes.
     MiB,
+    /// A plain count.
+    Count,
 }
 
 impl Figure {
@@ -157,7 +190,9 @@ impl fmt::Display for Figure {
             Unit::PerSecond => write!(f, "{} /s", round3(v)),
             Unit::Micros => write!(f, "{} us", round3(v)),
             Unit::Millis => write!(f, "{} ms", round3(v)),
+            Unit::KiB => write!(f, "{} KiB", round3(v)),
             Unit::MiB => write!(f, "{} MiB", round3(v)),
+            Unit::Count => write!(f, "{v:.0}"),
         }
     }
 }
@@ -192,8 +227,8 @@ pub enum Target {
     RatioAtLeast(f64),
     /// `ratio <= x`.
     RatioAtMost(f64),
-    /// `ours <= x`, in ours' unit.
-    OursAtMost(f64),
+    /// `ours <= x`, in the unit given (ours').
+    OursAtMost(f64, Unit),
     /// No target: a reference row.
     Reference,
 }
@@ -203,7 +238,7 @@ impl fmt::Display for Target {
         match self {
             Target::RatioAtLeast(x) => write!(f, ">= {x}x"),
             Target::RatioAtMost(x) => write!(f, "<= {x}x"),
-            Target::OursAtMost(x) => write!(f, "<= {x}"),
+            Target::OursAtMost(x, unit) => write!(f, "<= {}", Figure::new(*x, *unit)),
             Target::Reference => f.write_str("-"),
         }
     }
@@ -244,6 +279,8 @@ pub struct Row {
     pub ratio: Option<f64>,
     pub target: Target,
     pub outcome: Outcome,
+    /// More about the figure, printed under the table.
+    pub note: Option<String>,
 }
 
 impl Row {
@@ -258,7 +295,7 @@ impl Row {
         let met = match target {
             Target::RatioAtLeast(x) => Some(ratio >= x),
             Target::RatioAtMost(x) => Some(ratio <= x),
-            Target::OursAtMost(x) => Some(ours.value <= x),
+            Target::OursAtMost(x, _) => Some(ours.value <= x),
             Target::Reference => None,
         };
         Self {
@@ -273,6 +310,26 @@ impl Row {
                 Some(false) => Outcome::Missed,
                 None => Outcome::Reference,
             },
+            note: None,
+        }
+    }
+
+    /// A row with no baseline: only an absolute target on ours.
+    fn alone(id: &'static str, what: String, ours: Figure, target: Target) -> Self {
+        let outcome = match target {
+            Target::OursAtMost(x, _) if ours.value <= x => Outcome::Met,
+            Target::OursAtMost(..) => Outcome::Missed,
+            _ => Outcome::Reference,
+        };
+        Self {
+            id,
+            what,
+            ours: Some(ours),
+            baseline: None,
+            ratio: None,
+            target,
+            outcome,
+            note: None,
         }
     }
 
@@ -285,6 +342,7 @@ impl Row {
             ratio: None,
             target,
             outcome: Outcome::NotMeasured(why),
+            note: None,
         }
     }
 }
@@ -359,6 +417,9 @@ impl fmt::Display for Report {
         for r in &self.rows {
             if let Outcome::NotMeasured(why) = &r.outcome {
                 writeln!(f, "{}: not measured: {why}", r.id)?;
+            }
+            if let Some(note) = &r.note {
+                writeln!(f, "{}: {note}", r.id)?;
             }
         }
         Ok(())
@@ -578,7 +639,7 @@ pub fn quick(
             count(scale.mirror_long)
         ),
         Unit::Micros,
-        Target::OursAtMost(20.0),
+        Target::OursAtMost(20.0, Unit::Micros),
     ));
     rows.push(p4_scale.row(
         "P4-scale",
@@ -647,7 +708,8 @@ pub fn quick(
         Unit::Millis,
         Target::RatioAtMost(1.5),
     ));
-    drop(fixture);
+    // Kept for P9, which serves the same session.
+    let p6_fixture = fixture;
 
     // P7: the mirror's heap.
     progress("P7: mirror memory");
@@ -678,19 +740,27 @@ pub fn quick(
         )),
     }
 
-    rows.push(Row::not_measured(
-        "P8",
-        "SSE fan-out: 1,000 clients, 100 events/s, p99 end-to-end".to_owned(),
-        Target::OursAtMost(50.0),
-        "needs the HTTP/SSE server (crates/podlog-server), not in this build".to_owned(),
-    ));
-    rows.push(Row::not_measured(
-        "P9",
-        "resume 10 entries behind on a 100k-entry session: bytes vs full snapshot".to_owned(),
-        Target::RatioAtMost(0.02),
-        "needs the server's resume (SSE Last-Event-ID) and Pod::resume, not in this build"
-            .to_owned(),
-    ));
+    progress("P8: SSE fan-out");
+    rows.extend(fanout_rows(dir, scale, repeats, &options.clients));
+
+    progress("P9: resume against a fresh snapshot");
+    let what = format!(
+        "resume {} entries behind on a {}-entry session: bytes vs fresh snapshot",
+        scale.resume_behind,
+        count(p6_fixture.len())
+    );
+    rows.push(match measure_resume(&p6_fixture, scale.resume_behind) {
+        Ok(cost) => Row::measured(
+            "P9",
+            what,
+            Figure::new(cost.resume_bytes as f64 / 1024.0, Unit::KiB),
+            Figure::new(cost.snapshot_bytes as f64 / 1024.0, Unit::KiB),
+            cost.ratio(),
+            Target::RatioAtMost(0.02),
+        ),
+        Err(e) => Row::not_measured("P9", what, Target::RatioAtMost(0.02), e.to_string()),
+    });
+    drop(p6_fixture);
 
     let workdir_path = workdir.path().to_owned();
     workdir
@@ -702,6 +772,141 @@ pub fn quick(
         heap_method: gauge.method(),
         rows,
     })
+}
+
+/// The rows of P8: `repeats` runs (at most [`Scale::fanout_runs`]) with the
+/// scale's clients, and as many with one client for the latency baseline.
+/// A run that cannot be made turns the rows into "not measured" with the
+/// reason.
+fn fanout_rows(
+    dir: &std::path::Path,
+    scale: &Scale,
+    repeats: usize,
+    launcher: &ClientLauncher,
+) -> Vec<Row> {
+    let many = FanoutSpec {
+        clients: scale.fanout_clients,
+        events: scale.fanout_events,
+        rate: scale.fanout_rate,
+        history: scale.fanout_history,
+    };
+    let one = FanoutSpec {
+        clients: 1,
+        ..many.clone()
+    };
+    let what = format!(
+        "SSE fan-out p99 end-to-end, {} clients at {} events/s vs 1 client",
+        many.clients, many.rate
+    );
+    let delivered_what = "  events delivered to every client, in order (worst run)".to_owned();
+    let memory_what = "  server resident memory per idle client".to_owned();
+    let mut latency = Sides::default();
+    let mut worst: Option<FanoutResult> = None;
+    let mut rss = Vec::new();
+    let mut heap = Vec::new();
+    for r in 0..repeats.min(scale.fanout_runs.max(1)) {
+        let runs = [
+            measure_fanout(dir, &format!("p8-{r}.db"), &many, launcher),
+            measure_fanout(dir, &format!("p8-one-{r}.db"), &one, launcher),
+        ];
+        let [many_run, one_run] = match runs {
+            [Ok(a), Ok(b)] => [a, b],
+            [Err(e), _] | [_, Err(e)] => {
+                let why = e.to_string();
+                return vec![
+                    Row::not_measured(
+                        "P8",
+                        what,
+                        Target::OursAtMost(50.0, Unit::Millis),
+                        why.clone(),
+                    ),
+                    Row::not_measured(
+                        "P8-delivery",
+                        delivered_what,
+                        Target::RatioAtLeast(1.0),
+                        why.clone(),
+                    ),
+                    Row::not_measured(
+                        "P8-memory",
+                        memory_what,
+                        Target::OursAtMost(64.0, Unit::KiB),
+                        why,
+                    ),
+                ];
+            }
+        };
+        latency
+            .ours
+            .push(many_run.report.latency_p99_ns as f64 / 1e6);
+        latency
+            .baseline
+            .push(one_run.report.latency_p99_ns as f64 / 1e6);
+        rss.extend(many_run.rss_per_client.map(|b| b / 1024.0));
+        heap.extend(many_run.heap_per_client.map(|b| b / 1024.0));
+        let share = |f: &FanoutResult| f.report.deliveries as f64 / f.expected.max(1) as f64;
+        if worst.as_ref().is_none_or(|w| share(&many_run) < share(w)) {
+            worst = Some(many_run);
+        }
+    }
+    let mut rows = vec![latency.row(
+        "P8",
+        what,
+        Unit::Millis,
+        Target::OursAtMost(50.0, Unit::Millis),
+    )];
+    if let Some(w) = &worst {
+        let mut row = Row::measured(
+            "P8-delivery",
+            delivered_what,
+            Figure::new(w.report.deliveries as f64, Unit::Count),
+            Figure::new(w.expected as f64, Unit::Count),
+            w.report.deliveries as f64 / w.expected.max(1) as f64,
+            Target::RatioAtLeast(1.0),
+        );
+        if w.report.out_of_order > 0 || w.report.complete < w.spec.clients {
+            row.outcome = Outcome::Missed;
+        }
+        row.note = Some(format!(
+            "{} of {} clients got every event in order; {} out of order{}",
+            w.report.complete,
+            w.spec.clients,
+            w.report.out_of_order,
+            match w.report.errors.first() {
+                Some(e) => format!("; first error: {e}"),
+                None => String::new(),
+            }
+        ));
+        rows.push(row);
+    }
+    let mut memory = if rss.is_empty() {
+        Row::not_measured(
+            "P8-memory",
+            memory_what,
+            Target::OursAtMost(64.0, Unit::KiB),
+            "this system does not show the resident set (/proc/self/statm)".to_owned(),
+        )
+    } else {
+        Row::alone(
+            "P8-memory",
+            memory_what,
+            Figure::new(median(&rss), Unit::KiB),
+            Target::OursAtMost(64.0, Unit::KiB),
+        )
+    };
+    memory.note = Some(format!(
+        "heap in use per client {}; clients {}",
+        if heap.is_empty() {
+            "unknown".to_owned()
+        } else {
+            Figure::new(median(&heap), Unit::KiB).to_string()
+        },
+        match launcher {
+            ClientLauncher::InProcess => "in this process (the figure includes their memory)",
+            ClientLauncher::Command { .. } => "in a separate process",
+        }
+    ));
+    rows.push(memory);
+    rows
 }
 
 /// Runs `sides` in order starting at `offset % len`, so that across

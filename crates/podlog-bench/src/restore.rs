@@ -11,6 +11,7 @@
 //! through [`crate::baseline::raw_restore`] (decode only).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podlog_entry::SessionId;
@@ -26,7 +27,7 @@ use crate::error::{self, BenchError, Result};
 /// same file.
 pub struct RestoreFixture {
     path: PathBuf,
-    store: Store,
+    store: Arc<Store>,
     session: SessionId,
     reader: Connection,
     len: usize,
@@ -43,14 +44,24 @@ impl RestoreFixture {
         let reader = open_reader(&path)?;
         Ok(Self {
             path,
-            store,
+            store: Arc::new(store),
             session,
             reader,
             len: len.max(1),
         })
     }
 
-    /// Entries in the session.
+    /// The store holding the session.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Entries in the session when it was built.
     pub fn len(&self) -> usize {
         self.len
     }

@@ -1,6 +1,6 @@
 //! The criterion benches of rows P1 to P6, each beside its baseline (the
 //! measurement code is `podlog_bench`'s, shared with `podlog bench`). Row P7
-//! is the `memory` bench. Files go in a temporary folder under Cargo's
+//! is the `memory` bench, P8 and P9 the `fanout` bench. Files go in a temporary folder under Cargo's
 //! `CARGO_TARGET_TMPDIR` (`target/tmp`), removed at the end.
 //!
 //! Sample sizes and measurement times are small so that the whole suite runs
@@ -178,8 +178,8 @@ fn p5_publish_while_attaching(c: &mut Criterion) {
     for (name, attaching) in [("attaching", true), ("idle", false)] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let latencies = ok(fixture.run(iters as usize, attaching));
-                Duration::from_nanos(latencies.iter().sum::<f64>() as u64)
+                let run = ok(fixture.run(iters as usize, attaching));
+                Duration::from_nanos(run.latencies.iter().sum::<f64>() as u64)
             })
         });
     }

@@ -12,13 +12,17 @@
 //! | P5 | `publish` latency with [`mirror::PublishUnderAttach`] attaching | the same with nothing attaching |
 //! | P6 | `Store::load_sink` on [`restore::RestoreFixture`] | [`baseline::raw_restore`] |
 //! | P7 | [`memory::measure_mirror`] heap | the JSON text of the same entries |
+//! | P8 | [`fanout::measure_fanout`]: `podlog-server` streaming to 1,000 clients | the same with one client (latency); the expected deliveries |
+//! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
 //!
 //! [`quick()`] runs them all and returns a [`Report`] (what `podlog bench`
-//! prints); the criterion benches in `benches/` time the same functions.
-//! Rows P8 and P9 need the HTTP/SSE server and are reported as not measured
-//! until it exists.
+//! prints). The benches in `benches/` run the same functions: `suite`
+//! (criterion, P1 to P6), `memory` (P7 with a counting allocator) and
+//! `fanout` (P8 and P9).
 //!
-//! Nothing here prints: progress goes to a callback, results are values.
+//! Nothing here prints: progress goes to a callback, results are values
+//! (the one exception is [`fanout::client_main`], the client process of P8,
+//! which writes its report to the writer it is given).
 //! Every measurement checks that it did the work it timed (the entries are in
 //! the mirror, the restore returned every entry) and fails with a
 //! [`BenchError`] otherwise. Files go in the folder the caller names.

@@ -100,6 +100,24 @@ pub fn nanos(d: Duration) -> f64 {
     d.as_secs_f64() * 1e9
 }
 
+/// One run of [`PublishUnderAttach::run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublishRun {
+    /// Each `publish` call's latency, in nanoseconds.
+    pub latencies: Vec<f64>,
+    /// `subscribe_with_snapshot` calls made meanwhile.
+    pub attaches: u64,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+impl PublishRun {
+    /// Attaches per second during the run.
+    pub fn attach_rate(&self) -> f64 {
+        self.attaches as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 /// Publishes to a long mirror with `subscribers` receivers attached, and
 /// optionally a thread that keeps attaching new ones (P5).
 pub struct PublishUnderAttach {
@@ -129,7 +147,7 @@ impl PublishUnderAttach {
     }
 
     /// Publishes `publishes` entries and returns each `publish` call's
-    /// latency in nanoseconds.
+    /// latency and how many attaches ran meanwhile.
     ///
     /// Throughout the run `subscribers` receivers are attached and never
     /// read (they lag, as a slow client does). With `attaching`, another
@@ -137,7 +155,7 @@ impl PublishUnderAttach {
     /// keeping the new receiver and dropping the oldest, so there are always
     /// `subscribers` of them while attaches run back to back; without it,
     /// the same number of receivers sit attached and nothing attaches.
-    pub fn run(&mut self, publishes: usize, attaching: bool) -> Result<Vec<f64>> {
+    pub fn run(&mut self, publishes: usize, attaching: bool) -> Result<PublishRun> {
         let sink = &self.sink;
         let subscribers = self.subscribers;
         let stop = AtomicBool::new(false);
@@ -155,6 +173,7 @@ impl PublishUnderAttach {
                 .collect()
         };
         self.next += publishes;
+        let run_start = Instant::now();
         let (latencies, attaches) = std::thread::scope(|scope| {
             let attacher = attaching.then(|| {
                 let held = std::mem::take(&mut held);
@@ -197,14 +216,20 @@ impl PublishUnderAttach {
             let attaches = attacher.map(|h| h.join().unwrap_or(0));
             (result.map(|()| latencies), attaches)
         });
+        let elapsed = run_start.elapsed();
         drop(held);
-        if attaching && attaches.unwrap_or(0) == 0 {
+        let attaches = attaches.unwrap_or(0);
+        if attaching && attaches == 0 {
             return Err(BenchError::Check {
                 row: "P5",
                 problem: "no subscriber attached during the run".to_owned(),
             });
         }
-        latencies
+        Ok(PublishRun {
+            latencies: latencies?,
+            attaches,
+            elapsed,
+        })
     }
 
     /// The sink published to.

@@ -19,7 +19,7 @@ use criterion::{
 use podlog_bench::append::{GroupAppend, PodlogAppend};
 use podlog_bench::baseline::{JsonlAppend, RawShape, RawSqliteAppend};
 use podlog_bench::corpus::{shared_pool, Corpus};
-use podlog_bench::mirror::{build_mirror, build_seed_mirror, PublishUnderAttach};
+use podlog_bench::mirror::{build_mirror, build_seed_mirror, Attach, PublishUnderAttach};
 use podlog_bench::restore::RestoreFixture;
 use podlog_entry::LogEntry;
 use podlog_store::Synchronous;
@@ -175,10 +175,10 @@ fn p5_publish_while_attaching(c: &mut Criterion) {
     let mut group = c.benchmark_group("p5_publish_100k_mirror_100_subscribers");
     group.throughput(Throughput::Elements(1));
     let mut fixture = ok(PublishUnderAttach::new(shared_pool(3, 4_096), 100_000, 100));
-    for (name, attaching) in [("attaching", true), ("idle", false)] {
+    for (name, attach) in [("attaching", Attach::Loop), ("idle", Attach::None)] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let run = ok(fixture.run(iters as usize, attaching));
+                let run = ok(fixture.run(iters as usize, attach));
                 Duration::from_nanos(run.latencies.iter().sum::<f64>() as u64)
             })
         });

@@ -100,6 +100,17 @@ pub fn nanos(d: Duration) -> f64 {
     d.as_secs_f64() * 1e9
 }
 
+/// What attaches while [`PublishUnderAttach::run`] publishes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Attach {
+    /// Nothing.
+    None,
+    /// One thread attaching back to back, as fast as it can.
+    Loop,
+    /// One thread attaching at this many per second.
+    Paced(f64),
+}
+
 /// One run of [`PublishUnderAttach::run`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct PublishRun {
@@ -150,12 +161,21 @@ impl PublishUnderAttach {
     /// latency and how many attaches ran meanwhile.
     ///
     /// Throughout the run `subscribers` receivers are attached and never
-    /// read (they lag, as a slow client does). With `attaching`, another
-    /// thread keeps calling `subscribe_with_snapshot` in a loop, each time
-    /// keeping the new receiver and dropping the oldest, so there are always
-    /// `subscribers` of them while attaches run back to back; without it,
-    /// the same number of receivers sit attached and nothing attaches.
-    pub fn run(&mut self, publishes: usize, attaching: bool) -> Result<PublishRun> {
+    /// read (they lag, as a slow client does). With [`Attach::Loop`] or
+    /// [`Attach::Paced`], another thread keeps calling
+    /// `subscribe_with_snapshot`, each time keeping the new receiver and
+    /// dropping the oldest, so there are always `subscribers` of them while
+    /// attaches run back to back (or at the given rate); with
+    /// [`Attach::None`], the same number of receivers sit attached and
+    /// nothing attaches.
+    pub fn run(&mut self, publishes: usize, attach: Attach) -> Result<PublishRun> {
+        let attaching = attach != Attach::None;
+        let pace = match attach {
+            Attach::Paced(per_second) if per_second > 0.0 => {
+                Some(Duration::from_secs_f64(1.0 / per_second))
+            }
+            _ => None,
+        };
         let sink = &self.sink;
         let subscribers = self.subscribers;
         let stop = AtomicBool::new(false);
@@ -181,7 +201,16 @@ impl PublishUnderAttach {
                 scope.spawn(move || {
                     let mut held = held;
                     let mut attaches = 0u64;
+                    let begin = Instant::now();
                     loop {
+                        if let Some(pace) = pace {
+                            // Spin to the next due time: sleeping is far
+                            // coarser than the pace.
+                            let due = begin + pace * attaches as u32;
+                            while Instant::now() < due && !stop.load(Ordering::Relaxed) {
+                                std::hint::spin_loop();
+                            }
+                        }
                         held.push_back(sink.subscribe_with_snapshot());
                         if held.len() > subscribers {
                             held.pop_front();

@@ -36,7 +36,7 @@ use crate::error::{self, Result};
 use crate::fanout::{measure_fanout, ClientLauncher, FanoutResult, FanoutSpec};
 use crate::memory::{measure_mirror, HeapGauge};
 use crate::mirror::{
-    build_mirror, build_seed_mirror, seed_subscribe_latencies, subscribe_latencies,
+    build_mirror, build_seed_mirror, seed_subscribe_latencies, subscribe_latencies, Attach,
     PublishUnderAttach,
 };
 use crate::restore::RestoreFixture;
@@ -44,7 +44,7 @@ use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
 
 /// How many entries, samples and threads each row uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Scale {
     /// P1: durable appends per side per repetition.
     pub durable_appends: usize,
@@ -66,6 +66,8 @@ pub struct Scale {
     pub subscribers: usize,
     /// P5: timed publishes per side per repetition.
     pub publishes: usize,
+    /// P5: the attach rate of the paced reference run, per second.
+    pub paced_attaches: f64,
     /// P6: entries in the restored session.
     pub restore_entries: usize,
     /// P7: entries in the measured mirror.
@@ -102,6 +104,7 @@ impl Scale {
             seed_subscribe_samples: 5,
             subscribers: 100,
             publishes: 50_000,
+            paced_attaches: 10_000.0,
             restore_entries: 100_000,
             memory_entries: 100_000,
             pool: 4_096,
@@ -129,6 +132,7 @@ impl Scale {
             seed_subscribe_samples: 1,
             subscribers: 3,
             publishes: 50,
+            paced_attaches: 10_000.0,
             restore_entries: 50,
             memory_entries: 200,
             pool: 64,
@@ -662,20 +666,27 @@ pub fn quick(
     progress("P5: publish latency while subscribers attach");
     let mut fixture = PublishUnderAttach::new(pool, scale.mirror_long, scale.subscribers)?;
     let mut p5 = Sides::default();
+    let mut p5_paced = Vec::new();
     let mut attach_rates = Vec::new();
+    let paced = Attach::Paced(scale.paced_attaches);
     for r in 0..repeats {
-        // Alternate which side goes first.
-        for attaching in [r.is_multiple_of(2), !r.is_multiple_of(2)] {
-            let run = fixture.run(scale.publishes, attaching)?;
+        // Rotate which side goes first.
+        let order = [Attach::Loop, Attach::None, paced];
+        for i in 0..order.len() {
+            let attach = order[(r + i) % order.len()];
+            let run = fixture.run(scale.publishes, attach)?;
             let p99 = percentile(&run.latencies, 99.0) / 1_000.0;
-            if attaching {
-                p5.ours.push(p99);
-                attach_rates.push(run.attach_rate());
-            } else {
-                p5.baseline.push(p99);
+            match attach {
+                Attach::Loop => {
+                    p5.ours.push(p99);
+                    attach_rates.push(run.attach_rate());
+                }
+                Attach::None => p5.baseline.push(p99),
+                Attach::Paced(_) => p5_paced.push(p99),
             }
         }
     }
+    let p5_idle = p5.baseline.clone();
     let p5_note = format!(
         "{} attaches/s during the attaching runs (median)",
         round3(median(&attach_rates))
@@ -692,6 +703,21 @@ pub fn quick(
     );
     p5_row.note = Some(p5_note);
     rows.push(p5_row);
+    rows.push(
+        Sides {
+            ours: p5_paced,
+            baseline: p5_idle,
+        }
+        .row(
+            "P5-paced",
+            format!(
+                "  the same, attaching at {}/s instead of back to back",
+                round3(scale.paced_attaches)
+            ),
+            Unit::Micros,
+            Target::Reference,
+        ),
+    );
     drop(fixture);
 
     // P6: restore against the raw read.

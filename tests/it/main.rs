@@ -8,6 +8,7 @@ mod corrupt;
 mod crash;
 mod faults;
 mod fixtures;
+mod http_props;
 mod import_props;
 mod inspect;
 mod lifecycle_cli;

@@ -211,6 +211,25 @@ impl LogEntry {
         }
     }
 
+    /// Sets the timestamp of an entry of a known kind; an entry of an
+    /// unknown kind is kept exactly as it was written.
+    pub fn set_ts(&mut self, now: u64) {
+        match self {
+            LogEntry::SessionStart { ts, .. }
+            | LogEntry::UserInput { ts, .. }
+            | LogEntry::AssistantItem { ts, .. }
+            | LogEntry::ToolResult { ts, .. }
+            | LogEntry::TurnEnd { ts, .. }
+            | LogEntry::RunCompleted { ts, .. }
+            | LogEntry::RunErrored { ts, .. }
+            | LogEntry::LlmUsage { ts, .. }
+            | LogEntry::SystemItem { ts, .. }
+            | LogEntry::ConfigChanged { ts, .. }
+            | LogEntry::Extension { ts, .. } => *ts = now,
+            LogEntry::Unknown(_) => {}
+        }
+    }
+
     /// Whether this is a `SessionStart`.
     pub fn is_session_start(&self) -> bool {
         matches!(self, LogEntry::SessionStart { .. })

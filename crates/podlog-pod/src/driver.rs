@@ -261,20 +261,7 @@ impl Clock for Unstamped {
 
 /// Sets the timestamp of a known entry kind.
 fn restamp(entry: &mut LogEntry, now: u64) {
-    match entry {
-        LogEntry::SessionStart { ts, .. }
-        | LogEntry::UserInput { ts, .. }
-        | LogEntry::AssistantItem { ts, .. }
-        | LogEntry::ToolResult { ts, .. }
-        | LogEntry::TurnEnd { ts, .. }
-        | LogEntry::RunCompleted { ts, .. }
-        | LogEntry::RunErrored { ts, .. }
-        | LogEntry::LlmUsage { ts, .. }
-        | LogEntry::SystemItem { ts, .. }
-        | LogEntry::ConfigChanged { ts, .. }
-        | LogEntry::Extension { ts, .. } => *ts = now,
-        LogEntry::Unknown(_) => {}
-    }
+    entry.set_ts(now);
 }
 
 /// Splits `text` into pieces of `words` words each (white space kept), whose

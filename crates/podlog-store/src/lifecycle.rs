@@ -163,9 +163,7 @@ impl Store {
             seq: cut,
             reason,
         })?;
-        if let LogEntry::SessionStart { ts, .. } = &mut entry {
-            *ts = now;
-        }
+        entry.set_ts(now);
         tx.execute(
             "INSERT INTO sessions (id, parent_id, parent_seq, origin, created_at, updated_at, \
              last_seq, entry_count, title) \

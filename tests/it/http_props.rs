@@ -136,6 +136,8 @@ fn random_malformed_requests_get_clear_4xx_and_change_nothing() {
         cases: 160,
         ..ProptestConfig::default()
     });
+    // Which statuses the cases got: every kind of refusal must have come up.
+    let seen = std::cell::RefCell::new(std::collections::BTreeMap::<u16, usize>::new());
     let result = runner.run(&request(), |r| {
         let client = Client::new(endpoint.clone(), None);
         let mut headers: Vec<(&str, &str)> = Vec::new();
@@ -164,6 +166,7 @@ fn random_malformed_requests_get_clear_4xx_and_change_nothing() {
             Ok(Ok(answer)) => answer,
         };
         let status = answer.status.as_u16();
+        *seen.borrow_mut().entry(status).or_default() += 1;
         let authorised = r.auth.as_deref() == Some(&format!("Bearer {TOKEN}"));
         if !authorised {
             prop_assert_eq!(status, 401, "{:?}", r);
@@ -182,6 +185,10 @@ fn random_malformed_requests_get_clear_4xx_and_change_nothing() {
     });
     if let Err(e) = result {
         panic!("{e}");
+    }
+    let seen = seen.into_inner();
+    for status in [400, 401, 404, 405, 413] {
+        assert!(seen.contains_key(&status), "no case got {status}: {seen:?}");
     }
 
     // Still serving, and nothing changed.

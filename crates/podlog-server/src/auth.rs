@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::error::{ApiError, ServerError};
 
@@ -185,16 +185,31 @@ fn read_or_generate(path: &Path) -> Result<(Option<Token>, TokenOrigin), ServerE
 }
 
 /// Middleware: lets a request through only if it carries the token.
-pub async fn require_token(State(token): State<Token>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(gate): State<TokenGate>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
         .map(|v| v.as_bytes())
         .and_then(|v| v.strip_prefix(b"Bearer "));
     match presented {
-        Some(p) if token.matches(p) => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
+        Some(p) if gate.token.matches(p) => next.run(request).await,
+        _ => {
+            let body = request.into_body();
+            crate::body::refuse(body, gate.body_limit, 0, ApiError::unauthorized()).await
+        }
     }
+}
+
+/// What [`require_token`] needs: the token, and the body limit that bounds
+/// how much of a refused request's body it reads before answering.
+#[derive(Clone)]
+pub(crate) struct TokenGate {
+    pub(crate) token: Token,
+    pub(crate) body_limit: usize,
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod demo;
 pub mod error;
@@ -214,10 +215,16 @@ pub(crate) struct Inner {
 
 /// The router with authentication for a listener whose token is `token`.
 fn app(state: AppState, token: Option<Token>) -> Router {
-    let router = api::router(state);
+    let body_limit = state.inner.options.body_limit;
+    // The body is read (or, when refused, drained) before anything answers:
+    // see [`body`].
+    let router = api::router(state).layer(axum::middleware::from_fn_with_state(
+        body_limit,
+        body::read_first,
+    ));
     match token {
         Some(token) => router.layer(axum::middleware::from_fn_with_state(
-            token,
+            auth::TokenGate { token, body_limit },
             auth::require_token,
         )),
         None => router,

@@ -514,6 +514,18 @@ pub(crate) fn insert_entry(
     seq: Seq,
     entry: &LogEntry,
 ) -> rusqlite::Result<()> {
+    insert_entry_json(conn, session, seq, entry, &entry.to_json())
+}
+
+/// [`insert_entry`] with the entry's JSON already rendered (`body` is
+/// `entry.to_json()`), so that callers can render it outside the writer.
+pub(crate) fn insert_entry_json(
+    conn: &Connection,
+    session: &SessionId,
+    seq: Seq,
+    entry: &LogEntry,
+    body: &str,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO entries (session_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -522,7 +534,7 @@ pub(crate) fn insert_entry(
         seq.get(),
         entry.ts(),
         entry.kind(),
-        entry.to_json()
+        body
     ])?;
     Ok(())
 }

@@ -22,10 +22,11 @@
 //!   session rotation) and `SystemItem` are sent live: the pod's streaming
 //!   lane already carries the rest to connected clients, and sending them
 //!   twice would render every block twice.
-//! * **Cheap snapshots.** The mirror is a persistent vector
-//!   ([`imbl::Vector`]) of `Arc`-shared entries: a [`Snapshot`] shares its
+//! * **Cheap snapshots.** The mirror is an append-only log of `Arc`-shared
+//!   entries in write-once chunks ([`entries`]): a [`Snapshot`] shares its
 //!   memory with the mirror, and taking one costs the same for ten entries as
-//!   for a million. Publishers wait only for that constant-time clone.
+//!   for a million. Publishers wait only for that constant-time clone, and a
+//!   publish after a snapshot copies nothing.
 //! * **Rotation.** [`SessionLogSink::reset_with_initial`] swaps the mirror to
 //!   a new session's `SessionStart`, bumps the [`Snapshot::generation`] and
 //!   broadcasts the `SessionStart`; subscribers keep their receiver and reset
@@ -42,9 +43,13 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use imbl::Vector;
 use podlog_entry::{Committed, LogEntry, Seq};
 use tokio::sync::broadcast;
+
+pub mod entries;
+
+use entries::AppendLog;
+pub use entries::Entries;
 
 /// How many live entries a receiver may fall behind before it lags.
 pub const BROADCAST_CAPACITY: usize = 256;
@@ -72,7 +77,7 @@ pub struct Snapshot {
     /// generation hold prefixes of the same session.
     pub generation: u64,
     /// The committed entries, in seq order from seq 1.
-    pub entries: Vector<Committed>,
+    pub entries: Entries,
 }
 
 impl Snapshot {
@@ -93,13 +98,9 @@ impl Snapshot {
     }
 
     /// The entries after `seq`, sharing memory with this snapshot.
-    pub fn after(&self, seq: Seq) -> Vector<Committed> {
+    pub fn after(&self, seq: Seq) -> Entries {
         let skip = usize::try_from(seq.get()).unwrap_or(usize::MAX);
-        if skip >= self.entries.len() {
-            Vector::new()
-        } else {
-            self.entries.clone().split_off(skip)
-        }
+        self.entries.skip(skip)
     }
 }
 
@@ -108,7 +109,7 @@ impl Snapshot {
 pub enum CatchUp {
     /// Same session: the entries after the seq it gave, in order (possibly
     /// none). The new receiver carries on right after the last of them.
-    Missed(Vector<Committed>),
+    Missed(Entries),
     /// The session rotated since: the new session's full snapshot.
     Rotated(Snapshot),
 }
@@ -132,7 +133,7 @@ struct SinkInner {
 #[derive(Default)]
 struct State {
     generation: u64,
-    mirror: Vector<Committed>,
+    mirror: AppendLog,
 }
 
 impl State {
@@ -143,13 +144,13 @@ impl State {
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             generation: self.generation,
-            entries: self.mirror.clone(),
+            entries: self.mirror.view(),
         }
     }
 }
 
-fn check_contiguous(entries: &Vector<Committed>) -> Result<(), SinkError> {
-    for (index, c) in entries.iter().enumerate() {
+fn check_contiguous<'a>(entries: impl IntoIterator<Item = &'a Committed>) -> Result<(), SinkError> {
+    for (index, c) in entries.into_iter().enumerate() {
         let want = Seq(index as u64 + 1);
         if c.seq != want {
             return Err(SinkError::NotContiguous {
@@ -215,7 +216,7 @@ impl SessionLogSink {
                 got: committed.seq,
             });
         }
-        state.mirror.push_back(committed.clone());
+        state.mirror.push(committed.clone());
         if is_live_relevant(&committed.entry) {
             // An error means no receiver exists: nothing to deliver. The lock
             // is still held, so no subscriber can take a snapshot without
@@ -237,7 +238,7 @@ impl SessionLogSink {
             });
         }
         let mut state = self.lock();
-        state.mirror = Vector::unit(initial.clone());
+        state.mirror = AppendLog::from_entries([initial.clone()]);
         state.generation += 1;
         let _ = self.inner.tx.send(initial);
         Ok(())
@@ -251,8 +252,9 @@ impl SessionLogSink {
         &self,
         entries: impl IntoIterator<Item = Committed>,
     ) -> Result<(), SinkError> {
-        let entries: Vector<Committed> = entries.into_iter().collect();
+        let entries: Vec<Committed> = entries.into_iter().collect();
         check_contiguous(&entries)?;
+        let entries = AppendLog::from_entries(entries);
         let mut state = self.lock();
         state.mirror = entries;
         state.generation += 1;

@@ -237,44 +237,38 @@ impl Store {
         let mut seqs: Vec<Seq> = vec![Seq::ZERO; batch.len()];
         let outcome = (|| -> rusqlite::Result<usize> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Entries per session, then one statement per session that
-            // advances its counters and returns its new last seq: the seqs
-            // of its entries end there, in queue order. An unknown session
-            // matches no row.
-            let mut counts: HashMap<&SessionId, u64> = HashMap::new();
-            for p in batch {
-                *counts.entry(&p.session).or_default() += 1;
-            }
-            let mut next: HashMap<&SessionId, Option<u64>> = HashMap::new();
-            for (session, added) in &counts {
-                let last = tx
-                    .prepare_cached(
-                        "UPDATE sessions SET last_seq = last_seq + ?2, \
-                         entry_count = entry_count + ?2, updated_at = max(updated_at, ?3) \
-                         WHERE id = ?1 RETURNING last_seq",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![session.as_str(), added, now], |r| {
-                            r.get::<_, u64>(0)
-                        })
-                        .optional()
-                    })?;
-                next.insert(session, last.map(|last| last - added + 1));
-            }
-            let mut inserted = 0;
+            // Last seq and entries added, per session touched by the batch.
+            let mut touched: HashMap<&SessionId, (u64, u64)> = HashMap::new();
             for (i, p) in batch.iter().enumerate() {
-                let Some(Some(seq)) = next.get_mut(&p.session) else {
+                let last = match touched.get(&p.session) {
+                    Some(&(last, _)) => Some(last),
+                    None => tx
+                        .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")
+                        .and_then(|mut s| {
+                            s.query_row([p.session.as_str()], |r| r.get::<_, u64>(0))
+                                .optional()
+                        })?,
+                };
+                let Some(last) = last else {
                     failed[i] = true;
                     set_result(p, Err(StoreError::UnknownSession(p.session.to_string())));
                     continue;
                 };
-                seqs[i] = Seq(*seq);
-                *seq += 1;
-                insert_entry_json(&tx, &p.session, seqs[i], &p.entry, &p.body)?;
-                inserted += 1;
+                let seq = Seq(last).next();
+                insert_entry_json(&tx, &p.session, seq, &p.entry, &p.body)?;
+                let added = touched.get(&p.session).map_or(0, |&(_, n)| n);
+                touched.insert(&p.session, (seq.get(), added + 1));
+                seqs[i] = seq;
+            }
+            for (session, (last, added)) in &touched {
+                tx.prepare_cached(
+                    "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + ?3, \
+                     updated_at = max(updated_at, ?4) WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![session.as_str(), last, added, now]))?;
             }
             tx.commit()?;
-            Ok(inserted)
+            Ok(touched.values().map(|&(_, n)| n as usize).sum())
         })();
         match outcome {
             Err(error) => {

@@ -17,10 +17,6 @@ use podlog_pod::script::Script;
 use podlog_sink::SessionLogSink;
 use podlog_store::{NewSession, SessionInfo, Store, StoreOptions, Synchronous};
 
-// `podlog hold` has its own file; this module is its only user.
-#[path = "hold_cmd.rs"]
-mod hold_cmd;
-
 /// A durable, live-streamed session log for LLM agent pods.
 #[derive(Debug, Parser)]
 #[command(name = "podlog", version, about)]
@@ -81,7 +77,7 @@ enum Command {
     /// Open a session for writing and keep it open, playing one scripted run
     /// per stdin line (for the one-writer-per-session tests).
     #[command(hide = true)]
-    Hold(hold_cmd::HoldArgs),
+    Hold(crate::hold_cmd::HoldArgs),
 }
 
 /// The database path from the arguments, or the platform default.
@@ -139,7 +135,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         }
         Command::Hold(hold) => {
             drop(out);
-            return hold_cmd::run(hold, store);
+            return crate::hold_cmd::run(hold, store);
         }
     };
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

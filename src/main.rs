@@ -8,6 +8,7 @@
 mod bench_cmd;
 mod cli;
 mod crash_cmd;
+mod hold_cmd;
 mod lifecycle_cmd;
 mod serve_cmd;
 mod tail_cmd;

@@ -103,8 +103,19 @@ async fn json_body<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<
     } else {
         &bytes
     };
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(body_error)
+}
+
+/// A body that does not parse as what the route takes. The client gets
+/// serde's message, which may quote the body; the log gets only where and
+/// what kind of error it was.
+fn body_error(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("malformed JSON body: {e}")).with_log(format!(
+        "malformed JSON body ({:?} error at line {} column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
 }
 
 fn pod(state: &AppState, name: &str) -> Result<Pod, ApiError> {
@@ -329,4 +340,34 @@ async fn entries(
         "entries": entries,
         "next_after": next_after,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_body_is_quoted_to_the_client_but_not_in_the_log() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Input {
+            at: u64,
+        }
+        for body in [
+            r#"{"at": "my secret plan"}"#,
+            r#"{"my secret plan": 1}"#,
+            r#"{"at": 1, "my secret plan"#,
+        ] {
+            let e = serde_json::from_str::<Input>(body)
+                .map(|_| ())
+                .map_err(body_error)
+                .unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains("malformed JSON body"), "{}", e.message);
+            assert!(e.log_text().contains("line 1 column"), "{}", e.log_text());
+            assert!(!e.log_text().contains("secret"), "{body}: {}", e.log_text());
+        }
+        let plain = ApiError::not_found("unknown pod \"x\"");
+        assert_eq!(plain.log_text(), plain.message);
+    }
 }

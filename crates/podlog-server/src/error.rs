@@ -18,7 +18,9 @@
 //! | 500 | the store or the pod failed; the message says how |
 //! | 503 | the pod or the server is shutting down |
 //!
-//! Each error response is logged once (status and message, never a body).
+//! Each error response is logged once: its status and message, or, where
+//! the message quotes what the client sent (a malformed body), a version
+//! that does not ([`ApiError::with_log`]). The log never holds a body.
 
 use std::path::PathBuf;
 
@@ -33,6 +35,9 @@ use podlog_store::StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// What the server's log says instead of `message`, when `message`
+    /// quotes the request.
+    log: Option<String>,
 }
 
 impl ApiError {
@@ -41,7 +46,20 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            log: None,
         }
+    }
+
+    /// The same error, logged as `log` rather than its message: for
+    /// messages that quote what the client sent.
+    pub fn with_log(mut self, log: impl Into<String>) -> Self {
+        self.log = Some(log.into());
+        self
+    }
+
+    /// What the server's log says about this error.
+    pub fn log_text(&self) -> &str {
+        self.log.as_deref().unwrap_or(&self.message)
     }
 
     /// 400: the request is malformed.
@@ -71,10 +89,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let logged = self.log_text();
         if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+            tracing::error!(status = self.status.as_u16(), error = %logged, "request failed");
         } else {
-            tracing::warn!(status = self.status.as_u16(), error = %self.message, "request refused");
+            tracing::warn!(status = self.status.as_u16(), error = %logged, "request refused");
         }
         let body = serde_json::json!({ "error": self.message });
         (self.status, axum::Json(body)).into_response()

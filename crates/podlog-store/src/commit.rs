@@ -18,9 +18,9 @@
 //! has the writer waits, before taking the queue, until as many callers have
 //! queued as there were distinct callers in the last two transactions, or
 //! until half of a typical commit's duration (a moving average) has passed,
-//! whichever comes first. A lone writer never waits (it expects only
-//! itself); with many, a wait costs at most half a commit and usually saves
-//! a whole one. This is PostgreSQL's `commit_delay` idea, made adaptive.
+//! whichever comes first. Only callers that shared a transaction count: a
+//! lone writer, or writers that take turns, never wait; with many at once,
+//! a wait costs at most half a commit and usually saves a whole one. This is PostgreSQL's `commit_delay` idea, made adaptive.
 //! Callers render their entry's JSON before they queue, so the leader's time
 //! goes to SQLite.
 //!
@@ -65,6 +65,8 @@ pub(crate) struct Pending {
 pub(crate) struct Group {
     state: Mutex<GroupState>,
     done: Condvar,
+    /// Signalled when the appends a gathering leader waits for have queued.
+    arrived: Condvar,
     transactions: AtomicU64,
     entries: AtomicU64,
 }
@@ -82,6 +84,8 @@ pub struct CommitStats {
 struct GroupState {
     queue: Vec<Arc<Pending>>,
     leader_active: bool,
+    /// A leader holds the writer and waits for more appends to queue.
+    gathering: bool,
     /// The distinct callers of the previous transaction.
     previous_callers: HashSet<ThreadId>,
     /// How many distinct callers the last two transactions had: how many
@@ -98,7 +102,15 @@ impl GroupState {
     /// Records the callers and duration of a transaction.
     fn record(&mut self, callers: impl IntoIterator<Item = ThreadId>, took: Duration) {
         let callers: HashSet<ThreadId> = callers.into_iter().collect();
-        self.expected = callers.union(&self.previous_callers).count();
+        // Appends that only take turns (one pod after another, or one pod
+        // whose commits come from different threads) never shared a
+        // transaction: waiting for the other would only add latency.
+        let concurrent = callers.len() > 1 || self.previous_callers.len() > 1;
+        self.expected = if concurrent {
+            callers.union(&self.previous_callers).count()
+        } else {
+            callers.len()
+        };
         self.previous_callers = callers;
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.commit_nanos = if self.commit_nanos == 0 {
@@ -166,6 +178,9 @@ impl Store {
         let group = &self.group;
         let mut state = group.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.queue.push(me.clone());
+        if state.gathering && state.queue.len() >= state.expected {
+            group.arrived.notify_one();
+        }
         loop {
             if let Some(result) = take_result(&me) {
                 return result;
@@ -319,15 +334,23 @@ impl Group {
     fn gather(&self) -> Vec<Arc<Pending>> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.queue.len() < state.expected {
+            // Sleep, not spin: the appends awaited come from threads that
+            // need a core, and on a busy machine a spinning leader (even one
+            // that yields) starves them.
             let deadline = Instant::now() + state.gather_time();
-            // Yield rather than sleep on a condition variable: the appends
-            // awaited are runnable threads that need a core, and a sleep
-            // would add a wake-up (tens of microseconds) to every batch.
-            while state.queue.len() < state.expected && Instant::now() < deadline {
-                drop(state);
-                std::thread::yield_now();
-                state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.gathering = true;
+            while state.queue.len() < state.expected {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                state = self
+                    .arrived
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
+            state.gathering = false;
         }
         std::mem::take(&mut state.queue)
     }
@@ -371,6 +394,13 @@ mod tests {
         assert_eq!(state.expected, 1, "a lone writer waits for no one");
         state.record([t[3], t[2]], Duration::from_micros(100));
         assert_eq!(state.expected, 2);
+        // Writers that take turns, one transaction each, never wait.
+        state.record([t[0]], Duration::from_micros(100));
+        assert_eq!(state.expected, 3, "t0 follows a shared transaction");
+        for (i, &t) in t.iter().cycle().take(8).enumerate() {
+            state.record([t], Duration::from_micros(100));
+            assert_eq!(state.expected, 1, "turn {i}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
     /// File holding the bearer token (generated, 0600, if missing). Default
-    /// for a non-loopback address: <database>.token.
+    /// for a non-loopback address: the database path with `.token` added.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
     /// Serve the pod `demo`: a scripted conversation that keeps going.

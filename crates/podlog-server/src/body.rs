@@ -11,7 +11,7 @@
 //! # Contract
 //!
 //! * This layer sits just inside authentication, which drains the body the
-//!   same way before its `401` (see [`refuse`]). It reads the whole body of every request, up to
+//!   same way before its `401` (see `refuse`). It reads the whole body of every request, up to
 //!   [`HttpOptions::body_limit`](crate::HttpOptions::body_limit), before the
 //!   request goes on; the handlers then get it from memory.
 //! * A body over the limit (declared by `Content-Length` or found while

@@ -322,6 +322,23 @@ mod tests {
         assert!(Arc::ptr_eq(&last[500].entry, &views[600][500].entry));
     }
 
+    #[test]
+    fn skipping_to_or_past_a_chunk_boundary_or_the_end_is_empty_or_exact() {
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK] {
+            let all: Entries = (1..=len as u64).map(committed).collect();
+            for cut in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK] {
+                let rest = all.skip(cut);
+                let want: Vec<u64> = (cut.min(len) as u64 + 1..=len as u64).collect();
+                assert_eq!(seqs(&rest), want, "{len} entries, skip {cut}");
+                assert_eq!(rest.len(), want.len());
+                assert_eq!(
+                    seqs(&rest.skip(1)),
+                    want.iter().skip(1).copied().collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn skip_get_iter_and_into_iter_agree_with_a_vec(

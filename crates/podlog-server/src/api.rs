@@ -82,22 +82,12 @@ fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("bad query: {}", e.body_text()))
 }
 
-/// Reads the body (up to the limit) and parses it as `T`.
-async fn json_body<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, ApiError> {
-    let limit = state.inner.options.body_limit;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over the limit of {limit} bytes"),
-            )
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {e}"))
-        }
-    })?;
+/// Parses the body as `T`. The body layer ([`crate::body`]) has already
+/// read it into memory and refused it if it was over the limit.
+async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -220,7 +210,7 @@ async fn input(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Path(name) = name.map_err(path_error)?;
-    let body: InputBody = json_body(&state, body).await?;
+    let body: InputBody = json_body(body).await?;
     let pod = pod(&state, &name)?;
     let session = blocking(move || {
         pod.submit_input(body.text)?;
@@ -244,7 +234,7 @@ async fn compact(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = name.map_err(path_error)?;
-    let body: CompactBody = json_body(&state, body).await?;
+    let body: CompactBody = json_body(body).await?;
     let pod = pod(&state, &name)?;
     let session = blocking(move || Ok(pod.compact(body.summary)?)).await?;
     tracing::info!(pod = %name, session = %session, "compacted");
@@ -263,7 +253,7 @@ async fn fork(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = name.map_err(path_error)?;
-    let body: ForkBody = json_body(&state, body).await?;
+    let body: ForkBody = json_body(body).await?;
     let pod = pod(&state, &name)?;
     let session = blocking(move || Ok(pod.fork(body.at)?)).await?;
     tracing::info!(pod = %name, session = %session, at = %body.at, "forked");

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podlog_entry::LogEntry;
-use podlog_pod::{Event, Pod, ScriptedDriver};
+use podlog_pod::{Pod, ScriptedDriver};
+use podlog_protocol::Event;
 use podlog_store::Store;
 use tokio::sync::broadcast::error::RecvError;
 

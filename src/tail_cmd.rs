@@ -16,9 +16,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use podlog_entry::{iso8601, AssistantContent, Committed, LogEntry};
-use podlog_pod::Event;
-use podlog_server::client::{Client, ClientError, Endpoint, LogView};
-use podlog_server::EventId;
+use podlog_protocol::client::{Client, ClientError, Endpoint};
+use podlog_protocol::Event;
+use podlog_protocol::EventId;
+use podlog_protocol::LogView;
 
 /// Arguments of `podlog tail`.
 #[derive(Debug, clap::Args)]
@@ -150,7 +151,7 @@ impl Tail {
     }
 
     /// Renders one stream until it ends.
-    async fn read(&mut self, stream: &mut podlog_server::client::EventStream) -> Ended {
+    async fn read(&mut self, stream: &mut podlog_protocol::client::EventStream) -> Ended {
         loop {
             let message = match stream.next().await {
                 Ok(Some(message)) => message,

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use hyper::Method;
+use podlog_protocol::client::{Client, Endpoint};
 use podlog_server::auth::{Token, TokenSource};
-use podlog_server::client::{Client, Endpoint};
 use podlog_store::Store;
 use proptest::prelude::*;
 

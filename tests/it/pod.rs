@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podlog_entry::{Committed, LogEntry, RunErrorKind, Seq, SessionId, StepClock};
-use podlog_pod::{Event, Pod, PodError, Replica, ScriptedDriver};
+use podlog_pod::{Pod, PodError, ScriptedDriver};
+use podlog_protocol::{Event, LogView};
 use podlog_store::{NewSession, SequentialIds, Store, StoreOptions};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
@@ -71,20 +72,20 @@ type Views = Vec<(SessionId, Vec<Committed>)>;
 /// resuming after a lag, and returns the log rebuilt for each session.
 fn follow_to_close(pod: &Pod) -> Views {
     let (snapshot, mut rx) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).expect("snapshot applies");
     let mut views = Views::new();
-    let finish = |replica: &Replica, views: &mut Views| {
-        if let Some(id) = replica.session_id() {
-            views.push((id.clone(), replica.entries().to_vec()));
+    let finish = |replica: &LogView, views: &mut Views| {
+        if let Some(id) = replica.current() {
+            views.push((id.clone(), replica.current_entries().to_vec()));
         }
     };
     loop {
         let events = match recv(&mut rx) {
             Ok(event) => vec![event],
             Err(TryRecvError::Lagged(_)) => {
-                let session = replica.session_id().cloned().expect("a session");
-                let (missed, fresh) = pod.resume(&session, replica.end_seq());
+                let session = replica.current().cloned().expect("a session");
+                let (missed, fresh) = pod.resume(&session, replica.last_seq());
                 rx = fresh;
                 missed
             }
@@ -109,7 +110,7 @@ fn follow_to_close(pod: &Pod) -> Views {
 /// own view of the run against the store.
 fn turn(pod: &Pod, text: &str) -> Event {
     let (snapshot, mut rx) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).expect("snapshot applies");
     pod.submit_input(text.to_owned()).expect("submit");
     loop {
@@ -117,7 +118,7 @@ fn turn(pod: &Pod, text: &str) -> Event {
         replica.apply(&event).expect("event applies");
         if matches!(event, Event::RunCompleted { .. } | Event::RunErrored { .. }) {
             let stored = pod.store().entries(&pod.session_id()).expect("entries");
-            assert_eq!(replica.entries(), stored.as_slice());
+            assert_eq!(replica.current_entries(), stored.as_slice());
             return event;
         }
     }
@@ -255,10 +256,10 @@ fn subscribers_rebuild_the_stored_log_across_compactions_forks_and_a_restore() {
     .expect("restore");
     assert_eq!(pod.session_id(), last);
     let (snapshot, _) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).expect("snapshot applies");
     assert_eq!(
-        replica.entries(),
+        replica.current_entries(),
         before.as_slice(),
         "restore changed the log"
     );

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use podlog_entry::{LogEntry, Seq};
 use podlog_pod::Pod;
-use podlog_server::client::{Client, LogView};
+use podlog_protocol::client::Client;
+use podlog_protocol::LogView;
 use podlog_server::{ServerConfig, ServerError};
 use serde_json::json;
 use tokio::sync::watch;
@@ -41,7 +42,7 @@ async fn drive(client: &Client, pod: &Pod, rng: &mut Rng, steps: usize) -> (u64,
             // any other cut makes a new session.
             match client.post_json("/pods/p/fork", &json!({ "at": at })).await {
                 Ok(_) => forks += 1,
-                Err(podlog_server::client::ClientError::Status { status, message }) => {
+                Err(podlog_protocol::client::ClientError::Status { status, message }) => {
                     assert_eq!(status.as_u16(), 400, "fork at {at}: {message}");
                     assert!(message.contains("cannot cut"), "{message}");
                 }
@@ -228,7 +229,7 @@ async fn a_slow_client_lags_and_catches_up_on_the_same_connection() {
                 })
                 .expect("commit");
                 if i % 3 == 0 {
-                    pod.stream(podlog_pod::Event::TextDelta {
+                    pod.stream(podlog_protocol::Event::TextDelta {
                         after: Seq::ZERO,
                         text: format!("delta {i} "),
                     });
@@ -250,7 +251,7 @@ async fn a_slow_client_lags_and_catches_up_on_the_same_connection() {
             .unwrap()
             .expect("the stream ended");
         let event = message.pod_event().expect("no control message").unwrap();
-        if matches!(event, podlog_pod::Event::TextDelta { .. }) {
+        if matches!(event, podlog_protocol::Event::TextDelta { .. }) {
             deltas += 1;
         }
         view.apply(&event).unwrap();

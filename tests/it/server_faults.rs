@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hyper::Method;
 use podlog_pod::{Pod, ScriptedDriver};
-use podlog_server::client::{Client, Endpoint};
+use podlog_protocol::client::{Client, Endpoint};
 use podlog_server::{PodRegistry, Server, ServerConfig, ServerError, TokenOrigin, TokenSource};
 use podlog_store::{NewSession, Store};
 use serde_json::json;

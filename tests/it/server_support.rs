@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use podlog_entry::{Seq, SessionId, StepClock};
 use podlog_pod::{Pod, ScriptedDriver};
-use podlog_server::client::{Client, Endpoint, LogView};
+use podlog_protocol::client::{Client, Endpoint};
+use podlog_protocol::LogView;
 use podlog_server::{HttpOptions, PodRegistry, Server, ServerConfig};
 use podlog_store::{NewSession, SequentialIds, Store, StoreOptions, Synchronous};
 use tokio::sync::watch;

@@ -76,9 +76,9 @@ use podlog_entry::{
 };
 
 use crate::error::PodError;
-use crate::event::Event;
 use crate::pod::Core;
 use crate::script::Script;
+use podlog_protocol::Event;
 
 /// The message of the `RunErrored` that closes a run stopped by
 /// `Pod::shutdown`.

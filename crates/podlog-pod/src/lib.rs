@@ -1,5 +1,5 @@
 //! The pod side of podlog: [`Pod`] runs one agent conversation on top of the
-//! store and the sink, and streams it to clients as [`Event`]s.
+//! store and the sink, and streams it to clients as [`Event`](podlog_protocol::Event)s.
 //!
 //! A pod owns the store handle, the session it writes (holding that
 //! session's cross-process write lock), the session's `SessionLogSink` (the
@@ -12,7 +12,7 @@
 //!
 //! **Writes.** Every entry is committed the same way, under one pod mutex:
 //! the store transaction, then the publish to the sink, then the entry's
-//! [`Event`] on the event channel. A failed store commit returns the error
+//! [`Event`](podlog_protocol::Event) on the event channel. A failed store commit returns the error
 //! and publishes nothing: no mirror change, no event (invariant 1, disk is
 //! the gate). One process writes a session at a time: `Pod::create`,
 //! `Pod::restore`, `compact` and `fork` take the session's write lock, and
@@ -20,15 +20,15 @@
 //! that holds it. A lock whose holder died is free again.
 //!
 //! **What a subscriber gets.** [`Pod::subscribe`] returns an
-//! [`Event::Snapshot`] (the current session's committed entries, seq 1 to
+//! `Event::Snapshot` (the current session's committed entries, seq 1 to
 //! `end_seq`) and a receiver, taken under the pod mutex. The receiver then
 //! yields, in commit order: one event per committed entry (seq `end_seq + 1`,
 //! `+ 2`, ... with no gap and no duplicate), the ephemeral events of the
 //! streaming lane (`TextDelta`, `ToolCallStart`, `RunStarted`) in the order
 //! they were sent, each stamped with the last committed seq (`after`), and
-//! [`Event::SessionRotated`] when the pod moves to a new session.
-//! [`Replica`] applies these events and checks the seqs, so a client ends up
-//! with exactly the log the store holds.
+//! `Event::SessionRotated` when the pod moves to a new session.
+//! `podlog_protocol::LogView` applies these events and checks the seqs, so
+//! a client ends up with exactly the log the store holds.
 //!
 //! **On rotation.** `compact` and `fork` run the store operation (a new
 //! session row and its `SessionStart`, one transaction), take the new
@@ -41,7 +41,7 @@
 //! **On lag.** The channel holds [`pod::EVENT_CAPACITY`] events. A receiver
 //! that falls further behind gets `RecvError::Lagged`; it calls
 //! [`Pod::resume`] with its session and the last watermark it saw
-//! ([`Event::watermark`]) and gets exactly the committed events it missed
+//! (`Event::watermark`) and gets exactly the committed events it missed
 //! (from the mirror) and a fresh receiver, split cleanly; or, if the pod has
 //! moved to another session since, `SessionRotated` and a `Snapshot` of the
 //! current session. Ephemeral events missed during a lag are not replayed:
@@ -72,16 +72,12 @@
 
 pub mod driver;
 pub mod error;
-pub mod event;
 pub mod pod;
-pub mod replica;
 pub mod script;
 
 pub use driver::{AgentDriver, DriverError, RunContext, ScriptedDriver};
 pub use error::PodError;
-pub use event::{Event, WireEntry};
 pub use pod::Pod;
-pub use replica::{Replica, ReplicaError};
 
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 use crate::driver::{AgentDriver, DriverError, RunContext};
 use crate::error::PodError;
-use crate::event::{Event, WireEntry};
+use podlog_protocol::{Event, WireEntry};
 
 /// How many events a receiver may fall behind before it lags (the pod's
 /// channel carries text deltas too, so it is larger than the sink's).

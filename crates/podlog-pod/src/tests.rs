@@ -16,6 +16,8 @@ use podlog_store::{NewSession, Origin, SequentialIds, Store, StoreError, StoreOp
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
+use podlog_protocol::{Event, LogView, ViewError, WireEntry};
+
 use super::*;
 use crate::pod::{CALL_LEFT_OPEN, INTERRUPTED_ON_RESTORE};
 use crate::script::Script;
@@ -90,7 +92,7 @@ fn recv(rx: &mut broadcast::Receiver<Event>) -> Result<Event, TryRecvError> {
 fn follow(
     pod: &Pod,
     rx: &mut broadcast::Receiver<Event>,
-    replica: &mut Replica,
+    replica: &mut LogView,
     done: impl Fn(&Event) -> bool,
 ) -> Vec<Event> {
     let mut seen = Vec::new();
@@ -98,8 +100,8 @@ fn follow(
         let batch = match recv(rx) {
             Ok(event) => vec![event],
             Err(TryRecvError::Lagged(_)) => {
-                let session = replica.session_id().cloned().unwrap();
-                let (missed, fresh) = pod.resume(&session, replica.end_seq());
+                let session = replica.current().cloned().unwrap();
+                let (missed, fresh) = pod.resume(&session, replica.last_seq());
                 *rx = fresh;
                 missed
             }
@@ -121,9 +123,9 @@ fn ends_run(event: &Event) -> bool {
 }
 
 /// Subscribes, submits `text`, and follows the run to its end.
-fn run_input(pod: &Pod, text: &str) -> (Replica, Vec<Event>) {
+fn run_input(pod: &Pod, text: &str) -> (LogView, Vec<Event>) {
     let (snapshot, mut rx) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     pod.submit_input(text.to_owned()).unwrap();
     let events = follow(pod, &mut rx, &mut replica, ends_run);
@@ -139,9 +141,9 @@ fn stored(store: &Store, session: &SessionId) -> Vec<(Seq, LogEntry)> {
         .collect()
 }
 
-fn held(replica: &Replica) -> Vec<(Seq, LogEntry)> {
+fn held(replica: &LogView) -> Vec<(Seq, LogEntry)> {
     replica
-        .entries()
+        .current_entries()
         .iter()
         .map(|c| (c.seq, (*c.entry).clone()))
         .collect()
@@ -196,7 +198,7 @@ fn every_committed_kind_turns_into_an_event_and_back_unchanged() {
     let f = fixture();
     let pod = pod(&f, scripted());
     let (snapshot, mut rx) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     let unknown = LogEntry::from_json(r#"{"type":"future_kind","ts":5,"x":[1,2]}"#).unwrap();
     let entries = Script::demo().run(1, "c", &StepClock::new(10, 1));
@@ -268,9 +270,9 @@ fn subscribers_split_cleanly_under_concurrent_commits() {
                     std::thread::yield_now();
                 }
                 let (snapshot, mut rx) = pod.subscribe();
-                let mut replica = Replica::new();
+                let mut replica = LogView::new();
                 replica.apply(&snapshot).unwrap();
-                if replica.end_seq() < Seq(total) {
+                if replica.last_seq() < Seq(total) {
                     follow(&pod, &mut rx, &mut replica, |e| {
                         e.watermark() == Seq(total) && e.is_committed()
                     });
@@ -308,7 +310,7 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
     let pod = pod(&f, scripted());
     let session = pod.session_id();
     let (snapshot, mut rx) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     for n in 0..3 {
         pod.commit(ext(n)).unwrap();
@@ -321,7 +323,7 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
     for n in 3..6 {
         pod.commit(ext(n)).unwrap();
     }
-    let (missed, mut rx) = pod.resume(&session, replica.end_seq());
+    let (missed, mut rx) = pod.resume(&session, replica.last_seq());
     let want: Vec<Event> = f.store.entries(&session).unwrap()[3..]
         .iter()
         .map(Event::from_committed)
@@ -354,7 +356,7 @@ fn resume_with_a_session_from_before_a_compaction_returns_rotation_and_snapshot(
     let old = pod.session_id();
     run_input(&pod, "first");
     let (snapshot, mut rx) = pod.subscribe();
-    let mut live = Replica::new();
+    let mut live = LogView::new();
     live.apply(&snapshot).unwrap();
     let summary = vec![Message::System {
         text: "the first run read the README".to_owned(),
@@ -396,7 +398,7 @@ fn resume_with_a_session_from_before_a_compaction_returns_rotation_and_snapshot(
     };
     assert_eq!(history, &summary);
     assert_eq!(compacted_from.as_ref().map(|r| &r.session_id), Some(&old));
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     for event in &events {
         replica.apply(event).unwrap();
     }
@@ -447,7 +449,7 @@ fn fork_moves_the_pod_to_the_branch_and_a_bad_cut_changes_nothing() {
     let (replica, _) = run_input(&pod, "first");
     let parent = pod.session_id();
     let call_seq = replica
-        .entries()
+        .current_entries()
         .iter()
         .find(|c| {
             matches!(
@@ -617,9 +619,9 @@ fn a_driver_error_or_panic_is_committed_as_run_errored_with_its_calls_closed() {
     ];
     for (how, want_kind, want_message) in cases {
         let (snapshot, mut rx) = pod.subscribe();
-        let mut replica = Replica::new();
+        let mut replica = LogView::new();
         replica.apply(&snapshot).unwrap();
-        let input_seq = replica.end_seq().next();
+        let input_seq = replica.last_seq().next();
         pod.submit_input("go".to_owned()).unwrap();
         gate.send(how).unwrap();
         let events = follow(&pod, &mut rx, &mut replica, ends_run);
@@ -653,7 +655,7 @@ fn restore_closes_an_interrupted_run_before_anyone_subscribes() {
     drop(sink);
     let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
     let (snapshot, _) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     let log = held(&replica);
     assert_eq!(log, stored(&f.store, &id));
@@ -671,7 +673,7 @@ fn restore_closes_an_interrupted_run_before_anyone_subscribes() {
     // The pod goes on, and a second restore of the closed log adds nothing.
     let (replica, _) = run_input(&pod, "again");
     assert_eq!(held(&replica), stored(&f.store, &id));
-    let len = replica.entries().len();
+    let len = replica.current_entries().len();
     drop(pod);
     let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
     assert_eq!(pod.end_seq(), Seq(len as u64));
@@ -705,7 +707,7 @@ fn shutdown_stops_a_run_after_its_in_flight_commit_and_closes_everything() {
     let (pod, gate) = gated(&f);
     let id = pod.session_id();
     let (snapshot, mut rx) = pod.subscribe();
-    let mut replica = Replica::new();
+    let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     pod.submit_input("long".to_owned()).unwrap();
     follow(&pod, &mut rx, &mut replica, |e| {
@@ -750,7 +752,7 @@ fn shutdown_stops_a_run_after_its_in_flight_commit_and_closes_everything() {
     assert!(!pod.stream(Event::RunStarted { after: Seq::ZERO }));
     // Read-only views still answer, with a closed receiver.
     let (snapshot, mut rx) = pod.subscribe();
-    assert_eq!(snapshot.watermark(), replica.end_seq());
+    assert_eq!(snapshot.watermark(), replica.last_seq());
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
     // The session is free for another writer.
     assert!(f.store.lock_session(&id).is_ok());
@@ -831,12 +833,12 @@ fn ephemeral_events_carry_the_watermark_and_committed_ones_cannot_be_streamed() 
 }
 
 #[test]
-fn a_replica_refuses_a_gap_or_a_duplicate() {
-    let mut replica = Replica::new();
+fn a_view_refuses_a_gap_or_a_duplicate() {
+    let mut replica = LogView::new();
     let event = |seq| Event::from_committed(&podlog_entry::Committed::new(Seq(seq), ext(seq)));
     assert!(matches!(
         replica.apply(&event(2)),
-        Err(ReplicaError::NoSnapshot { .. })
+        Err(ViewError::NoSession { .. })
     ));
     replica
         .apply(&Event::Snapshot {
@@ -850,7 +852,7 @@ fn a_replica_refuses_a_gap_or_a_duplicate() {
         .unwrap();
     assert!(matches!(
         replica.apply(&event(3)),
-        Err(ReplicaError::OutOfOrder {
+        Err(ViewError::OutOfOrder {
             last: Seq(1),
             got: Seq(3),
             ..
@@ -859,9 +861,9 @@ fn a_replica_refuses_a_gap_or_a_duplicate() {
     replica.apply(&event(2)).unwrap();
     assert!(matches!(
         replica.apply(&event(2)),
-        Err(ReplicaError::OutOfOrder { .. })
+        Err(ViewError::OutOfOrder { .. })
     ));
-    assert_eq!(replica.end_seq(), Seq(2));
+    assert_eq!(replica.last_seq(), Seq(2));
 }
 
 #[test]

@@ -26,7 +26,6 @@
 pub mod api;
 pub mod auth;
 pub mod body;
-pub mod client;
 pub mod demo;
 pub mod error;
 pub mod listen;
@@ -48,7 +47,7 @@ use tokio::task::JoinHandle;
 
 pub use auth::{Token, TokenOrigin, TokenSource};
 pub use error::{ApiError, ServerError};
-pub use sse::EventId;
+pub use podlog_protocol::EventId;
 
 /// The pods a server serves, by name. Cheap to clone (shared).
 #[derive(Clone, Default)]

@@ -46,47 +46,13 @@ use std::sync::Arc;
 use axum::response::sse;
 use futures_util::Stream;
 use podlog_entry::{Seq, SessionId};
-use podlog_pod::{Event, Pod};
+use podlog_pod::Pod;
+use podlog_protocol::{Event, EventId};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
 use crate::{Phase, Stats};
-
-/// A position a client has seen: `SESSION:SEQ`, as sent in every event's
-/// SSE `id:`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventId {
-    pub session: SessionId,
-    pub seq: Seq,
-}
-
-impl EventId {
-    /// Parses `SESSION:SEQ` (the session id may itself hold `:`; the seq is
-    /// after the last one).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!(
-                "invalid event id {text:?}: {why}; want SESSION:SEQ as sent in an event's `id:`"
-            )
-        };
-        let (session, seq) = text.rsplit_once(':').ok_or_else(|| bad("no `:`"))?;
-        let seq: u64 = seq
-            .parse()
-            .map_err(|_| bad("the part after the last `:` is not a seq number"))?;
-        let session = SessionId::new(session).map_err(|e| bad(&e.to_string()))?;
-        Ok(Self {
-            session,
-            seq: Seq(seq),
-        })
-    }
-}
-
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.session, self.seq)
-    }
-}
 
 /// The resume position of a request: the `Last-Event-ID` header if present
 /// (and not empty), else the `after` query parameter. `Err` is a 400.
@@ -329,40 +295,6 @@ fn control(end: End) -> sse::Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(text: &str) -> String {
-        match EventId::parse(text) {
-            Ok(id) => format!("ok {} {}", id.session, id.seq),
-            Err(e) => e,
-        }
-    }
-
-    #[test]
-    fn event_ids() {
-        let cases = [
-            ("s-0001:12", "ok s-0001 12"),
-            ("a:b:0", "ok a:b 0"),
-            (
-                "s-0001",
-                "invalid event id \"s-0001\": no `:`; want SESSION:SEQ as sent in an event's `id:`",
-            ),
-            (
-                "s-0001:x",
-                "invalid event id \"s-0001:x\": the part after the last `:` is not a seq number; want SESSION:SEQ as sent in an event's `id:`",
-            ),
-            (
-                "s-0001:-1",
-                "invalid event id \"s-0001:-1\": the part after the last `:` is not a seq number; want SESSION:SEQ as sent in an event's `id:`",
-            ),
-            (
-                ":3",
-                "invalid event id \":3\": invalid session id \"\": want 1 to 128 characters with no white space; want SESSION:SEQ as sent in an event's `id:`",
-            ),
-        ];
-        for (input, want) in cases {
-            assert_eq!(check(input), want, "{input}");
-        }
-    }
 
     #[test]
     fn the_header_wins_over_the_query_and_an_empty_header_is_absent() {

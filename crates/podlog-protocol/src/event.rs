@@ -27,7 +27,7 @@
 //!   again but never past ephemeral events.
 //!
 //! [`Event::watermark`] gives the seq a client has seen once it has the
-//! event: pass the last one to `Pod::resume` to carry on from there.
+//! event: with the session it views, the [`crate::EventId`] to resume from.
 
 use std::sync::Arc;
 
@@ -389,9 +389,9 @@ impl Event {
         }
     }
 
-    /// Sets the watermark of an ephemeral event to `after`; other events are
-    /// left as they are.
-    pub(crate) fn stamp(&mut self, seq: Seq) {
+    /// Sets the watermark of an ephemeral event to `seq` (the pod does, as
+    /// it sends the event); other events are left as they are.
+    pub fn stamp(&mut self, seq: Seq) {
         match self {
             Event::TextDelta { after, .. }
             | Event::ToolCallStart { after, .. }

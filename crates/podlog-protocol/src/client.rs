@@ -1,6 +1,6 @@
-//! A client of the podlog server, over TCP or a Unix socket: JSON requests,
-//! the SSE event stream, and [`LogView`], which rebuilds a pod's log from the
-//! events.
+//! A client of the podlog server, over TCP or a Unix socket: JSON requests
+//! and the SSE event stream (feature `client`). Fold the events it yields
+//! into a [`crate::LogView`] to hold the pod's log.
 //!
 //! # Contract
 //!
@@ -12,12 +12,7 @@
 //!   the heartbeats, are counted, not yielded) and `None` when the server
 //!   ends the stream. [`EventStream::last_id`] is the `id:` of the last
 //!   message that had one: what to send as `Last-Event-ID` on reconnect.
-//! * [`LogView::apply`] folds events into the sessions a client has seen and
-//!   fails, naming session and seq, on a gap, a duplicate, or a snapshot that
-//!   disagrees with what the view already holds: the check every client of
-//!   the protocol can make.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -26,10 +21,10 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use podlog_entry::{Committed, LogEntry, Seq, SessionId};
-use podlog_pod::Event;
 use serde_json::Value;
 use tokio::task::JoinHandle;
+
+use crate::sse::{SseItem, SseMessage, SseParser};
 
 /// Where the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +86,9 @@ pub enum ClientError {
     /// A body that should be JSON is not.
     #[error("malformed answer from the server: {0}")]
     Malformed(String),
+    /// An SSE message whose data is not the event its name says.
+    #[error(transparent)]
+    Event(#[from] crate::sse::MalformedEvent),
 }
 
 /// A client of one server. Cheap to clone.
@@ -317,99 +315,6 @@ fn ok_json(answer: Answer) -> Result<Value, ClientError> {
     answer.json()
 }
 
-/// One SSE message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SseMessage {
-    pub id: Option<String>,
-    /// The `event:` name (`message` when absent).
-    pub event: String,
-    pub data: String,
-}
-
-impl SseMessage {
-    /// The pod event this message carries; `None` for the control messages
-    /// (`shutdown`, `reconnect`) that end a stream.
-    pub fn pod_event(&self) -> Option<Result<Event, ClientError>> {
-        if self.is_control() {
-            return None;
-        }
-        Some(
-            serde_json::from_str(&self.data)
-                .map_err(|e| ClientError::Malformed(format!("{} event: {e}", self.event))),
-        )
-    }
-
-    /// Whether this is a control message that ends the stream.
-    pub fn is_control(&self) -> bool {
-        matches!(self.event.as_str(), "shutdown" | "reconnect")
-    }
-}
-
-/// What the SSE parser found in the bytes so far.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SseItem {
-    Message(SseMessage),
-    Comment(String),
-}
-
-/// An incremental parser of the `text/event-stream` format.
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-    id: Option<String>,
-    event: Option<String>,
-    data: Option<String>,
-}
-
-impl SseParser {
-    /// Feeds `bytes`; returns the messages and comments completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseItem> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            let line = String::from_utf8_lossy(&line).into_owned();
-            if line.is_empty() {
-                if let Some(data) = self.data.take() {
-                    out.push(SseItem::Message(SseMessage {
-                        id: self.id.take(),
-                        event: self.event.take().unwrap_or_else(|| "message".to_owned()),
-                        data,
-                    }));
-                }
-                self.id = None;
-                self.event = None;
-                continue;
-            }
-            if let Some(comment) = line.strip_prefix(':') {
-                out.push(SseItem::Comment(comment.trim_start().to_owned()));
-                continue;
-            }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line.as_str(), ""),
-            };
-            match field {
-                "id" => self.id = Some(value.to_owned()),
-                "event" => self.event = Some(value.to_owned()),
-                "data" => match &mut self.data {
-                    Some(data) => {
-                        data.push('\n');
-                        data.push_str(value);
-                    }
-                    None => self.data = Some(value.to_owned()),
-                },
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
 /// An open SSE stream.
 pub struct EventStream {
     body: Incoming,
@@ -477,203 +382,9 @@ impl EventStream {
     }
 }
 
-/// A view that broke the protocol's promises.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ViewError {
-    #[error("session {session}: got seq {got} after seq {last} (gap or duplicate)")]
-    OutOfOrder {
-        session: SessionId,
-        last: Seq,
-        got: Seq,
-    },
-    #[error("a {kind} event came before any snapshot")]
-    NoSession { kind: String },
-    #[error(
-        "session {session}: the snapshot disagrees with the entries already seen at seq {seq}"
-    )]
-    Disagrees { session: SessionId, seq: Seq },
-    #[error("session {session}: a snapshot must run from seq 1 without gaps (seq {seq})")]
-    BadSnapshot { session: SessionId, seq: Seq },
-}
-
-/// The log a client rebuilds from events: every session it has seen, with
-/// the entries it has of each, and the session it views now.
-#[derive(Clone, Debug, Default)]
-pub struct LogView {
-    current: Option<SessionId>,
-    sessions: BTreeMap<SessionId, Vec<Committed>>,
-}
-
-impl LogView {
-    /// An empty view.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The session viewed now.
-    pub fn current(&self) -> Option<&SessionId> {
-        self.current.as_ref()
-    }
-
-    /// The entries seen of `session`, from seq 1.
-    pub fn entries(&self, session: &SessionId) -> &[Committed] {
-        self.sessions.get(session).map_or(&[], Vec::as_slice)
-    }
-
-    /// Every session seen.
-    pub fn sessions(&self) -> impl Iterator<Item = (&SessionId, &[Committed])> {
-        self.sessions.iter().map(|(s, e)| (s, e.as_slice()))
-    }
-
-    /// The last seq seen of the current session.
-    pub fn last_seq(&self) -> Seq {
-        self.current
-            .as_ref()
-            .and_then(|s| self.sessions.get(s))
-            .and_then(|e| e.last())
-            .map_or(Seq::ZERO, |c| c.seq)
-    }
-
-    /// Folds one event in. Ephemeral events change nothing.
-    pub fn apply(&mut self, event: &Event) -> Result<(), ViewError> {
-        match event {
-            Event::Snapshot {
-                session_id,
-                entries,
-                ..
-            } => {
-                let new: Vec<Committed> = entries
-                    .iter()
-                    .map(|w| Committed {
-                        seq: w.seq,
-                        entry: w.entry.clone(),
-                    })
-                    .collect();
-                for (i, c) in new.iter().enumerate() {
-                    if c.seq != Seq(i as u64 + 1) {
-                        return Err(ViewError::BadSnapshot {
-                            session: session_id.clone(),
-                            seq: c.seq,
-                        });
-                    }
-                }
-                if let Some(old) = self.sessions.get(session_id) {
-                    for (a, b) in old.iter().zip(new.iter()) {
-                        if a != b {
-                            return Err(ViewError::Disagrees {
-                                session: session_id.clone(),
-                                seq: a.seq,
-                            });
-                        }
-                    }
-                    // A snapshot never takes back entries already seen.
-                    if old.len() > new.len() {
-                        return Err(ViewError::Disagrees {
-                            session: session_id.clone(),
-                            seq: Seq(new.len() as u64 + 1),
-                        });
-                    }
-                }
-                self.sessions.insert(session_id.clone(), new);
-                self.current = Some(session_id.clone());
-            }
-            Event::SessionRotated {
-                session_id,
-                seq,
-                entry,
-            } => {
-                let start = Committed::new(*seq, entry.clone());
-                match self.sessions.get(session_id) {
-                    Some(old) if old.first() != Some(&start) => {
-                        return Err(ViewError::Disagrees {
-                            session: session_id.clone(),
-                            seq: *seq,
-                        })
-                    }
-                    Some(_) => {}
-                    None => {
-                        if *seq != Seq::FIRST {
-                            return Err(ViewError::BadSnapshot {
-                                session: session_id.clone(),
-                                seq: *seq,
-                            });
-                        }
-                        self.sessions.insert(session_id.clone(), vec![start]);
-                    }
-                }
-                self.current = Some(session_id.clone());
-            }
-            other => {
-                let Some(committed) = other.to_committed() else {
-                    return Ok(());
-                };
-                let Some(session) = self.current.clone() else {
-                    return Err(ViewError::NoSession {
-                        kind: other.kind().to_owned(),
-                    });
-                };
-                let entries = self.sessions.entry(session.clone()).or_default();
-                let last = entries.last().map_or(Seq::ZERO, |c| c.seq);
-                if committed.seq != last.next() {
-                    return Err(ViewError::OutOfOrder {
-                        session,
-                        last,
-                        got: committed.seq,
-                    });
-                }
-                entries.push(committed);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The entries of a view's session as the store's entry type, for
-/// comparisons.
-pub fn entries_of(view: &LogView, session: &SessionId) -> Vec<(Seq, LogEntry)> {
-    view.entries(session)
-        .iter()
-        .map(|c| (c.seq, (*c.entry).clone()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(chunks: &[&str]) -> String {
-        let mut parser = SseParser::default();
-        let mut out = String::new();
-        for chunk in chunks {
-            for item in parser.push(chunk.as_bytes()) {
-                match item {
-                    SseItem::Message(m) => out.push_str(&format!(
-                        "[{}|{}|{}]",
-                        m.id.as_deref().unwrap_or("-"),
-                        m.event,
-                        m.data
-                    )),
-                    SseItem::Comment(c) => out.push_str(&format!("(:{c})")),
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn sse_framing() {
-        let cases: [(&[&str], &str); 6] = [
-            (&["id: a:1\nevent: x\ndata: {}\n\n"], "[a:1|x|{}]"),
-            (&["id: a:1\nev", "ent: x\ndata: {}\n", "\n"], "[a:1|x|{}]"),
-            (&["data: one\ndata: two\n\n"], "[-|message|one\ntwo]"),
-            (&[": heartbeat\n\n"], "(:heartbeat)"),
-            (&["event: x\r\ndata:y\r\n\r\n"], "[-|x|y]"),
-            (&["id: 1\n\nid: 2\ndata: d\n\n"], "[2|message|d]"),
-        ];
-        for (chunks, want) in cases {
-            assert_eq!(check(chunks), want, "{chunks:?}");
-        }
-    }
 
     #[test]
     fn urls() {

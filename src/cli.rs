@@ -113,7 +113,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     let store = Store::open(&path, options).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     let text = match args.command {
-        Command::Demo { runs } => match demo(&store, runs, &mut out) {
+        Command::Demo { runs } => match demo(store, runs, &mut out) {
             Ok(text) => text,
             Err(DemoError::Output(e)) => return output_error(e),
             Err(DemoError::Store(e)) => return Err(e),
@@ -131,7 +131,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             return crate::tail_cmd::run(&tail);
         }
         Command::AppendLoop { session, count } => {
-            crate::crash_cmd::append_loop(&store, session, count)?
+            crate::crash_cmd::append_loop(store, session, count)?
         }
         Command::Hold(hold) => {
             drop(out);
@@ -169,7 +169,8 @@ enum DemoError {
     Output(std::io::Error),
 }
 
-fn demo(store: &Store, runs: usize, out: &mut impl std::io::Write) -> Result<String, DemoError> {
+fn demo(store: Store, runs: usize, out: &mut impl std::io::Write) -> Result<String, DemoError> {
+    let store = std::sync::Arc::new(store);
     let script = Script::demo();
     let (id, start) = store
         .create_session(NewSession {
@@ -186,10 +187,13 @@ fn demo(store: &Store, runs: usize, out: &mut impl std::io::Write) -> Result<Str
     let sink = SessionLogSink::with_initial([start.clone()])
         .map_err(|e| DemoError::Store(e.to_string()))?;
     write!(out, "{}", line(&start)).map_err(DemoError::Output)?;
+    let mut writer = store
+        .session_writer(&id)
+        .map_err(|e| DemoError::Store(e.to_string()))?;
     for run in 0..runs {
         for entry in script.run(run, &format!("call-{run}"), &SystemClock) {
-            store
-                .append(&id, entry, &sink)
+            writer
+                .append(entry, &sink)
                 .map_err(|e| DemoError::Store(e.to_string()))?;
             // Print from the mirror: what a client would now see.
             let snapshot = sink.snapshot();

@@ -38,10 +38,11 @@ fn entry(n: u64, clock: &SystemClock) -> LogEntry {
 
 /// Runs the loop; returns the closing line.
 pub fn append_loop(
-    store: &Store,
+    store: Store,
     session: Option<String>,
     count: Option<u64>,
 ) -> Result<String, String> {
+    let store = std::sync::Arc::new(store);
     let (id, sink) = match session {
         Some(text) => {
             let id = store.resolve(&text).map_err(|e| e.to_string())?;
@@ -60,6 +61,7 @@ pub fn append_loop(
             (id, sink)
         }
     };
+    let mut writer = store.session_writer(&id).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "session {id}")
         .and_then(|()| out.flush())
@@ -67,8 +69,8 @@ pub fn append_loop(
     let clock = SystemClock;
     let mut n = 0;
     while count.is_none_or(|c| n < c) {
-        let seq = store
-            .append(&id, entry(n, &clock), &sink)
+        let seq = writer
+            .append(entry(n, &clock), &sink)
             .map_err(|e| e.to_string())?;
         writeln!(out, "published {seq}")
             .and_then(|()| out.flush())

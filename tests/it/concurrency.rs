@@ -87,11 +87,12 @@ fn a_hundred_thousand_entries_with_readers_shell_and_subscribers() {
     let writers: Vec<_> = sessions
         .iter()
         .map(|(id, sink)| {
-            let (store, id, sink) = (store.clone(), id.clone(), sink.clone());
+            let mut writer = store.session_writer(id).unwrap();
+            let sink = sink.clone();
             std::thread::spawn(move || {
                 for n in 0..PER_WRITER {
                     // Any failure, "database is locked" included, fails the test.
-                    store.append(&id, note(n), &sink).unwrap();
+                    writer.append(note(n), &sink).unwrap();
                 }
             })
         })

@@ -12,17 +12,19 @@ use podlog_pod::script::Script;
 use podlog_pod::{Pod, ScriptedDriver};
 use podlog_sink::SessionLogSink;
 use podlog_store::{NewSession, Store};
+use std::sync::Arc;
 
 use crate::server_support::{scripted_pod, serve_tcp, Bench};
 use crate::support::podlog;
 
-fn scripted_session(store: &Store, runs: usize) -> SessionId {
+fn scripted_session(store: &Arc<Store>, runs: usize) -> SessionId {
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
+    let mut writer = store.session_writer(&id).unwrap();
     let clock = StepClock::new(1_700_000_000_000, 3);
     for run in 0..runs {
         for entry in Script::demo().run(run, &format!("{id}-{run}"), &clock) {
-            store.append(&id, entry, &sink).unwrap();
+            writer.append(entry, &sink).unwrap();
         }
     }
     id

@@ -79,14 +79,15 @@ fn big_result(n: u64) -> LogEntry {
 fn a_full_disk_fails_clearly_loses_nothing_and_recovers() {
     let disk = SmallDisk::new("384k");
     let path = disk.mount.join("podlog.db");
-    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let store = std::sync::Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
     let (_, mut rx) = sink.subscribe_with_snapshot();
+    let mut writer = store.session_writer(&id).unwrap();
 
     let mut last = Seq(1);
     let err = loop {
-        match store.append(&id, big_result(last.get()), &sink) {
+        match writer.append(big_result(last.get()), &sink) {
             Ok(seq) => last = seq,
             Err(e) => break e,
         }
@@ -102,8 +103,8 @@ fn a_full_disk_fails_clearly_loses_nothing_and_recovers() {
     assert_eq!(sink.end_seq(), last, "the failed entry was not published");
     assert!(rx.try_recv().is_err(), "nothing broadcast");
     // A second failure is as clean as the first.
-    assert!(store
-        .append(&id, big_result(0), &sink)
+    assert!(writer
+        .append(big_result(0), &sink)
         .unwrap_err()
         .is_disk_full());
 
@@ -115,9 +116,9 @@ fn a_full_disk_fails_clearly_loses_nothing_and_recovers() {
 
     // Room again: appends go on from the next seq, with no gap.
     disk.remount("size=8m");
-    let next = store.append(&id, big_result(99), &sink).unwrap();
+    let next = writer.append(big_result(99), &sink).unwrap();
     assert_eq!(next, last.next());
-    drop(store);
+    drop((writer, store));
     let reopened = Store::open(&path, StoreOptions::default()).unwrap();
     assert_eq!(reopened.entries(&id).unwrap().len() as u64, next.get());
 }

@@ -76,11 +76,13 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
         })
         .unwrap();
     let sink_a = SessionLogSink::with_initial([start]).unwrap();
+    let mut writer_a = store.session_writer(&a).unwrap();
     for run in 0..3 {
         for entry in script.run(run, &format!("r{run}"), &clock) {
-            store.append(&a, entry, &sink_a).unwrap();
+            writer_a.append(entry, &sink_a).unwrap();
         }
     }
+    drop(writer_a);
     let (b, _) = store.fork(&a, Seq(11)).unwrap();
     let (c, start_c) = store
         .compact(
@@ -92,8 +94,9 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
         .unwrap();
     let sink_c = SessionLogSink::with_initial([start_c]).unwrap();
     store
+        .session_writer(&c)
+        .unwrap()
         .append(
-            &c,
             LogEntry::UserInput {
                 ts: 1_700_000_100_000,
                 text: "left hanging".into(),
@@ -107,7 +110,8 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
 
     let running = Arc::new(AtomicBool::new(true));
     let writer = {
-        let (store, l, running) = (store.clone(), l.clone(), running.clone());
+        let mut writer_l = store.session_writer(&l).unwrap();
+        let running = running.clone();
         std::thread::spawn(move || {
             let mut n = 0u64;
             while running.load(Ordering::Relaxed) {
@@ -119,7 +123,7 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
                     },
                 };
                 // Any error here, "database is locked" included, fails the test.
-                store.append(&l, entry, &sink_l).unwrap();
+                writer_l.append(entry, &sink_l).unwrap();
                 n += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }

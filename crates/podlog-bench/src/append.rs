@@ -4,16 +4,16 @@
 //!
 //! Each fixture owns one database file in the directory it is given, and one
 //! session per writer with its sink, so every append goes the whole way:
-//! `Store::append` commits the entry, then publishes it to the session's
-//! mirror. Timed runs take their entries already generated.
+//! the session's `SessionWriter` commits the entry, then publishes it to the
+//! session's mirror. Timed runs take their entries already generated.
 
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use podlog_entry::{LogEntry, RequestConfig, SessionId, StepClock};
+use podlog_entry::{LogEntry, RequestConfig, StepClock};
 use podlog_sink::SessionLogSink;
-use podlog_store::{NewSession, SequentialIds, Store, StoreOptions, Synchronous};
+use podlog_store::{NewSession, SequentialIds, SessionWriter, Store, StoreOptions, Synchronous};
 
 use crate::corpus::Corpus;
 use crate::error::{self, BenchError, Result};
@@ -24,18 +24,23 @@ pub fn open_store(
     dir: &Path,
     name: &str,
     synchronous: Synchronous,
-) -> Result<Store> {
+) -> Result<Arc<Store>> {
     let options = StoreOptions {
         synchronous,
         clock: Arc::new(StepClock::new(1_700_000_000_000, 1)),
         ids: Arc::new(SequentialIds::new("bench")),
         ..StoreOptions::default()
     };
-    Store::open(dir.join(name), options).map_err(error::store(row))
+    Store::open(dir.join(name), options)
+        .map(Arc::new)
+        .map_err(error::store(row))
 }
 
-/// Creates a session and a sink seeded with its `SessionStart`.
-pub fn new_session(row: &'static str, store: &Store) -> Result<(SessionId, SessionLogSink)> {
+/// Creates a session: its writer, and a sink seeded with its `SessionStart`.
+pub fn new_session(
+    row: &'static str,
+    store: &Arc<Store>,
+) -> Result<(SessionWriter, SessionLogSink)> {
     let (id, start) = store
         .create_session(NewSession {
             title: Some("benchmark".to_owned()),
@@ -48,14 +53,14 @@ pub fn new_session(row: &'static str, store: &Store) -> Result<(SessionId, Sessi
         })
         .map_err(error::store(row))?;
     let sink = SessionLogSink::with_initial([start]).map_err(error::sink(row))?;
-    Ok((id, sink))
+    let writer = store.session_writer(&id).map_err(error::store(row))?;
+    Ok((writer, sink))
 }
 
 /// One session appended to from one thread (P1 at `Full`, P2 at `Normal`).
 pub struct PodlogAppend {
     row: &'static str,
-    store: Store,
-    session: SessionId,
+    writer: SessionWriter,
     sink: SessionLogSink,
 }
 
@@ -68,13 +73,8 @@ impl PodlogAppend {
         synchronous: Synchronous,
     ) -> Result<Self> {
         let store = open_store(row, dir, name, synchronous)?;
-        let (session, sink) = new_session(row, &store)?;
-        Ok(Self {
-            row,
-            store,
-            session,
-            sink,
-        })
+        let (writer, sink) = new_session(row, &store)?;
+        Ok(Self { row, writer, sink })
     }
 
     /// Appends `entries` one transaction each and returns the time taken.
@@ -84,8 +84,8 @@ impl PodlogAppend {
         let before = self.sink.len();
         let start = Instant::now();
         for entry in entries {
-            self.store
-                .append(&self.session, entry, &self.sink)
+            self.writer
+                .append(entry, &self.sink)
                 .map_err(error::store(self.row))?;
         }
         let elapsed = start.elapsed();
@@ -103,8 +103,8 @@ impl PodlogAppend {
 /// same time (P3).
 pub struct GroupAppend {
     row: &'static str,
-    store: Store,
-    sessions: Vec<(SessionId, SessionLogSink)>,
+    store: Arc<Store>,
+    sessions: Vec<(SessionWriter, SessionLogSink)>,
     corpora: Vec<Corpus>,
 }
 
@@ -152,19 +152,18 @@ impl GroupAppend {
             .collect();
         let before: Vec<usize> = self.sessions.iter().map(|(_, s)| s.len()).collect();
         let barrier = Barrier::new(self.sessions.len() + 1);
-        let store = &self.store;
         let row = self.row;
         let (elapsed, results) = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .sessions
-                .iter()
+                .iter_mut()
                 .zip(batches)
-                .map(|((id, sink), batch)| {
+                .map(|((writer, sink), batch)| {
                     let barrier = &barrier;
                     scope.spawn(move || {
                         barrier.wait();
                         for entry in batch {
-                            store.append(id, entry, sink).map_err(error::store(row))?;
+                            writer.append(entry, sink).map_err(error::store(row))?;
                         }
                         Ok::<(), BenchError>(())
                     })

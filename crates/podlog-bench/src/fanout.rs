@@ -475,7 +475,7 @@ pub fn measure_fanout(
     spec: &FanoutSpec,
     launcher: &ClientLauncher,
 ) -> Result<FanoutResult> {
-    let store = Arc::new(open_store("P8", dir, name, Synchronous::Full)?);
+    let store = open_store("P8", dir, name, Synchronous::Full)?;
     let pod = Pod::create(
         store.clone(),
         NewSession {

@@ -38,13 +38,13 @@ impl RestoreFixture {
     /// `dir/name`.
     pub fn build(dir: &Path, name: &str, len: usize) -> Result<Self> {
         let store = open_store("P6", dir, name, Synchronous::Normal)?;
-        let (session, _sink) = new_session("P6", &store)?;
+        let session = new_session("P6", &store)?.0.session().clone();
         let path = store.path().to_owned();
         fill(&path, &session, len)?;
         let reader = open_reader(&path)?;
         Ok(Self {
             path,
-            store: Arc::new(store),
+            store,
             session,
             reader,
             len: len.max(1),

@@ -18,7 +18,7 @@ use podlog_entry::{
     Clock, Committed, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId,
 };
 use podlog_sink::{SessionLogSink, Snapshot};
-use podlog_store::{NewSession, SessionLock, Store};
+use podlog_store::{NewSession, SessionWriter, Store};
 use tokio::sync::broadcast;
 
 use crate::driver::{AgentDriver, DriverError, RunContext};
@@ -36,17 +36,18 @@ pub const INTERRUPTED_ON_RESTORE: &str = "the pod stopped during this run";
 /// a result when its run ended.
 pub const CALL_LEFT_OPEN: &str = "the run ended before this tool call returned";
 
-/// Takes the write lock of `session`: the one place the pod asks for it.
-fn lock_session(store: &Store, session: &SessionId) -> Result<SessionLock, PodError> {
-    store.lock_session(session).map_err(PodError::from)
+/// Opens `session` for writing (its write lock and last seq): the one place
+/// the pod asks for it.
+fn open_writer(store: &Arc<Store>, session: &SessionId) -> Result<SessionWriter, PodError> {
+    store.session_writer(session).map_err(PodError::from)
 }
 
 /// What the pod mutex guards.
 struct State {
     /// The session the pod writes.
     session: SessionId,
-    /// Its write lock; `None` once shut down.
-    lock: Option<SessionLock>,
+    /// Its writer (holding its write lock); `None` once shut down.
+    writer: Option<SessionWriter>,
     /// The event channel; `None` once shut down, which closes every
     /// receiver after the events already sent.
     events: Option<broadcast::Sender<Event>>,
@@ -132,19 +133,24 @@ impl Core {
         from_driver: bool,
         ends_run: bool,
     ) -> Result<Seq, PodError> {
-        let state = self.lock();
+        let mut state = self.lock();
         if ends_run {
             self.busy.store(false, Ordering::Release);
         }
-        if state.events.is_none() || (from_driver && self.is_stopping()) {
-            return Err(PodError::Closed {
-                session: state.session.clone(),
-            });
-        }
+        let open = state.events.is_some() && !(from_driver && self.is_stopping());
+        let state = &mut *state;
+        let writer = match state.writer.as_mut() {
+            Some(writer) if open => writer,
+            _ => {
+                return Err(PodError::Closed {
+                    session: state.session.clone(),
+                })
+            }
+        };
         let committed_entry = entry.clone();
         // Invariant 1: the store commits, then publishes to the sink; on any
         // error it returns before publishing, and no event is sent.
-        let seq = self.store.append(&state.session, entry, &self.sink)?;
+        let seq = writer.append(entry, &self.sink)?;
         if let Some(tx) = &state.events {
             // An error only means no receiver exists right now.
             let _ = tx.send(Event::from_committed(&Committed::new(seq, committed_entry)));
@@ -195,7 +201,7 @@ impl Core {
             });
         }
         let (id, start) = op(&self.store, &state.session)?;
-        let new_lock = lock_session(&self.store, &id)?;
+        let new_writer = open_writer(&self.store, &id)?;
         self.sink
             .reset_with_initial(start.clone())
             .map_err(|source| PodError::Mirror {
@@ -204,8 +210,8 @@ impl Core {
                 source,
             })?;
         state.session = id.clone();
-        // Replacing the lock releases the old session's.
-        state.lock = Some(new_lock);
+        // Replacing the writer releases the old session's lock.
+        state.writer = Some(new_writer);
         if let Some(tx) = &state.events {
             let _ = tx.send(Event::SessionRotated {
                 session_id: id.clone(),
@@ -364,7 +370,7 @@ impl Shared {
             }
         }
         let mut state = self.core.lock();
-        state.lock = None;
+        state.writer = None;
         state.events = None;
     }
 }
@@ -403,13 +409,13 @@ impl Pod {
         driver: Box<dyn AgentDriver>,
     ) -> Result<Pod, PodError> {
         let (id, start) = store.create_session(new)?;
-        let lock = lock_session(&store, &id)?;
+        let writer = open_writer(&store, &id)?;
         let sink = SessionLogSink::with_initial([start]).map_err(|source| PodError::Mirror {
             session: id.clone(),
             seq: Seq::FIRST,
             source,
         })?;
-        Ok(Self::start(store, id, lock, sink, driver))
+        Ok(Self::start(store, id, writer, sink, driver))
     }
 
     /// Reopens `session` for writing: takes its write lock (failing with
@@ -422,7 +428,7 @@ impl Pod {
         session: &SessionId,
         driver: Box<dyn AgentDriver>,
     ) -> Result<Pod, PodError> {
-        let lock = lock_session(&store, session)?;
+        let writer = open_writer(&store, session)?;
         let entries = store.entries(session)?;
         let last = entries.last().map_or(Seq::ZERO, |c| c.seq);
         let open = open_run(&entries);
@@ -431,7 +437,7 @@ impl Pod {
             seq: last,
             source,
         })?;
-        let pod = Self::start(store, session.clone(), lock, sink, driver);
+        let pod = Self::start(store, session.clone(), writer, sink, driver);
         if open.is_some() {
             pod.shared
                 .core
@@ -443,7 +449,7 @@ impl Pod {
     fn start(
         store: Arc<Store>,
         session: SessionId,
-        lock: SessionLock,
+        writer: SessionWriter,
         sink: SessionLogSink,
         driver: Box<dyn AgentDriver>,
     ) -> Pod {
@@ -453,7 +459,7 @@ impl Pod {
             sink,
             state: Mutex::new(State {
                 session,
-                lock: Some(lock),
+                writer: Some(writer),
                 events: Some(tx),
             }),
             busy: AtomicBool::new(false),

@@ -649,10 +649,11 @@ fn restore_closes_an_interrupted_run_before_anyone_subscribes() {
     let sink = podlog_sink::SessionLogSink::with_initial([start]).unwrap();
     let entries = Script::demo().run(0, "c", &StepClock::new(1, 1));
     // The process died right after the tool call of the first run.
+    let mut writer = f.store.session_writer(&id).unwrap();
     for entry in entries.iter().take(3) {
-        f.store.append(&id, entry.clone(), &sink).unwrap();
+        writer.append(entry.clone(), &sink).unwrap();
     }
-    drop(sink);
+    drop((writer, sink));
     let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
     let (snapshot, _) = pod.subscribe();
     let mut replica = LogView::new();

@@ -1,6 +1,7 @@
 //! Group commit: concurrent appends share one SQLite transaction.
 //!
-//! Each [`Store::append`] call queues its entry and waits. The first caller
+//! Each [`crate::SessionWriter::append`] call queues its entry, with the
+//! seq its writer assigned, and waits. The first caller
 //! to find no commit under way becomes the *leader*: it takes every queued
 //! entry (its own and those of callers that arrived meanwhile, for any
 //! session), writes them in one `BEGIN IMMEDIATE` transaction, commits, then
@@ -30,20 +31,27 @@
 //!   transaction that holds it committed.
 //! * If the transaction fails (disk full, I/O error, read-only file, lock
 //!   timeout), every entry in it fails with that error and none is
-//!   published. An entry that is wrong on its own (an unknown session) fails
-//!   alone and is left out of the transaction.
+//!   published. An entry that is wrong on its own (its session row's
+//!   `last_seq` is not the one its writer expects) fails alone and is left
+//!   out of the transaction.
+//! * **Unwind safety.** A panic anywhere in a batch (rendering an entry,
+//!   inserting, publishing) fails that batch's callers that have no result
+//!   yet with [`StoreError::Panicked`], which says whether their entry was
+//!   rolled back or is committed but unpublished; the leader's role is given
+//!   up on the way out, so the next append finds the store usable.
 //! * Within a session, seqs follow queue order, and entries reach the sink in
 //!   seq order: the leader publishes while it still holds the writer.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use podlog_entry::{Committed, LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::error::StoreError;
 use crate::{insert_entry_json, Result, Store};
@@ -52,11 +60,15 @@ use crate::{insert_entry_json, Result, Store};
 pub(crate) struct Pending {
     caller: ThreadId,
     session: SessionId,
+    /// The seq its writer assigned: the session's `last_seq` plus one.
+    seq: Seq,
     entry: LogEntry,
     /// `entry`'s JSON, rendered by the caller before it queued, so that the
     /// writer's time goes to SQLite alone.
     body: String,
     sink: SessionLogSink,
+    /// Set once the transaction holding the entry has committed.
+    committed: AtomicBool,
     result: Mutex<Option<Result<Seq>>>,
 }
 
@@ -69,6 +81,19 @@ pub(crate) struct Group {
     arrived: Condvar,
     transactions: AtomicU64,
     entries: AtomicU64,
+    /// A panic to raise in the next batch, for the unwind-safety tests.
+    #[cfg(test)]
+    pub(crate) fault: Mutex<Option<Fault>>,
+}
+
+/// Where a test makes the next batch panic.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// After the inserts, before `COMMIT`.
+    BeforeCommit,
+    /// After `COMMIT`, before the entries are published.
+    AfterCommit,
 }
 
 /// How appends were grouped since the store was opened.
@@ -148,17 +173,44 @@ fn append_context(p: &Pending) -> String {
     format!("appending {} to session {}", p.entry.kind(), p.session)
 }
 
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
+/// Clears `leader_active` and wakes every waiting caller when the leader is
+/// done, whether its batch returned or panicked.
+struct LeaderGuard<'a>(&'a Group);
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .leader_active = false;
+        self.0.done.notify_all();
+    }
+}
+
 impl Store {
-    /// Commits `entry` as the next entry of `session`, then publishes it to
-    /// `sink`, the session's mirror. Returns its seq.
+    /// Commits `entry` as seq `seq` of `session` (its writer's next seq),
+    /// then publishes it to `sink`. Called by [`crate::SessionWriter`], which
+    /// holds the session's lock and so knows the seq.
     ///
     /// Concurrent calls are committed together (see [`crate::commit`]).
-    /// Fails, publishing nothing, if the session does not exist, if `entry`
-    /// is a `SessionStart` (only seq 1 holds one), or if the transaction
-    /// fails (disk full, read-only file, lock timeout, ...).
-    pub fn append(
+    /// Fails, publishing nothing, if `entry` is a `SessionStart` (only seq 1
+    /// holds one), if the session row's `last_seq` is not `seq - 1`, or if
+    /// the transaction fails (disk full, read-only file, lock timeout, a
+    /// panic, ...).
+    pub(crate) fn append_at(
         &self,
         session: &SessionId,
+        seq: Seq,
         entry: LogEntry,
         sink: &SessionLogSink,
     ) -> Result<Seq> {
@@ -170,12 +222,23 @@ impl Store {
                     .to_owned(),
             });
         }
+        let body =
+            std::panic::catch_unwind(AssertUnwindSafe(|| entry.to_json())).map_err(|panic| {
+                StoreError::Panicked {
+                    session: session.clone(),
+                    seq,
+                    committed: false,
+                    message: format!("rendering the entry: {}", panic_message(&*panic)),
+                }
+            })?;
         let me = Arc::new(Pending {
             caller: std::thread::current().id(),
             session: session.clone(),
-            body: entry.to_json(),
+            seq,
+            body,
             entry,
             sink: sink.clone(),
+            committed: AtomicBool::new(false),
             result: Mutex::new(None),
         });
         let group = &self.group;
@@ -191,25 +254,7 @@ impl Store {
             if !state.leader_active {
                 state.leader_active = true;
                 drop(state);
-                {
-                    // Take the batch only once the writer is ours, so that
-                    // appends arriving while a compaction or fork holds it
-                    // join this transaction.
-                    let mut conn = self.writer();
-                    let batch = group.gather();
-                    let started = Instant::now();
-                    self.commit_batch(&mut conn, &batch);
-                    let took = started.elapsed();
-                    group
-                        .state
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .record(batch.iter().map(|p| p.caller), took);
-                }
-                let mut state = group.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.leader_active = false;
-                drop(state);
-                group.done.notify_all();
+                self.lead();
                 return take_result(&me).unwrap_or_else(|| {
                     Err(StoreError::Rejected {
                         session: session.clone(),
@@ -223,6 +268,43 @@ impl Store {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// One leader's turn: takes the writer, gathers the queue, commits it.
+    /// A panic anywhere in the batch fails the batch's callers that have no
+    /// result yet (rolled back, or committed but not published) and leaves
+    /// the store usable: the next caller becomes leader as usual.
+    fn lead(&self) {
+        let group = &self.group;
+        let _leader = LeaderGuard(group);
+        // Take the batch only once the writer is ours, so that appends
+        // arriving while a compaction or fork holds it join this
+        // transaction.
+        let mut conn = self.writer();
+        let batch = group.gather();
+        let started = Instant::now();
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.commit_batch(&mut conn, &batch)));
+        if let Err(panic) = outcome {
+            let message = panic_message(&*panic);
+            for p in &batch {
+                let mut result = p.result.lock().unwrap_or_else(PoisonError::into_inner);
+                if result.is_none() {
+                    *result = Some(Err(StoreError::Panicked {
+                        session: p.session.clone(),
+                        seq: p.seq,
+                        committed: p.committed.load(Ordering::Acquire),
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+        let took = started.elapsed();
+        group
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(batch.iter().map(|p| p.caller), took);
     }
 
     /// How appends were grouped into transactions so far.
@@ -244,49 +326,77 @@ impl Store {
             .len()
     }
 
+    /// Makes the next batch panic at `fault`.
+    #[cfg(test)]
+    pub(crate) fn inject(&self, fault: Fault) {
+        *self
+            .group
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(fault);
+    }
+
+    #[cfg(test)]
+    fn maybe_panic(&self, at: Fault) {
+        let mut fault = self
+            .group
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *fault == Some(at) {
+            *fault = None;
+            drop(fault);
+            panic!("injected fault {at:?}");
+        }
+    }
+
     /// Writes `batch` in one transaction, then publishes and hands out
     /// results. The caller holds the writer.
+    ///
+    /// Per entry: the session row's counters move from `seq - 1` to `seq`
+    /// (an `UPDATE` guarded by the expected `last_seq`, so an entry whose
+    /// writer is out of step fails alone), then the entry row is inserted.
     fn commit_batch(&self, conn: &mut Connection, batch: &[Arc<Pending>]) {
         if batch.is_empty() {
             return;
         }
         let now = self.now();
         let mut failed: Vec<bool> = vec![false; batch.len()];
-        let mut seqs: Vec<Seq> = vec![Seq::ZERO; batch.len()];
         let outcome = (|| -> rusqlite::Result<usize> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Last seq and entries added, per session touched by the batch.
-            let mut touched: HashMap<&SessionId, (u64, u64)> = HashMap::new();
+            let mut written = 0;
             for (i, p) in batch.iter().enumerate() {
-                let last = match touched.get(&p.session) {
-                    Some(&(last, _)) => Some(last),
-                    None => tx
-                        .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")
-                        .and_then(|mut s| {
-                            s.query_row([p.session.as_str()], |r| r.get::<_, u64>(0))
-                                .optional()
-                        })?,
-                };
-                let Some(last) = last else {
+                let moved = tx
+                    .prepare_cached(
+                        "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + 1, \
+                         updated_at = max(updated_at, ?3) WHERE id = ?1 AND last_seq = ?4",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            p.session.as_str(),
+                            p.seq.get(),
+                            now,
+                            p.seq.get().saturating_sub(1)
+                        ])
+                    })?;
+                if moved == 0 {
                     failed[i] = true;
-                    set_result(p, Err(StoreError::UnknownSession(p.session.to_string())));
+                    set_result(
+                        p,
+                        Err(StoreError::StaleWriter {
+                            session: p.session.clone(),
+                            seq: p.seq,
+                        }),
+                    );
                     continue;
-                };
-                let seq = Seq(last).next();
-                insert_entry_json(&tx, &p.session, seq, &p.entry, &p.body)?;
-                let added = touched.get(&p.session).map_or(0, |&(_, n)| n);
-                touched.insert(&p.session, (seq.get(), added + 1));
-                seqs[i] = seq;
+                }
+                insert_entry_json(&tx, &p.session, p.seq, &p.entry, &p.body)?;
+                written += 1;
             }
-            for (session, (last, added)) in &touched {
-                tx.prepare_cached(
-                    "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + ?3, \
-                     updated_at = max(updated_at, ?4) WHERE id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![session.as_str(), last, added, now]))?;
-            }
+            #[cfg(test)]
+            self.maybe_panic(Fault::BeforeCommit);
             tx.commit()?;
-            Ok(touched.values().map(|&(_, n)| n as usize).sum())
+            Ok(written)
         })();
         match outcome {
             Err(error) => {
@@ -309,19 +419,25 @@ impl Store {
                 self.group
                     .entries
                     .fetch_add(entries as u64, Ordering::Relaxed);
+                for (i, p) in batch.iter().enumerate() {
+                    if !failed[i] {
+                        p.committed.store(true, Ordering::Release);
+                    }
+                }
+                #[cfg(test)]
+                self.maybe_panic(Fault::AfterCommit);
                 // Committed: now, and only now, the entries may be seen.
                 for (i, p) in batch.iter().enumerate() {
                     if failed[i] {
                         continue;
                     }
-                    let seq = seqs[i];
                     let published = p
                         .sink
-                        .publish(Committed::new(seq, p.entry.clone()))
-                        .map(|()| seq)
+                        .publish(Committed::new(p.seq, p.entry.clone()))
+                        .map(|()| p.seq)
                         .map_err(|source| StoreError::Publish {
                             session: p.session.clone(),
-                            seq,
+                            seq: p.seq,
                             source,
                         });
                     set_result(p, published);

@@ -108,6 +108,30 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// The session row's `last_seq` is not the one its writer holds: the
+    /// row was changed without the session's write lock. Nothing was
+    /// written; the writer reads the counter again before its next append.
+    #[error(
+        "cannot append seq {seq} to session {session}: its last_seq on disk is not {}; \
+         it was written without the session's lock",
+        seq.get().saturating_sub(1)
+    )]
+    StaleWriter { session: SessionId, seq: Seq },
+
+    /// The commit holding the entry panicked. With `committed` false the
+    /// entry was rolled back; with `committed` true it is on disk at `seq`
+    /// but was not published, so the session's mirror lacks it.
+    #[error(
+        "appending seq {seq} to session {session} failed: the commit panicked ({message}); {}",
+        if *committed { "the entry is on disk but was not published" } else { "nothing was written" }
+    )]
+    Panicked {
+        session: SessionId,
+        seq: Seq,
+        committed: bool,
+        message: String,
+    },
+
     /// The entry is committed at (session, seq) but the sink refused it: the
     /// sink passed in is not this session's mirror. Nothing is lost on disk.
     #[error("session {session} seq {seq} committed but not published: {source}")]

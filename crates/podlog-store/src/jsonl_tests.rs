@@ -13,7 +13,7 @@ use crate::{NewSession, SequentialIds, Store, StoreError, StoreOptions};
 
 struct Db {
     _dir: tempfile::TempDir,
-    store: Store,
+    store: Arc<Store>,
 }
 
 fn empty_db(prefix: &str) -> Db {
@@ -27,7 +27,10 @@ fn empty_db(prefix: &str) -> Db {
         },
     )
     .unwrap();
-    Db { _dir: dir, store }
+    Db {
+        _dir: dir,
+        store: Arc::new(store),
+    }
 }
 
 fn id(text: &str) -> SessionId {
@@ -74,22 +77,22 @@ fn source() -> Db {
         },
         LogEntry::from_json(r#"{"type":"hologram","ts":6,"frames":[1,2],"z":{"k":null}}"#).unwrap(),
     ];
+    let mut w = store.session_writer(&s1).unwrap();
     for entry in entries {
-        store.append(&s1, entry, &sink).unwrap();
+        w.append(entry, &sink).unwrap();
     }
     let (s2, start) = store.fork(&s1, Seq(4)).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
+    let mut w = store.session_writer(&s2).unwrap();
     for n in 0..2 {
-        store
-            .append(
-                &s2,
-                LogEntry::TurnEnd {
-                    ts: 10 + n,
-                    turn_count: n,
-                },
-                &sink,
-            )
-            .unwrap();
+        w.append(
+            LogEntry::TurnEnd {
+                ts: 10 + n,
+                turn_count: n,
+            },
+            &sink,
+        )
+        .unwrap();
     }
     store
         .compact(

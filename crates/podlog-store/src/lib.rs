@@ -3,15 +3,16 @@
 //!
 //! # Contract
 //!
-//! * **Disk is the gate.** [`Store::append`] assigns the entry's seq, inserts
-//!   it and updates the session's counters in one `BEGIN IMMEDIATE`
+//! * **Disk is the gate.** [`SessionWriter::append`] inserts the entry at its
+//!   seq and updates the session's counters in one `BEGIN IMMEDIATE`
 //!   transaction. Only after `COMMIT` returned Ok does it publish the entry to
 //!   the session's [`SessionLogSink`]; a failed write returns the error and
 //!   publishes nothing. The write connection stays locked until the publish
 //!   is done, so entries reach the sink in seq order.
 //! * **Sequence numbers, not clocks.** `seq` is `last_seq + 1` of the session
-//!   row, read inside the write transaction: gap-free, starting at 1 with the
-//!   session's `SessionStart`.
+//!   row, which only the session's [`SessionWriter`] (holding its
+//!   cross-process lock) moves, inside the write transaction: gap-free,
+//!   starting at 1 with the session's `SessionStart`.
 //! * **Nothing silently dropped.** Reads decode every row; a row that does not
 //!   decode, or a gap in seq, is an error naming its session and seq.
 //! * **Versioned schema.** Opening runs the embedded migrations (see
@@ -29,6 +30,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod schema;
 pub mod verify;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +49,7 @@ pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
 pub use schema::SCHEMA_VERSION;
 pub use verify::Problem;
+pub use writer::SessionWriter;
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -257,6 +260,18 @@ fn lenient_id(text: &str) -> SessionId {
         escaped
     })
     .unwrap_or_else(|_| SessionId::new("invalid-id").expect("valid id"))
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Close the read connections first, so that the write connection is
+        // the last one: closing it checkpoints the WAL and removes the
+        // `-wal` and `-shm` files, leaving one plain database file behind.
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
 }
 
 impl Store {

@@ -206,10 +206,17 @@ impl Store {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(&path, e)),
         }
+        // Wall-clock time, not the store's clock: the description is for
+        // people, and taking a lock must not move an injected clock that
+        // stamps entries.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok());
         let me = LockHolder {
             pid: Some(std::process::id()),
             host: host_name(),
-            since: Some(self.now()),
+            since,
         };
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))

@@ -11,7 +11,7 @@ use super::*;
 struct Fixture {
     _dir: tempfile::TempDir,
     path: PathBuf,
-    store: Store,
+    store: Arc<Store>,
 }
 
 fn options() -> StoreOptions {
@@ -25,7 +25,7 @@ fn options() -> StoreOptions {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("podlog.db");
-    let store = Store::open(&path, options()).unwrap();
+    let store = Arc::new(Store::open(&path, options()).unwrap());
     Fixture {
         _dir: dir,
         path,
@@ -50,24 +50,27 @@ fn turn_end(n: u64) -> LogEntry {
     }
 }
 
-/// A session with a SessionStart and `n` more entries, and its sink.
-fn session_with(store: &Store, n: u64) -> (SessionId, SessionLogSink) {
+/// A session with a SessionStart and `n` more entries: its writer and its
+/// sink.
+fn session_with(store: &Arc<Store>, n: u64) -> (SessionWriter, SessionLogSink) {
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
+    let mut w = store.session_writer(&id).unwrap();
     for i in 0..n {
-        store.append(&id, turn_end(i), &sink).unwrap();
+        w.append(turn_end(i), &sink).unwrap();
     }
-    (id, sink)
+    (w, sink)
 }
 
 #[test]
 fn appends_get_gap_free_seqs_and_reach_the_sink_after_commit() {
     let f = fixture();
-    let (id, sink) = session_with(&f.store, 0);
+    let (mut w, sink) = session_with(&f.store, 0);
+    let id = w.session().clone();
     let (snapshot, mut rx) = sink.subscribe_with_snapshot();
     assert_eq!(snapshot.end_seq(), Seq(1));
-    assert_eq!(f.store.append(&id, turn_end(1), &sink).unwrap(), Seq(2));
-    assert_eq!(f.store.append(&id, note(2), &sink).unwrap(), Seq(3));
+    assert_eq!(w.append(turn_end(1), &sink).unwrap(), Seq(2));
+    assert_eq!(w.append(note(2), &sink).unwrap(), Seq(3));
     let live = rx.try_recv().unwrap();
     assert_eq!(
         live.seq,
@@ -82,8 +85,9 @@ fn appends_get_gap_free_seqs_and_reach_the_sink_after_commit() {
 #[test]
 fn reopening_returns_exactly_what_was_appended() {
     let f = fixture();
-    let (id, sink) = session_with(&f.store, 20);
-    f.store.append(&id, note(99), &sink).unwrap();
+    let (mut w, sink) = session_with(&f.store, 20);
+    let id = w.session().clone();
+    w.append(note(99), &sink).unwrap();
     let before: Vec<Committed> = sink.snapshot().entries.iter().cloned().collect();
     drop(f.store);
     let store = Store::open(&f.path, options()).unwrap();
@@ -94,10 +98,11 @@ fn reopening_returns_exactly_what_was_appended() {
 }
 
 fn expect_failed_append_publishes_nothing(f: &Fixture, break_it: &str, fix_it: &str) -> String {
-    let (id, sink) = session_with(&f.store, 3);
+    let (mut w, sink) = session_with(&f.store, 3);
+    let id = w.session().clone();
     let (before, mut rx) = sink.subscribe_with_snapshot();
     f.store.writer().execute_batch(break_it).unwrap();
-    let err = f.store.append(&id, note(7), &sink).unwrap_err();
+    let err = w.append(note(7), &sink).unwrap_err();
     assert_eq!(sink.len(), before.len(), "mirror unchanged");
     assert!(rx.try_recv().is_err(), "nothing broadcast");
     f.store.writer().execute_batch(fix_it).unwrap();
@@ -109,7 +114,7 @@ fn expect_failed_append_publishes_nothing(f: &Fixture, break_it: &str, fix_it: &
     );
     assert_eq!(f.store.entries(&id).unwrap().len(), 4);
     // The next append takes the next seq: the failure left no gap.
-    assert_eq!(f.store.append(&id, note(8), &sink).unwrap(), Seq(5));
+    assert_eq!(w.append(note(8), &sink).unwrap(), Seq(5));
     assert_eq!(rx.try_recv().unwrap().seq, Seq(5));
     err.to_string()
 }
@@ -144,7 +149,7 @@ fn a_failed_commit_on_a_rejecting_trigger_publishes_nothing() {
 #[test]
 fn a_full_database_fails_clearly_and_recovers_when_there_is_room() {
     let f = fixture();
-    let (id, sink) = session_with(&f.store, 1);
+    let (mut w, sink) = session_with(&f.store, 1);
     let pages: i64 = f
         .store
         .writer()
@@ -160,7 +165,7 @@ fn a_full_database_fails_clearly_and_recovers_when_there_is_room() {
         output: "x".repeat(64 * 1024),
         is_error: false,
     };
-    let err = f.store.append(&id, big.clone(), &sink).unwrap_err();
+    let err = w.append(big.clone(), &sink).unwrap_err();
     assert!(err.is_disk_full(), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
     assert_eq!(sink.len(), 2);
@@ -168,20 +173,22 @@ fn a_full_database_fails_clearly_and_recovers_when_there_is_room() {
         .writer()
         .execute_batch("PRAGMA max_page_count = 1073741823")
         .unwrap();
-    assert_eq!(f.store.append(&id, big, &sink).unwrap(), Seq(3));
+    assert_eq!(w.append(big, &sink).unwrap(), Seq(3));
 }
 
 #[test]
 fn a_session_start_cannot_be_appended_and_unknown_sessions_are_named() {
     let f = fixture();
-    let (id, sink) = session_with(&f.store, 0);
+    let (mut w, sink) = session_with(&f.store, 0);
     let start = sink.snapshot().entries[0].entry.as_ref().clone();
-    let err = f.store.append(&id, start, &sink).unwrap_err();
+    let err = w.append(start, &sink).unwrap_err();
     assert!(err.to_string().contains("only ever seq 1"), "{err}");
     let ghost = SessionId::new("ghost").unwrap();
-    let err = f.store.append(&ghost, note(1), &sink).unwrap_err();
+    let err = f.store.session_writer(&ghost).unwrap_err();
     assert_eq!(err.to_string(), "unknown session ghost");
     assert_eq!(sink.len(), 1);
+    // The refused SessionStart took no seq.
+    assert_eq!(w.append(note(1), &sink).unwrap(), Seq(2));
 }
 
 #[test]
@@ -204,7 +211,7 @@ fn a_newer_database_is_refused_with_both_versions() {
 #[test]
 fn migrations_set_user_version_and_reopening_is_a_no_op() {
     let f = fixture();
-    let (id, _sink) = session_with(&f.store, 2);
+    let id = session_with(&f.store, 2).0.session().clone();
     let version: i64 = f
         .store
         .writer()
@@ -250,7 +257,7 @@ fn the_database_file_is_private() {
 #[test]
 fn rows_that_do_not_decode_are_errors_naming_session_and_seq() {
     let f = fixture();
-    let (id, _sink) = session_with(&f.store, 3);
+    let id = session_with(&f.store, 3).0.session().clone();
     let raw = Connection::open(&f.path).unwrap();
     raw.execute(
         "UPDATE entries SET body = '{\"type\":\"turn_end\",\"ts\":1}' WHERE session_id = ?1 AND seq = 3",
@@ -277,11 +284,10 @@ fn rows_that_do_not_decode_are_errors_naming_session_and_seq() {
 #[test]
 fn entries_of_a_newer_kind_survive_a_round_trip_through_the_store() {
     let f = fixture();
-    let (id, sink) = session_with(&f.store, 0);
+    let (mut w, sink) = session_with(&f.store, 0);
+    let id = w.session().clone();
     let text = r#"{"type":"plan_updated","ts":5,"steps":["a"]}"#;
-    f.store
-        .append(&id, LogEntry::from_json(text).unwrap(), &sink)
-        .unwrap();
+    w.append(LogEntry::from_json(text).unwrap(), &sink).unwrap();
     let back = f.store.entries(&id).unwrap();
     assert_eq!(back[1].entry.to_json(), text);
 }
@@ -289,8 +295,8 @@ fn entries_of_a_newer_kind_survive_a_round_trip_through_the_store() {
 #[test]
 fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
     let f = fixture();
-    let (a, _) = session_with(&f.store, 2);
-    let (b, _) = session_with(&f.store, 5);
+    let a = session_with(&f.store, 2).0.session().clone();
+    let b = session_with(&f.store, 5).0.session().clone();
     let list = f.store.sessions().unwrap();
     let summary: Vec<(String, u64, u64)> = list
         .iter()
@@ -313,7 +319,7 @@ fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
 #[test]
 fn paged_reads_return_the_requested_range() {
     let f = fixture();
-    let (id, _) = session_with(&f.store, 9);
+    let id = session_with(&f.store, 9).0.session().clone();
     let page = f.store.entries_after(&id, Seq(4), 3).unwrap();
     let seqs: Vec<u64> = page.iter().map(|c| c.seq.get()).collect();
     assert_eq!(seqs, [5, 6, 7]);
@@ -374,7 +380,7 @@ fn result(id: &str) -> LogEntry {
 
 /// seq 1 start, 2 user "one", 3 call c1, 4 result c1, 5 turn end,
 /// 6 user "two", 7 call c2, 8 result c2.
-fn conversation(store: &Store) -> (SessionId, SessionLogSink) {
+fn conversation(store: &Arc<Store>) -> (SessionId, SessionLogSink) {
     let (id, start) = store
         .create_session(NewSession {
             system_prompt: Some("be brief".to_owned()),
@@ -382,6 +388,7 @@ fn conversation(store: &Store) -> (SessionId, SessionLogSink) {
         })
         .unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
+    let mut w = store.session_writer(&id).unwrap();
     for e in [
         user("one"),
         call("c1"),
@@ -391,7 +398,7 @@ fn conversation(store: &Store) -> (SessionId, SessionLogSink) {
         call("c2"),
         result("c2"),
     ] {
-        store.append(&id, e, &sink).unwrap();
+        w.append(e, &sink).unwrap();
     }
     (id, sink)
 }
@@ -473,10 +480,8 @@ fn fork_carries_the_conversation_up_to_the_cut_and_nothing_after() {
     assert_eq!(info.origin, Origin::Fork);
     // The fork goes on independently of its parent.
     let sink = f.store.load_sink(&child).unwrap();
-    assert_eq!(
-        f.store.append(&child, user("three"), &sink).unwrap(),
-        Seq(2)
-    );
+    let mut w = f.store.session_writer(&child).unwrap();
+    assert_eq!(w.append(user("three"), &sink).unwrap(), Seq(2));
     assert_eq!(f.store.session(&parent).unwrap().last_seq, Seq(8));
 }
 
@@ -544,19 +549,22 @@ fn lineage_walks_session_rows_both_ways() {
         .is_err());
 }
 
-/// Holds the writer until `n` appends are queued behind it, then lets them
-/// go: the next leader commits all of them in one transaction.
+/// Holds the write connection until one append per writer is queued behind
+/// it, then lets them go: the next leader commits all of them in one
+/// transaction. Gives each writer back with its append's result.
 fn append_as_one_batch(
     store: &Arc<Store>,
-    work: Vec<(SessionId, LogEntry, SessionLogSink)>,
-) -> Vec<Result<Seq>> {
+    work: Vec<(SessionWriter, LogEntry, SessionLogSink)>,
+) -> Vec<(SessionWriter, Result<Seq>)> {
     let n = work.len();
     let guard = store.writer();
     let handles: Vec<_> = work
         .into_iter()
-        .map(|(id, entry, sink)| {
-            let store = store.clone();
-            std::thread::spawn(move || store.append(&id, entry, &sink))
+        .map(|(mut w, entry, sink)| {
+            std::thread::spawn(move || {
+                let result = w.append(entry, &sink);
+                (w, result)
+            })
         })
         .collect();
     while store.queued() < n {
@@ -569,43 +577,47 @@ fn append_as_one_batch(
 #[test]
 fn concurrent_appends_share_one_transaction() {
     let f = fixture();
-    let store = Arc::new(f.store);
-    let sessions: Vec<(SessionId, SessionLogSink)> =
+    let store = f.store.clone();
+    let mut sessions: Vec<(SessionWriter, SessionLogSink)> =
         (0..4).map(|_| session_with(&store, 0)).collect();
     let before = store.commit_stats();
-    let work = sessions
-        .iter()
-        .flat_map(|(id, sink)| (0..3).map(move |n| (id.clone(), note(n), sink.clone())))
-        .collect();
-    let results = append_as_one_batch(&store, work);
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let after = store.commit_stats();
-    assert_eq!(after.transactions - before.transactions, 1);
-    assert_eq!(after.entries - before.entries, 12);
-    for (id, sink) in &sessions {
-        let seqs: Vec<u64> = sink
-            .snapshot()
-            .entries
-            .iter()
-            .map(|c| c.seq.get())
+    for round in 0..3 {
+        let work = sessions
+            .drain(..)
+            .map(|(w, sink)| (w, note(round), sink))
             .collect();
-        assert_eq!(seqs, [1, 2, 3, 4]);
-        let info = store.session(id).unwrap();
+        let results = append_as_one_batch(&store, work);
+        assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+        sessions = results
+            .into_iter()
+            .map(|(w, _)| {
+                let sink = store.load_sink(w.session()).unwrap();
+                (w, sink)
+            })
+            .collect();
+    }
+    let after = store.commit_stats();
+    assert_eq!(after.transactions - before.transactions, 3);
+    assert_eq!(after.entries - before.entries, 12);
+    for (w, _) in &sessions {
+        let info = store.session(w.session()).unwrap();
         assert_eq!((info.last_seq, info.entry_count), (Seq(4), 4));
-        assert_eq!(store.entries(id).unwrap().len(), 4);
+        assert_eq!(w.last_seq(), Seq(4));
+        assert_eq!(store.entries(w.session()).unwrap().len(), 4);
     }
 }
 
 #[test]
 fn a_failed_group_fails_every_entry_and_publishes_none() {
     let f = fixture();
-    let store = Arc::new(f.store);
-    let sessions: Vec<(SessionId, SessionLogSink)> =
-        (0..3).map(|_| session_with(&store, 1)).collect();
+    let store = f.store.clone();
+    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+        (0..4).map(|_| session_with(&store, 1)).collect();
     let receivers: Vec<_> = sessions
         .iter()
         .map(|(_, s)| s.subscribe_with_snapshot().1)
         .collect();
+    let sinks: Vec<SessionLogSink> = sessions.iter().map(|(_, s)| s.clone()).collect();
     store
         .writer()
         .execute_batch(
@@ -613,47 +625,32 @@ fn a_failed_group_fails_every_entry_and_publishes_none() {
              WHEN NEW.body LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned entry'); END",
         )
         .unwrap();
-    let mut work: Vec<_> = sessions
-        .iter()
-        .map(|(id, sink)| (id.clone(), note(1), sink.clone()))
-        .collect();
-    work.push((
-        sessions[1].0.clone(),
-        LogEntry::SystemItem {
-            ts: 1,
-            item: SystemItem::Notification {
-                message: "poison".into(),
-                body: "poison".into(),
-            },
+    let poison = LogEntry::SystemItem {
+        ts: 1,
+        item: SystemItem::Notification {
+            message: "poison".into(),
+            body: "poison".into(),
         },
-        sessions[1].1.clone(),
-    ));
-    let ghost = SessionId::new("ghost").unwrap();
-    work.push((ghost, note(1), sessions[0].1.clone()));
-    let results = append_as_one_batch(&store, work);
-    let messages: Vec<String> = results
-        .iter()
-        .map(|r| r.as_ref().unwrap_err().to_string())
+    };
+    let work = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, (w, sink))| (w, if i == 1 { poison.clone() } else { note(1) }, sink))
         .collect();
-    // The four real entries fail with the transaction's cause; the entry for
-    // an unknown session fails on its own, or with the transaction if the
-    // poisoned insert aborted it first.
-    for m in &messages[..4] {
-        assert!(m.contains("poisoned entry"), "{messages:?}");
+    let results = append_as_one_batch(&store, work);
+    for (_, r) in &results {
+        let m = r.as_ref().unwrap_err().to_string();
+        assert!(m.contains("poisoned entry"), "{m}");
     }
-    assert!(
-        messages[4] == "unknown session ghost" || messages[4].contains("poisoned entry"),
-        "{messages:?}"
-    );
-    for ((id, sink), mut rx) in sessions.iter().zip(receivers) {
+    for ((sink, mut rx), (w, _)) in sinks.iter().zip(receivers).zip(&results) {
         assert_eq!(sink.len(), 2, "nothing published");
         assert!(rx.try_recv().is_err(), "nothing broadcast");
-        assert_eq!(store.session(id).unwrap().last_seq, Seq(2));
+        assert_eq!(store.session(w.session()).unwrap().last_seq, Seq(2));
     }
     store.writer().execute_batch("DROP TRIGGER poison").unwrap();
-    for (id, sink) in &sessions {
+    for ((mut w, _), sink) in results.into_iter().zip(&sinks) {
         assert_eq!(
-            store.append(id, note(2), sink).unwrap(),
+            w.append(note(2), sink).unwrap(),
             Seq(3),
             "no gap after the failure"
         );
@@ -661,19 +658,124 @@ fn a_failed_group_fails_every_entry_and_publishes_none() {
 }
 
 #[test]
+fn a_writer_out_of_step_fails_alone_and_recovers() {
+    let f = fixture();
+    let store = f.store.clone();
+    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+        (0..3).map(|_| session_with(&store, 1)).collect();
+    // An entry written behind the lock's back, as a hand edit would.
+    let bumped = sessions[1].0.session().clone();
+    store
+        .writer()
+        .execute_batch(&format!(
+            "INSERT INTO entries (session_id, seq, ts, kind, body) VALUES ('{bumped}', 3, 1, \
+             'turn_end', '{{\"type\":\"turn_end\",\"ts\":1,\"turn_count\":9}}'); \
+             UPDATE sessions SET last_seq = 3, entry_count = 3 WHERE id = '{bumped}';"
+        ))
+        .unwrap();
+    let work = sessions
+        .into_iter()
+        .map(|(w, sink)| (w, note(1), sink))
+        .collect();
+    let results = append_as_one_batch(&store, work);
+    let outcomes: Vec<String> = results
+        .iter()
+        .map(|(_, r)| match r {
+            Ok(seq) => format!("ok {seq}"),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "ok 3".to_owned(),
+            format!(
+                "cannot append seq 3 to session {bumped}: its last_seq on disk is not 2; \
+                 it was written without the session's lock"
+            ),
+            "ok 3".to_owned(),
+        ]
+    );
+    // The writer reads the counter again and carries on after it.
+    let (mut w, _) = results.into_iter().nth(1).unwrap();
+    let sink = store.load_sink(&bumped).unwrap();
+    assert_eq!(w.append(note(2), &sink).unwrap(), Seq(4));
+}
+
+/// A panic at `fault` inside a batch of three writers: every caller gets an
+/// error saying whether its entry was written, and the store stays usable.
+fn check_panic(fault: crate::commit::Fault) -> Vec<String> {
+    let f = fixture();
+    let store = f.store.clone();
+    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+        (0..3).map(|_| session_with(&store, 1)).collect();
+    let sinks: Vec<SessionLogSink> = sessions.iter().map(|(_, s)| s.clone()).collect();
+    store.inject(fault);
+    let work = sessions
+        .into_iter()
+        .map(|(w, sink)| (w, note(1), sink))
+        .collect();
+    let results = append_as_one_batch(&store, work);
+    let mut out: Vec<String> = results
+        .iter()
+        .map(|(w, r)| {
+            let e = r.as_ref().unwrap_err().to_string();
+            e.replace(w.session().as_str(), "S")
+        })
+        .collect();
+    out.dedup();
+    // Nothing was published, whatever reached the disk.
+    for sink in &sinks {
+        assert_eq!(sink.len(), 2);
+    }
+    // The store is usable: every writer appends again, and its seq follows
+    // what is on disk.
+    for ((mut w, _), sink) in results.into_iter().zip(&sinks) {
+        let on_disk = store.session(w.session()).unwrap().last_seq;
+        let fresh = store.load_sink(w.session()).unwrap();
+        let seq = w.append(note(2), &fresh).unwrap();
+        assert_eq!(seq, on_disk.next());
+        out.push(format!("then seq {seq}, mirror at {}", sink.end_seq()));
+    }
+    out.dedup();
+    out
+}
+
+#[test]
+fn a_panic_in_a_batch_fails_its_callers_and_leaves_the_store_usable() {
+    use crate::commit::Fault;
+    assert_eq!(
+        check_panic(Fault::BeforeCommit),
+        [
+            "appending seq 3 to session S failed: the commit panicked (injected fault \
+             BeforeCommit); nothing was written",
+            "then seq 3, mirror at 2",
+        ]
+    );
+    assert_eq!(
+        check_panic(Fault::AfterCommit),
+        [
+            "appending seq 3 to session S failed: the commit panicked (injected fault \
+             AfterCommit); the entry is on disk but was not published",
+            "then seq 4, mirror at 2",
+        ]
+    );
+}
+
+#[test]
 fn every_published_entry_is_already_visible_to_other_connections() {
     let f = fixture();
-    let store = Arc::new(f.store);
-    let sessions: Vec<(SessionId, SessionLogSink)> =
+    let store = f.store.clone();
+    let sessions: Vec<(SessionWriter, SessionLogSink)> =
         (0..4).map(|_| session_with(&store, 0)).collect();
     // A watcher per session: every entry it receives live must already be
     // readable from a separate connection, i.e. committed.
     let watchers: Vec<_> = sessions
         .iter()
-        .map(|(id, sink)| {
+        .map(|(w, sink)| {
             let (_, mut rx) = sink.subscribe_with_snapshot();
             let path = f.path.clone();
-            let id = id.clone();
+            let id = w.session().clone();
             std::thread::spawn(move || {
                 let conn =
                     Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -700,12 +802,11 @@ fn every_published_entry_is_already_visible_to_other_connections() {
         })
         .collect();
     let writers: Vec<_> = sessions
-        .iter()
-        .map(|(id, sink)| {
-            let (store, id, sink) = (store.clone(), id.clone(), sink.clone());
+        .into_iter()
+        .map(|(mut w, sink)| {
             std::thread::spawn(move || {
                 for n in 0..200 {
-                    store.append(&id, note(n), &sink).unwrap();
+                    w.append(note(n), &sink).unwrap();
                 }
             })
         })

@@ -15,7 +15,7 @@ use crate::{NewSession, SequentialIds, Store, StoreError, StoreOptions};
 struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    store: Store,
+    store: Arc<Store>,
 }
 
 /// s-0001: a new session of 6 entries (the last of an unknown newer kind);
@@ -33,6 +33,7 @@ fn fixture() -> Fixture {
         },
     )
     .unwrap();
+    let store = Arc::new(store);
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
     let entries = [
@@ -61,9 +62,11 @@ fn fixture() -> Fixture {
         },
         LogEntry::from_json(r#"{"type":"hologram","ts":6,"frames":[1,2]}"#).unwrap(),
     ];
+    let mut w = store.session_writer(&id).unwrap();
     for entry in entries {
-        store.append(&id, entry, &sink).unwrap();
+        w.append(entry, &sink).unwrap();
     }
+    drop(w);
     store.fork(&id, Seq(4)).unwrap();
     store
         .compact(

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use podlog_entry::{Seq, SessionId};
 use podlog_store::{Store, StoreOptions};
@@ -50,6 +50,7 @@ fn run_and_kill(
         .spawn()
         .expect("spawn podlog append-loop");
     let stdout = child.stdout.take().unwrap();
+    let (named, named_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut id = None;
         let mut seqs = Vec::new();
@@ -57,18 +58,16 @@ fn run_and_kill(
             let Ok(line) = line else { break };
             if let Some(s) = line.strip_prefix("session ") {
                 id = Some(SessionId::new(s).unwrap());
+                let _ = named.send(());
             } else if let Some(s) = line.strip_prefix("published ") {
                 seqs.push(s.parse::<u64>().unwrap());
             }
         }
         (id, seqs)
     });
-    // Give the child time to start, then kill it at a random moment while
-    // it appends.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !published_once(&child, db) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // Wait until the child has its session open and says which (it appends
+    // right after), then kill it at a random moment while it appends.
+    let _ = named_rx.recv_timeout(Duration::from_secs(10));
     std::thread::sleep(after);
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
@@ -78,12 +77,6 @@ fn run_and_kill(
             .expect("the child named its session"),
         seqs,
     )
-}
-
-/// Whether the child has got as far as its first commit (the WAL has grown).
-fn published_once(_child: &std::process::Child, db: &std::path::Path) -> bool {
-    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
-    std::fs::metadata(wal).map(|m| m.len() > 0).unwrap_or(false)
 }
 
 fn check_after_kill(db: &std::path::Path, id: &SessionId, printed: &[u64]) -> u64 {

@@ -18,5 +18,6 @@ mod server_cli;
 mod server_faults;
 mod server_support;
 mod sql_audit;
+mod stall;
 mod support;
 mod upgrade;

@@ -66,6 +66,15 @@
 //! Later writes fail with [`PodError::Closed`]; `subscribe` and `resume`
 //! still answer with the final state and an already closed receiver.
 //!
+//! **Status without waiting.** [`Pod::status`] (session, end seq, busy,
+//! closed) and [`Pod::watch_status`] read a `watch` channel the pod updates
+//! after each change, never the mutex a commit holds: an async task may
+//! call them while a commit waits for the disk or for another connection's
+//! lock. Every other method that writes or subscribes may wait for a
+//! commit: call it from a blocking thread (`spawn_blocking`). Dropping the
+//! last clone inside a tokio runtime does not wait for the driver thread on
+//! the worker: the rest of the shutdown finishes on a thread of its own.
+//!
 //! **No poisoning.** A panic in another thread while it held a pod lock does
 //! not make the pod unusable: every critical section leaves the state
 //! consistent, and a poisoned lock is taken over as it is.
@@ -77,7 +86,7 @@ pub mod script;
 
 pub use driver::{AgentDriver, DriverError, RunContext, ScriptedDriver};
 pub use error::PodError;
-pub use pod::Pod;
+pub use pod::{Pod, PodStatus};
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use podlog_entry::{
 };
 use podlog_sink::{SessionLogSink, Snapshot};
 use podlog_store::{NewSession, SessionWriter, Store};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::driver::{AgentDriver, DriverError, RunContext};
 use crate::error::PodError;
@@ -42,6 +42,21 @@ fn open_writer(store: &Arc<Store>, session: &SessionId) -> Result<SessionWriter,
     store.session_writer(session).map_err(PodError::from)
 }
 
+/// What a pod is doing, as [`Pod::status`] and [`Pod::watch_status`] give
+/// it: published after every change, and read without the pod mutex, so
+/// reading it never waits for a commit (or for the disk a commit waits on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodStatus {
+    /// The session the pod writes.
+    pub session_id: SessionId,
+    /// The seq of that session's last committed entry.
+    pub end_seq: Seq,
+    /// A run, compaction or fork is in progress.
+    pub busy: bool,
+    /// Shutdown has begun.
+    pub closed: bool,
+}
+
 /// What the pod mutex guards.
 struct State {
     /// The session the pod writes.
@@ -62,11 +77,14 @@ pub(crate) struct Core {
     busy: AtomicBool,
     /// Shutdown has begun: the driver's commits fail from now on.
     stopping: AtomicBool,
+    /// The published [`PodStatus`]. Changed only after the state it
+    /// describes, so a reader may see it a moment late, never ahead.
+    status: watch::Sender<PodStatus>,
     driver: Mutex<Box<dyn AgentDriver>>,
 }
 
 /// Releases the busy flag when dropped.
-struct BusyGuard<'a>(&'a AtomicBool);
+struct BusyGuard<'a>(&'a Core);
 
 impl BusyGuard<'_> {
     /// Leaves the flag set: whoever the run was handed to clears it.
@@ -77,7 +95,7 @@ impl BusyGuard<'_> {
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.set_busy(false);
     }
 }
 
@@ -89,8 +107,23 @@ impl Core {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The current session, from the published status: never waits for
+    /// the pod mutex.
     pub(crate) fn session_id(&self) -> SessionId {
-        self.lock().session.clone()
+        self.status.borrow().session_id.clone()
+    }
+
+    /// Sets the busy flag and publishes it. The status is updated from the
+    /// flag's value inside the watch's lock, so concurrent changes leave it
+    /// at the flag's last value.
+    fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Release);
+        self.publish_busy();
+    }
+
+    fn publish_busy(&self) {
+        self.status
+            .send_modify(|s| s.busy = self.busy.load(Ordering::Acquire));
     }
 
     pub(crate) fn clock(&self) -> &dyn Clock {
@@ -113,7 +146,8 @@ impl Core {
         self.busy
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .map_err(|_| PodError::Busy { session: session() })?;
-        Ok(BusyGuard(&self.busy))
+        self.publish_busy();
+        Ok(BusyGuard(self))
     }
 
     /// Commit-then-publish under the pod mutex. `from_driver`: refuse once
@@ -135,7 +169,7 @@ impl Core {
     ) -> Result<Seq, PodError> {
         let mut state = self.lock();
         if ends_run {
-            self.busy.store(false, Ordering::Release);
+            self.set_busy(false);
         }
         let open = state.events.is_some() && !(from_driver && self.is_stopping());
         let state = &mut *state;
@@ -155,6 +189,7 @@ impl Core {
             // An error only means no receiver exists right now.
             let _ = tx.send(Event::from_committed(&Committed::new(seq, committed_entry)));
         }
+        self.status.send_modify(|s| s.end_seq = seq);
         Ok(seq)
     }
 
@@ -212,6 +247,10 @@ impl Core {
         state.session = id.clone();
         // Replacing the writer releases the old session's lock.
         state.writer = Some(new_writer);
+        self.status.send_modify(|s| {
+            s.session_id = id.clone();
+            s.end_seq = Seq::FIRST;
+        });
         if let Some(tx) = &state.events {
             let _ = tx.send(Event::SessionRotated {
                 session_id: id.clone(),
@@ -350,34 +389,65 @@ struct Shared {
 
 impl Shared {
     fn shutdown(&self) {
+        let (runs, thread) = self.begin_shutdown();
+        finish_shutdown(&self.core, runs, thread);
+    }
+
+    /// Marks the pod stopping and takes the run channel and the driver
+    /// thread's handle out.
+    fn begin_shutdown(&self) -> (Option<mpsc::Sender<Run>>, Option<JoinHandle<()>>) {
         self.core.stopping.store(true, Ordering::Release);
-        // Closing the channel ends the driver loop after the run in flight.
-        drop(
-            self.runs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let handle = self
+        self.core.status.send_modify(|s| s.closed = true);
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let thread = self
             .thread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(handle) = handle {
-            // A driver that shuts its own pod down cannot wait for itself.
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
-        }
-        let mut state = self.core.lock();
-        state.writer = None;
-        state.events = None;
+        (runs, thread)
     }
+}
+
+/// The rest of a shutdown: close the run channel (ending the driver loop
+/// after the run in flight), wait for the driver thread, then release the
+/// writer and close the event channel.
+fn finish_shutdown(core: &Core, runs: Option<mpsc::Sender<Run>>, thread: Option<JoinHandle<()>>) {
+    drop(runs);
+    if let Some(handle) = thread {
+        // A driver that shuts its own pod down cannot wait for itself.
+        if handle.thread().id() != std::thread::current().id() {
+            let _ = handle.join();
+        }
+    }
+    let mut state = core.lock();
+    state.writer = None;
+    state.events = None;
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.shutdown();
+        let (runs, thread) = self.begin_shutdown();
+        // The driver may be inside a commit that waits for the disk or for
+        // another connection's lock. On an async runtime's worker, joining
+        // it would stall every task of that worker: finish on a thread of
+        // its own instead. Elsewhere, finish here, so that dropping the last
+        // clone releases the session's lock before it returns.
+        if thread.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+            let core = self.core.clone();
+            let spawned = std::thread::Builder::new()
+                .name("podlog-pod-shutdown".to_owned())
+                .spawn(move || finish_shutdown(&core, runs, thread));
+            // If no thread can be had, the driver still ends on its own once
+            // its run channel is gone, and the last reference to the pod's
+            // core then releases the writer.
+            drop(spawned);
+            return;
+        }
+        finish_shutdown(&self.core, runs, thread);
     }
 }
 
@@ -454,16 +524,23 @@ impl Pod {
         driver: Box<dyn AgentDriver>,
     ) -> Pod {
         let (tx, _) = broadcast::channel(EVENT_CAPACITY);
+        let end_seq = sink.end_seq();
         let core = Arc::new(Core {
             store,
             sink,
             state: Mutex::new(State {
-                session,
+                session: session.clone(),
                 writer: Some(writer),
                 events: Some(tx),
             }),
             busy: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            status: watch::Sender::new(PodStatus {
+                session_id: session.clone(),
+                end_seq,
+                busy: false,
+                closed: false,
+            }),
             driver: Mutex::new(driver),
         });
         let (runs, inbox) = mpsc::channel::<Run>();
@@ -495,8 +572,21 @@ impl Pod {
     }
 
     /// The session the pod writes now (it changes on compact and fork).
+    /// Never waits for a commit.
     pub fn session_id(&self) -> SessionId {
         self.core().session_id()
+    }
+
+    /// The pod's session, end seq, busy and closed flags at once. Never
+    /// waits for a commit: safe to call from an async task.
+    pub fn status(&self) -> PodStatus {
+        self.core().status.borrow().clone()
+    }
+
+    /// A receiver of the pod's status, which changes after every commit,
+    /// rotation, run start and end, and at shutdown.
+    pub fn watch_status(&self) -> watch::Receiver<PodStatus> {
+        self.core().status.subscribe()
     }
 
     /// The store.

@@ -881,3 +881,98 @@ fn a_pod_can_be_shared_between_threads() {
         .unwrap();
     assert_eq!((seq, pod.end_seq()), (Seq(2), Seq(2)));
 }
+
+/// A driver that streams a delta, then lets the test take SQLite's write
+/// lock from another connection before it commits, and reports how that
+/// commit went before it returns.
+struct LockedOut {
+    ready: mpsc::Sender<()>,
+    lock_taken: mpsc::Receiver<()>,
+    committed: mpsc::Sender<Result<Seq, String>>,
+    released: mpsc::Receiver<()>,
+}
+
+impl AgentDriver for LockedOut {
+    fn run(&mut self, _input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+        ctx.text_delta("an answer that never ")?;
+        let _ = self.ready.send(());
+        let _ = self.lock_taken.recv();
+        let result = ctx.commit(LogEntry::AssistantItem {
+            ts: ctx.now(),
+            item: AssistantContent::Text {
+                text: "an answer that never lands".to_owned(),
+            },
+        });
+        let _ = self
+            .committed
+            .send(result.as_ref().map(|s| *s).map_err(ToString::to_string));
+        let _ = self.released.recv();
+        result?;
+        Ok(())
+    }
+
+    fn summarise(&mut self, _: &Conversation) -> Result<Vec<Message>, DriverError> {
+        Ok(vec![])
+    }
+}
+
+#[test]
+fn a_commit_that_outwaits_the_busy_timeout_closes_the_run_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podlog.db");
+    let store = Arc::new(
+        Store::open(
+            &path,
+            StoreOptions {
+                busy_timeout: Duration::from_millis(200),
+                ..options()
+            },
+        )
+        .unwrap(),
+    );
+    let (ready, ready_rx) = mpsc::channel();
+    let (lock_taken_tx, lock_taken) = mpsc::channel();
+    let (committed, committed_rx) = mpsc::channel();
+    let (released_tx, released) = mpsc::channel();
+    let driver = LockedOut {
+        ready,
+        lock_taken,
+        committed,
+        released,
+    };
+    let pod = Pod::create(store.clone(), NewSession::default(), Box::new(driver)).unwrap();
+    let (snapshot, mut rx) = pod.subscribe();
+    let mut view = LogView::new();
+    view.apply(&snapshot).unwrap();
+    pod.submit_input("hello".to_owned()).unwrap();
+
+    ready_rx.recv().unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    lock_taken_tx.send(()).unwrap();
+    let failed = committed_rx.recv().unwrap().unwrap_err();
+    assert!(failed.contains("database is locked"), "{failed}");
+    // Nothing of the failed commit reached the mirror or the clients, and
+    // the pod's status still reads at once.
+    assert_eq!(pod.end_seq(), Seq(2));
+    assert_eq!(pod.status().end_seq, Seq(2));
+    other.execute_batch("COMMIT").unwrap();
+    released_tx.send(()).unwrap();
+
+    let events = follow(&pod, &mut rx, &mut view, ends_run);
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    assert_eq!(
+        kinds,
+        ["user_message", "run_started", "text_delta", "run_errored"]
+    );
+    let Some(Event::RunErrored { kind, message, .. }) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(*kind, RunErrorKind::Internal);
+    assert!(
+        message.contains("database is locked") && message.contains(pod.session_id().as_str()),
+        "{message}"
+    );
+    assert_eq!(held(&view), stored(&store, &pod.session_id()));
+    assert!(!pod.status().busy);
+}

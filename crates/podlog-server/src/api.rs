@@ -116,13 +116,16 @@ fn pod(state: &AppState, name: &str) -> Result<Pod, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("unknown pod {name:?}")))
 }
 
+/// A pod's JSON, from its published status: never waits for a commit, so
+/// it may run on an async worker.
 fn pod_json(name: &str, pod: &Pod) -> Value {
+    let status = pod.status();
     json!({
         "name": name,
-        "session_id": pod.session_id(),
-        "end_seq": pod.end_seq(),
-        "busy": pod.is_busy(),
-        "closed": pod.is_closed(),
+        "session_id": status.session_id,
+        "end_seq": status.end_seq,
+        "busy": status.busy,
+        "closed": status.closed,
     })
 }
 

@@ -76,7 +76,10 @@ pub fn run(args: HoldArgs, store: Store) -> Result<ExitCode, String> {
             };
             for event in events {
                 seen = event.watermark();
-                if matches!(event, Event::RunCompleted { .. } | Event::RunErrored { .. }) {
+                if matches!(
+                    *event,
+                    Event::RunCompleted { .. } | Event::RunErrored { .. }
+                ) {
                     break 'run seen;
                 }
             }

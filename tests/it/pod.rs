@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use podlog_entry::{Committed, LogEntry, RunErrorKind, Seq, SessionId, StepClock};
 use podlog_pod::{Pod, PodError, ScriptedDriver};
-use podlog_protocol::{Event, LogView};
+use podlog_protocol::{Event, LogView, SharedEvent};
 use podlog_store::{NewSession, SequentialIds, Store, StoreOptions};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
@@ -51,7 +51,7 @@ impl Lcg {
 
 /// The next event, or the receive error; panics after 30 s of silence, so
 /// a bug fails the test instead of hanging it.
-fn recv(rx: &mut broadcast::Receiver<Event>) -> Result<Event, TryRecvError> {
+fn recv(rx: &mut broadcast::Receiver<SharedEvent>) -> Result<SharedEvent, TryRecvError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match rx.try_recv() {
@@ -96,7 +96,7 @@ fn follow_to_close(pod: &Pod) -> Views {
             Err(TryRecvError::Empty) => unreachable!("recv waits"),
         };
         for event in events {
-            if matches!(event, Event::SessionRotated { .. }) {
+            if matches!(*event, Event::SessionRotated { .. }) {
                 finish(&replica, &mut views);
             }
             replica
@@ -116,10 +116,13 @@ fn turn(pod: &Pod, text: &str) -> Event {
     loop {
         let event = recv(&mut rx).expect("a run's events fit the channel");
         replica.apply(&event).expect("event applies");
-        if matches!(event, Event::RunCompleted { .. } | Event::RunErrored { .. }) {
+        if matches!(
+            *event,
+            Event::RunCompleted { .. } | Event::RunErrored { .. }
+        ) {
             let stored = pod.store().entries(&pod.session_id()).expect("entries");
             assert_eq!(replica.current_entries(), stored.as_slice());
-            return event;
+            return event.event().clone();
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::driver::{AgentDriver, DriverError, RunContext};
 use crate::error::PodError;
-use podlog_protocol::{Event, WireEntry};
+use podlog_protocol::{Event, SharedEvent, WireEntry};
 
 /// How many events a receiver may fall behind before it lags (the pod's
 /// channel carries text deltas too, so it is larger than the sink's).
@@ -65,7 +65,7 @@ struct State {
     writer: Option<SessionWriter>,
     /// The event channel; `None` once shut down, which closes every
     /// receiver after the events already sent.
-    events: Option<broadcast::Sender<Event>>,
+    events: Option<broadcast::Sender<SharedEvent>>,
 }
 
 /// The part of a pod its driver thread shares.
@@ -187,7 +187,8 @@ impl Core {
         let seq = writer.append(entry, &self.sink)?;
         if let Some(tx) = &state.events {
             // An error only means no receiver exists right now.
-            let _ = tx.send(Event::from_committed(&Committed::new(seq, committed_entry)));
+            let event = Event::from_committed(&Committed::new(seq, committed_entry));
+            let _ = tx.send(SharedEvent::new(state.session.clone(), event));
         }
         self.status.send_modify(|s| s.end_seq = seq);
         Ok(seq)
@@ -207,13 +208,13 @@ impl Core {
             });
         }
         event.stamp(self.sink.end_seq());
-        let _ = tx.send(event);
+        let _ = tx.send(SharedEvent::new(state.session.clone(), event));
         Ok(())
     }
 
     /// The snapshot, the current session and a fresh receiver, taken under
     /// the pod mutex so they split the event stream cleanly.
-    fn split(&self) -> (SessionId, Snapshot, broadcast::Receiver<Event>) {
+    fn split(&self) -> (SessionId, Snapshot, broadcast::Receiver<SharedEvent>) {
         let state = self.lock();
         let snapshot = self.sink.snapshot();
         let rx = match &state.events {
@@ -252,11 +253,12 @@ impl Core {
             s.end_seq = Seq::FIRST;
         });
         if let Some(tx) = &state.events {
-            let _ = tx.send(Event::SessionRotated {
+            let rotated = Event::SessionRotated {
                 session_id: id.clone(),
                 seq: Seq::FIRST,
                 entry: (*start.entry).clone(),
-            });
+            };
+            let _ = tx.send(SharedEvent::new(id.clone(), rotated));
         }
         Ok(id)
     }
@@ -346,18 +348,19 @@ impl Core {
 }
 
 /// A receiver whose channel is closed: `recv` reports `Closed` at once.
-fn closed_receiver() -> broadcast::Receiver<Event> {
+fn closed_receiver() -> broadcast::Receiver<SharedEvent> {
     let (_, rx) = broadcast::channel(1);
     rx
 }
 
 /// The snapshot event of `session`.
-fn snapshot_event(session: SessionId, snapshot: &Snapshot) -> Event {
-    Event::Snapshot {
-        session_id: session,
+fn snapshot_event(session: SessionId, snapshot: &Snapshot) -> SharedEvent {
+    let event = Event::Snapshot {
+        session_id: session.clone(),
         end_seq: snapshot.end_seq(),
         entries: snapshot.entries.iter().map(WireEntry::from).collect(),
-    }
+    };
+    SharedEvent::new(session, event)
 }
 
 /// The seq of the `UserInput` of a run that `entries` leave open (no
@@ -634,7 +637,7 @@ impl Pod {
     /// The current session's snapshot (the first event a client gets) and a
     /// receiver of every later event, split cleanly: each committed entry is
     /// in the snapshot or arrives on the receiver, never both, never neither.
-    pub fn subscribe(&self) -> (Event, broadcast::Receiver<Event>) {
+    pub fn subscribe(&self) -> (SharedEvent, broadcast::Receiver<SharedEvent>) {
         let (session, snapshot, rx) = self.core().split();
         (snapshot_event(session, &snapshot), rx)
     }
@@ -648,23 +651,24 @@ impl Pod {
         &self,
         session: &SessionId,
         after: Seq,
-    ) -> (Vec<Event>, broadcast::Receiver<Event>) {
+    ) -> (Vec<SharedEvent>, broadcast::Receiver<SharedEvent>) {
         let (current, snapshot, rx) = self.core().split();
         if *session == current && after <= snapshot.end_seq() {
             let missed = snapshot
                 .after(after)
                 .iter()
-                .map(Event::from_committed)
+                .map(|c| SharedEvent::new(current.clone(), Event::from_committed(c)))
                 .collect();
             return (missed, rx);
         }
         let mut events = Vec::with_capacity(2);
         if let Some(start) = snapshot.entries.front() {
-            events.push(Event::SessionRotated {
+            let rotated = Event::SessionRotated {
                 session_id: current.clone(),
                 seq: start.seq,
                 entry: (*start.entry).clone(),
-            });
+            };
+            events.push(SharedEvent::new(current.clone(), rotated));
         }
         events.push(snapshot_event(current, &snapshot));
         (events, rx)

@@ -16,7 +16,7 @@ use podlog_store::{NewSession, Origin, SequentialIds, Store, StoreError, StoreOp
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
-use podlog_protocol::{Event, LogView, ViewError, WireEntry};
+use podlog_protocol::{Event, LogView, SharedEvent, ViewError, WireEntry};
 
 use super::*;
 use crate::pod::{CALL_LEFT_OPEN, INTERRUPTED_ON_RESTORE};
@@ -73,8 +73,13 @@ fn note(text: &str) -> LogEntry {
     }
 }
 
+/// The events of `shared`, unshared.
+fn plain(shared: Vec<SharedEvent>) -> Vec<Event> {
+    shared.iter().map(|e| e.event().clone()).collect()
+}
+
 /// The next event, or the receive error; panics after 10 s of silence.
-fn recv(rx: &mut broadcast::Receiver<Event>) -> Result<Event, TryRecvError> {
+fn recv(rx: &mut broadcast::Receiver<SharedEvent>) -> Result<Event, TryRecvError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match rx.try_recv() {
@@ -82,7 +87,7 @@ fn recv(rx: &mut broadcast::Receiver<Event>) -> Result<Event, TryRecvError> {
                 assert!(Instant::now() < deadline, "no event for 10 s");
                 std::thread::sleep(Duration::from_millis(1));
             }
-            other => return other,
+            other => return other.map(|e| e.event().clone()),
         }
     }
 }
@@ -91,7 +96,7 @@ fn recv(rx: &mut broadcast::Receiver<Event>) -> Result<Event, TryRecvError> {
 /// lag the way a client does. Returns the events applied.
 fn follow(
     pod: &Pod,
-    rx: &mut broadcast::Receiver<Event>,
+    rx: &mut broadcast::Receiver<SharedEvent>,
     replica: &mut LogView,
     done: impl Fn(&Event) -> bool,
 ) -> Vec<Event> {
@@ -103,7 +108,7 @@ fn follow(
                 let session = replica.current().cloned().unwrap();
                 let (missed, fresh) = pod.resume(&session, replica.last_seq());
                 *rx = fresh;
-                missed
+                plain(missed)
             }
             Err(e) => panic!("receiver failed: {e}"),
         };
@@ -248,7 +253,7 @@ fn a_failed_store_commit_publishes_nothing_and_sends_no_event() {
     assert_eq!(pod.commit(note("kept")).unwrap(), Seq(3));
     let event = rx.try_recv().unwrap();
     assert_eq!(event.watermark(), Seq(3));
-    assert!(matches!(event, Event::SystemItem { .. }));
+    assert!(matches!(*event, Event::SystemItem { .. }));
 }
 
 #[test]
@@ -324,6 +329,7 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
         pod.commit(ext(n)).unwrap();
     }
     let (missed, mut rx) = pod.resume(&session, replica.last_seq());
+    let missed = plain(missed);
     let want: Vec<Event> = f.store.entries(&session).unwrap()[3..]
         .iter()
         .map(Event::from_committed)
@@ -342,7 +348,7 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
     let (missed, _) = pod.resume(&session, pod.end_seq());
     assert!(missed.is_empty());
     // A seq the session never reached: start over from a snapshot.
-    let (events, _) = pod.resume(&session, Seq(999));
+    let events = plain(pod.resume(&session, Seq(999)).0);
     assert!(matches!(
         events.as_slice(),
         [Event::SessionRotated { .. }, Event::Snapshot { .. }]
@@ -376,7 +382,7 @@ fn resume_with_a_session_from_before_a_compaction_returns_rotation_and_snapshot(
     assert_eq!(held(&live), stored(&f.store, &new));
 
     // A client that last saw the old session starts over on the new one.
-    let (events, _) = pod.resume(&old, Seq(3));
+    let events = plain(pod.resume(&old, Seq(3)).0);
     let [Event::SessionRotated {
         session_id, entry, ..
     }, Event::Snapshot {
@@ -555,7 +561,7 @@ fn gated(f: &Fixture) -> (Pod, mpsc::Sender<Gate>) {
 }
 
 /// Waits until the pod has committed the gated driver's tool call.
-fn wait_for_call(rx: &mut broadcast::Receiver<Event>) {
+fn wait_for_call(rx: &mut broadcast::Receiver<SharedEvent>) {
     while !matches!(recv(rx).unwrap(), Event::AssistantItem { .. }) {}
 }
 

@@ -21,9 +21,11 @@
 pub mod client;
 pub mod event;
 pub mod id;
+pub mod shared;
 pub mod sse;
 pub mod view;
 
 pub use event::{Event, WireEntry};
 pub use id::EventId;
+pub use shared::SharedEvent;
 pub use view::{LogView, ViewError};

@@ -25,8 +25,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{KeepAlive, Sse};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -193,12 +192,17 @@ async fn events(
         start,
         state.inner.closing.clone(),
         state.inner.stats.clone(),
+        state.inner.options.heartbeat,
     )
     .await?;
-    let keep_alive = KeepAlive::new()
-        .interval(state.inner.options.heartbeat)
-        .text("heartbeat");
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

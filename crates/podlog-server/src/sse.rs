@@ -6,8 +6,13 @@
 //! session the client is viewing and the event's watermark (the last
 //! committed seq the client has once it has the event); `event:` is the
 //! event's `"type"`; `data:` is the event's JSON on one line. A comment line
-//! (`:`) is sent every heartbeat interval (15 s by default) so proxies and
-//! clients can tell an idle stream from a dead one.
+//! (`: heartbeat`) is sent after each heartbeat interval (15 s by default)
+//! without a message, so proxies and clients can tell an idle stream from a
+//! dead one.
+//!
+//! Live events come from the pod's channel as [`SharedEvent`]s, whose frame
+//! is rendered once and shared: a thousand clients cost one serialisation
+//! of each event, not a thousand.
 //!
 //! Two control messages end a stream; they carry no `id:`, so a client's last
 //! event id stays the last real one:
@@ -42,14 +47,17 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::response::sse;
+use bytes::Bytes;
 use futures_util::Stream;
 use podlog_entry::{Seq, SessionId};
 use podlog_pod::Pod;
-use podlog_protocol::{Event, EventId};
+use podlog_protocol::sse::control_frame;
+use podlog_protocol::{Event, EventId, SharedEvent};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::{Phase, Stats};
@@ -101,8 +109,11 @@ struct StreamState {
     /// The session and seq of the client's view: the `id:` of what it got.
     session: SessionId,
     last: Seq,
-    rx: broadcast::Receiver<Event>,
-    queue: VecDeque<Event>,
+    rx: broadcast::Receiver<SharedEvent>,
+    queue: VecDeque<SharedEvent>,
+    heartbeat: Duration,
+    /// When a heartbeat is due if nothing else is sent before.
+    next_heartbeat: Instant,
     closing: watch::Receiver<Phase>,
     server_closing: bool,
     end: Option<End>,
@@ -124,16 +135,14 @@ pub(crate) async fn open(
     start: Start,
     closing: watch::Receiver<Phase>,
     stats: Arc<Stats>,
-) -> Result<impl Stream<Item = Result<sse::Event, Infallible>> + Send + 'static, ApiError> {
+    heartbeat: Duration,
+) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
     let opened = {
         let pod = pod.clone();
         blocking(move || match start {
             Start::Fresh => {
                 let (snapshot, rx) = pod.subscribe();
-                let session = match &snapshot {
-                    Event::Snapshot { session_id, .. } => session_id.clone(),
-                    _ => pod.session_id(),
-                };
+                let session = snapshot.session().clone();
                 (session, Seq::ZERO, vec![snapshot], rx)
             }
             Start::After(id) => {
@@ -157,6 +166,8 @@ pub(crate) async fn open(
         last,
         rx,
         queue: events.into(),
+        heartbeat,
+        next_heartbeat: Instant::now() + heartbeat,
         closing,
         server_closing: false,
         end: None,
@@ -174,12 +185,13 @@ pub(crate) async fn open(
 
 impl StreamState {
     /// The next SSE message, or `None` once the stream is over.
-    async fn next(&mut self) -> Option<sse::Event> {
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if self.finished {
                 return None;
             }
             if let Some(event) = self.queue.pop_front() {
+                self.next_heartbeat = Instant::now() + self.heartbeat;
                 return Some(self.frame(event));
             }
             if let Some(end) = self.end {
@@ -215,6 +227,10 @@ impl StreamState {
                         self.server_closing = true;
                     }
                 }
+                () = tokio::time::sleep_until(self.next_heartbeat) => {
+                    self.next_heartbeat = Instant::now() + self.heartbeat;
+                    return Some(Bytes::from_static(b": heartbeat\n\n"));
+                }
             }
         }
     }
@@ -242,33 +258,24 @@ impl StreamState {
         }
     }
 
-    /// Frames `event`, moving the client's position past it.
-    fn frame(&mut self, event: Event) -> sse::Event {
-        match &event {
-            Event::Snapshot {
-                session_id,
-                end_seq,
-                ..
-            } => {
-                self.session = session_id.clone();
+    /// Frames `event`, moving the client's position past it. The frame is
+    /// the event's shared one: its `id:` is the event's session and
+    /// watermark, which is the client's position once it has the event.
+    fn frame(&mut self, event: SharedEvent) -> Bytes {
+        match &*event {
+            Event::Snapshot { end_seq, .. } => {
+                self.session = event.session().clone();
                 self.last = *end_seq;
             }
-            Event::SessionRotated {
-                session_id, seq, ..
-            } => {
-                self.session = session_id.clone();
+            Event::SessionRotated { seq, .. } => {
+                self.session = event.session().clone();
                 self.last = *seq;
             }
             e if e.is_committed() => self.last = e.watermark(),
             _ => {}
         }
-        let id = format!("{}:{}", self.session, event.watermark());
-        match sse::Event::default()
-            .id(id)
-            .event(event.kind())
-            .json_data(&event)
-        {
-            Ok(message) => message,
+        match event.sse_frame() {
+            Ok(frame) => frame,
             Err(e) => {
                 tracing::error!(pod = %self.name, error = %e, "cannot encode an event; ending the stream");
                 self.queue.clear();
@@ -280,7 +287,7 @@ impl StreamState {
 }
 
 /// The control message that ends a stream.
-fn control(end: End) -> sse::Event {
+fn control(end: End) -> Bytes {
     let (kind, reason) = match end {
         End::Shutdown => (
             "shutdown",
@@ -288,8 +295,7 @@ fn control(end: End) -> sse::Event {
         ),
         End::Reconnect(why) => ("reconnect", why),
     };
-    let data = serde_json::json!({ "type": kind, "reason": reason }).to_string();
-    sse::Event::default().event(kind).data(data)
+    Bytes::from(control_frame(kind, reason))
 }
 
 #[cfg(test)]

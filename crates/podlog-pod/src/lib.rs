@@ -76,12 +76,14 @@ pub mod event;
 pub mod pod;
 pub mod replica;
 pub mod script;
+pub mod scripted;
 
-pub use driver::{AgentDriver, DriverError, RunContext, ScriptedDriver};
+pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
 pub use event::{Event, WireEntry};
 pub use pod::Pod;
 pub use replica::{Replica, ReplicaError};
+pub use scripted::ScriptedDriver;
 
 #[cfg(test)]
 mod tests;

@@ -41,6 +41,7 @@
 //!   as it appears in the file, and the session's counters are set from the
 //!   rows. An id already in the database is refused: import never merges.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
@@ -49,6 +50,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
 
 use crate::error::Context;
+use crate::rows::{read_rows, Span};
 use crate::verify::start_disagrees_with_row;
 use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
 
@@ -161,58 +163,28 @@ impl Store {
             let mut done = Transfer::default();
             for info in &chain {
                 let id = &info.id;
-                let ctx = || format!("exporting session {id}");
                 out.write_all(header_line(info).as_bytes())
                     .and_then(|()| out.write_all(b"\n"))
                     .map_err(write_error)?;
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT seq, body FROM entries WHERE session_id = ?1 ORDER BY seq",
-                    )
-                    .context(ctx)?;
-                let mut rows = stmt.query([id.as_str()]).context(ctx)?;
-                let mut want = Seq::FIRST;
                 let id_json = Value::from(id.as_str()).to_string();
-                while let Some(row) = rows.next().context(ctx)? {
-                    let seq = Seq(row.get(0).context(ctx)?);
-                    if seq != want {
-                        return Err(StoreError::Corrupt {
-                            session: id.clone(),
-                            seq: want,
-                            problem: format!("entry missing (next stored entry is seq {seq})"),
-                        });
+                read_rows(&tx, id.as_str(), Span::ALL, |rows| {
+                    while let Some(row) = rows.next_checked()? {
+                        let seq = row.seq;
+                        let body = if row.body.contains(['\n', '\r']) {
+                            Cow::Owned(row.body.replace(['\n', '\r'], " "))
+                        } else {
+                            Cow::Borrowed(row.body)
+                        };
+                        writeln!(
+                            out,
+                            "{{\"session_id\":{id_json},\"seq\":{seq},\"entry\":{body}}}"
+                        )
+                        .map_err(write_error)?;
+                        done.entries += 1;
+                        progress(done.entries);
                     }
-                    let body: String = row.get(1).context(ctx)?;
-                    LogEntry::from_json(&body).map_err(|e| StoreError::Decode {
-                        session: id.clone(),
-                        seq,
-                        reason: e.to_string(),
-                    })?;
-                    let body = if body.contains(['\n', '\r']) {
-                        body.replace(['\n', '\r'], " ")
-                    } else {
-                        body
-                    };
-                    writeln!(
-                        out,
-                        "{{\"session_id\":{id_json},\"seq\":{seq},\"entry\":{body}}}"
-                    )
-                    .map_err(write_error)?;
-                    done.entries += 1;
-                    progress(done.entries);
-                    want = seq.next();
-                }
-                if want != info.last_seq.next() {
-                    return Err(StoreError::Corrupt {
-                        session: id.clone(),
-                        seq: want,
-                        problem: format!(
-                            "the session row's last_seq is {} but the entries end at seq {}",
-                            info.last_seq,
-                            want.get() - 1
-                        ),
-                    });
-                }
+                    rows.check_end(info.last_seq, info.last_seq)
+                })?;
                 done.sessions.push(id.clone());
             }
             out.flush().map_err(write_error)?;

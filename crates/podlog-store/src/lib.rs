@@ -27,6 +27,7 @@ pub mod error;
 pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
+mod rows;
 pub mod schema;
 pub mod verify;
 
@@ -45,6 +46,7 @@ use error::Context;
 pub use error::StoreError;
 pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
+use rows::{read_rows, Span};
 pub use schema::SCHEMA_VERSION;
 pub use verify::Problem;
 
@@ -244,6 +246,13 @@ pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sess
     Ok(info)
 }
 
+/// The [`SessionId`] of an id as stored. Ids came through `SessionId::new`
+/// on the way in; a row edited by hand to an invalid id still reads, as
+/// [`lenient_id`] of its text.
+pub(crate) fn stored_id(text: &str) -> SessionId {
+    SessionId::new(text).unwrap_or_else(|_| lenient_id(text))
+}
+
 /// An id for a row whose text is not a valid [`SessionId`]: the text with
 /// white space and control characters escaped, so it still prints.
 fn lenient_id(text: &str) -> SessionId {
@@ -427,62 +436,23 @@ impl Store {
     }
 
     /// Up to `limit` entries of `session` with seq greater than `after`, in
-    /// seq order, checked for gaps and decoded.
+    /// seq order, each checked and decoded by the one reader of entry rows
+    /// (`rows.rs`): a gap, a body that does not decode or a misplaced
+    /// `SessionStart` fails the read with an error naming session and seq.
     pub fn entries_after(
         &self,
         session: &SessionId,
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Committed>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_reader(|conn| {
-            let ctx = || format!("reading entries of session {session} after seq {after}");
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, body FROM entries WHERE session_id = ?1 AND seq > ?2 \
-                     ORDER BY seq LIMIT ?3",
-                )
-                .context(ctx)?;
-            let mut rows = stmt
-                .query(params![session.as_str(), after.get(), limit])
-                .context(ctx)?;
-            let mut out = Vec::new();
-            let mut want = after.next();
-            while let Some(row) = rows.next().context(ctx)? {
-                let seq = Seq(row.get(0).context(ctx)?);
-                if seq != want {
-                    return Err(StoreError::Corrupt {
-                        session: session.clone(),
-                        seq: want,
-                        problem: format!("entry missing (next stored entry is seq {seq})"),
-                    });
+            read_rows(conn, session.as_str(), Span::after(after, limit), |rows| {
+                let mut out = Vec::new();
+                while let Some(row) = rows.next_checked()? {
+                    out.push(Committed::new(row.seq, row.entry));
                 }
-                let body = row.get_ref(1).context(ctx)?;
-                let text = body.as_str().map_err(|e| StoreError::Decode {
-                    session: session.clone(),
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                let entry = LogEntry::from_json(text).map_err(|e| StoreError::Decode {
-                    session: session.clone(),
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                if entry.is_session_start() != (seq == Seq::FIRST) {
-                    return Err(StoreError::Corrupt {
-                        session: session.clone(),
-                        seq,
-                        problem: if seq == Seq::FIRST {
-                            format!("seq 1 holds {} instead of a SessionStart", entry.kind())
-                        } else {
-                            "a SessionStart after seq 1".to_owned()
-                        },
-                    });
-                }
-                out.push(Committed::new(seq, entry));
-                want = seq.next();
-            }
-            Ok(out)
+                Ok(out)
+            })
         })
     }
 

@@ -270,7 +270,7 @@ fn rows_that_do_not_decode_are_errors_naming_session_and_seq() {
     let err = f.store.entries(&id).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "session s-0001 seq 3: entry missing (next stored entry is seq 4)"
+        "session s-0001 seq 3: entry missing (the next stored entry is seq 4)"
     );
 }
 

@@ -514,6 +514,59 @@ fn cuts_outside_the_log_or_between_a_call_and_its_result_are_refused() {
     );
 }
 
+/// Fork (at `at`, or compaction when `None`) of the 8-entry conversation
+/// after `sql` edited its rows behind podlog's back: the error, or "ok".
+fn derive_from_broken_parent(sql: &str, at: Option<u64>) -> String {
+    let f = fixture();
+    let (parent, _) = conversation(&f.store);
+    let raw = Connection::open(&f.path).unwrap();
+    raw.execute_batch(&format!("PRAGMA ignore_check_constraints = ON; {sql}"))
+        .unwrap();
+    let sessions_before = f.store.sessions().unwrap().len();
+    let result = match at {
+        Some(at) => f.store.fork(&parent, Seq(at)),
+        None => f.store.compact(&parent, vec![]),
+    };
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => {
+            assert_eq!(f.store.sessions().unwrap().len(), sessions_before);
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn fork_and_compaction_refuse_a_parent_whose_rows_are_broken_before_the_cut() {
+    let cases = [
+        ("DELETE FROM entries WHERE seq = 8", Some(6), "ok"),
+        (
+            "DELETE FROM entries WHERE seq = 8",
+            None,
+            "session s-0001 seq 8: the session row's last_seq is 8 but the entries end at seq 7",
+        ),
+        (
+            "DELETE FROM entries WHERE seq = 3",
+            Some(5),
+            "session s-0001 seq 3: entry missing (the next stored entry is seq 4)",
+        ),
+        (
+            "UPDATE entries SET body = '{\"type\":\"user_input\",\"ts\":2}' WHERE seq = 2",
+            Some(5),
+            "session s-0001 seq 2: stored entry does not decode: malformed user_input entry: \
+             missing field `text`",
+        ),
+        (
+            "UPDATE entries SET body = (SELECT body FROM entries WHERE seq = 1) WHERE seq = 4",
+            None,
+            "session s-0001 seq 4: a SessionStart after seq 1 (only seq 1 may hold one)",
+        ),
+    ];
+    for (sql, at, want) in cases {
+        assert_eq!(derive_from_broken_parent(sql, at), want, "{sql} at {at:?}");
+    }
+}
+
 #[test]
 fn lineage_walks_session_rows_both_ways() {
     let f = fixture();

@@ -79,7 +79,7 @@ fn session_on(conn: &Connection, id: &SessionId) -> Result<SessionInfo> {
     ))
     .and_then(|mut s| s.query_row([id.as_str()], session_from_row).optional())
     .context(|| format!("reading session {id}"))?
-    .ok_or_else(|| StoreError::UnknownSession(id.to_string()))
+    .ok_or_else(|| StoreError::UnknownSession(id.to_string()))?
 }
 
 /// `session` and, if asked, its ancestors, root first, read on `conn`.

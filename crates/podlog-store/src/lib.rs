@@ -13,7 +13,9 @@
 //!   row, read inside the write transaction: gap-free, starting at 1 with the
 //!   session's `SessionStart`.
 //! * **Nothing silently dropped.** Reads decode every row; a row that does not
-//!   decode, or a gap in seq, is an error naming its session and seq.
+//!   decode, or a gap in seq, is an error naming its session and seq. A
+//!   session row with an unknown origin is an error naming the session, never
+//!   read as another origin.
 //! * **Versioned schema.** Opening runs the embedded migrations (see
 //!   [`schema`]) and refuses a database from a newer podlog.
 //! * **Files are private.** The database is created with mode 0600 (and SQLite
@@ -219,20 +221,29 @@ impl std::fmt::Debug for Store {
 pub(crate) const SESSION_COLUMNS: &str =
     "id, origin, parent_id, parent_seq, created_at, updated_at, last_seq, entry_count, title";
 
-pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
+/// Reads a session row selected with [`SESSION_COLUMNS`]. The outer `Err` is
+/// SQLite failing to read the row; the inner one is a row that reads but
+/// breaks an invariant the store relies on: an origin other than `new`,
+/// `fork` or `compaction` (the schema's CHECK refuses one, but the `sqlite3`
+/// shell can switch CHECKs off) is [`StoreError::CorruptSession`] naming the
+/// session and the origin text, never taken for another origin.
+pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SessionInfo>> {
     let id: String = row.get(0)?;
     let origin: String = row.get(1)?;
     let parent_id: Option<String> = row.get(2)?;
     let parent_seq: Option<u64> = row.get(3)?;
-    // Ids came through `SessionId::new` on the way in; a row edited by hand
-    // to an invalid id still loads, keeping its text.
-    let sid = |s: String| SessionId::new(s.clone()).unwrap_or_else(|_| lenient_id(&s));
+    let Some(origin) = Origin::parse(&origin) else {
+        return Ok(Err(StoreError::CorruptSession {
+            session: stored_id(&id),
+            problem: format!("unknown origin {origin:?}"),
+        }));
+    };
     let info = SessionInfo {
-        id: sid(id),
-        origin: Origin::parse(&origin).unwrap_or(Origin::New),
+        id: stored_id(&id),
+        origin,
         parent: match (parent_id, parent_seq) {
             (Some(p), Some(s)) => Some(EntryRef {
-                session_id: sid(p),
+                session_id: stored_id(&p),
                 seq: Seq(s),
             }),
             _ => None,
@@ -243,7 +254,7 @@ pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sess
         entry_count: row.get(7)?,
         title: row.get(8)?,
     };
-    Ok(info)
+    Ok(Ok(info))
 }
 
 /// The [`SessionId`] of an id as stored. Ids came through `SessionId::new`
@@ -361,7 +372,9 @@ impl Store {
         Ok((id, Committed::new(Seq::FIRST, start)))
     }
 
-    /// The session row `id`.
+    /// The session row `id`. Fails with [`StoreError::UnknownSession`] if
+    /// there is none, and with [`StoreError::CorruptSession`] if it names an
+    /// unknown origin.
     pub fn session(&self, id: &SessionId) -> Result<SessionInfo> {
         self.with_reader(|conn| {
             conn.prepare_cached(&format!(
@@ -369,13 +382,20 @@ impl Store {
             ))
             .and_then(|mut s| s.query_row([id.as_str()], session_from_row).optional())
             .context(|| format!("reading session {id}"))?
-            .ok_or_else(|| StoreError::UnknownSession(id.to_string()))
+            .ok_or_else(|| StoreError::UnknownSession(id.to_string()))?
         })
     }
 
     /// Every session, newest first, from the session rows' counters (no
     /// entry is read).
-    pub fn sessions(&self) -> Result<Vec<SessionInfo>> {
+    ///
+    /// One row that reads but is corrupt (an unknown origin, written behind
+    /// podlog's back) does not take the listing down: it is listed, in its
+    /// place, as the [`StoreError::CorruptSession`] that a read of that
+    /// session fails with, so a caller shows it or refuses it (collecting
+    /// into a `Result<Vec<_>>` does the latter) but cannot miss it. The
+    /// outer `Err` is the listing itself failing.
+    pub fn sessions(&self) -> Result<Vec<Result<SessionInfo>>> {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(

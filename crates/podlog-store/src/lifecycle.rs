@@ -197,7 +197,11 @@ impl Store {
             let rows = stmt
                 .query_map([session.as_str()], session_from_row)
                 .context(ctx)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().context(ctx)
+            // A corrupt row in the lineage fails the walk, naming it.
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .context(ctx)?
+                .into_iter()
+                .collect()
         })
     }
 }

@@ -291,7 +291,13 @@ fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
     let f = fixture();
     let (a, _) = session_with(&f.store, 2);
     let (b, _) = session_with(&f.store, 5);
-    let list = f.store.sessions().unwrap();
+    let list: Vec<SessionInfo> = f
+        .store
+        .sessions()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let summary: Vec<(String, u64, u64)> = list
         .iter()
         .map(|s| (s.id.to_string(), s.last_seq.get(), s.entry_count))
@@ -308,6 +314,60 @@ fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
         f.store.resolve("zzz").unwrap_err().to_string(),
         "unknown session zzz"
     );
+}
+
+/// "ok", or the error's message.
+fn shown<T>(result: Result<T>) -> String {
+    result.map_or_else(|e| e.to_string(), |_| "ok".to_owned())
+}
+
+#[test]
+fn an_unknown_origin_fails_reads_of_its_session_and_is_listed_in_its_place() {
+    let f = fixture();
+    let (a, _) = session_with(&f.store, 1);
+    let (b, _) = f.store.fork(&a, Seq(2)).unwrap();
+    session_with(&f.store, 0);
+    let raw = Connection::open(&f.path).unwrap();
+    let merge = "UPDATE sessions SET origin = 'merge' WHERE id = 's-0002'";
+    let refused = raw.execute(merge, []).unwrap_err().to_string();
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
+    // What the sqlite3 shell can do with CHECKs switched off.
+    raw.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .unwrap();
+    raw.execute(merge, []).unwrap();
+
+    let err = f.store.session(&b).unwrap_err();
+    assert!(matches!(err, StoreError::CorruptSession { .. }), "{err:?}");
+    let named = "session s-0002: unknown origin \"merge\"";
+    let reads = [
+        ("session", shown(f.store.session(&b))),
+        ("ancestors", shown(f.store.ancestors(&b))),
+        ("descendants of its parent", shown(f.store.descendants(&a))),
+        (
+            "export",
+            shown(f.store.export(&b, false, &mut Vec::new(), |_| {})),
+        ),
+        (
+            "export of its parent",
+            shown(f.store.export(&a, false, &mut Vec::new(), |_| {})),
+        ),
+    ];
+    let want = [named, named, named, named, "ok"];
+    for ((what, got), want) in reads.iter().zip(want) {
+        assert_eq!(got, want, "{what}");
+    }
+
+    let listed: Vec<String> = f
+        .store
+        .sessions()
+        .unwrap()
+        .iter()
+        .map(|s| match s {
+            Ok(info) => format!("{} {}", info.id, info.origin.as_str()),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    assert_eq!(listed, ["s-0003 new", named, "s-0001 new"]);
 }
 
 #[test]

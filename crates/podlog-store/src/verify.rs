@@ -45,7 +45,7 @@ use rusqlite::{params, Connection};
 
 use crate::error::Context;
 use crate::rows::{read_rows, RowError, Span};
-use crate::{stored_id, Result, Store};
+use crate::{stored_id, Result, Store, StoreError};
 
 /// One broken invariant, with the session and seq it concerns where there is
 /// one. Displays as `session S seq N: message`, `session S: message` or
@@ -407,7 +407,12 @@ impl Store {
     /// database cannot be read at all, or `session` does not exist.
     pub fn verify(&self, session: Option<&SessionId>) -> Result<Vec<Problem>> {
         if let Some(session) = session {
-            self.session(session)?;
+            // Only whether it exists: what is wrong with its row is a
+            // problem to report, not a reason to stop.
+            match self.session(session) {
+                Ok(_) | Err(StoreError::CorruptSession { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.with_reader(|conn| {
             let ctx = || "verifying the database".to_owned();

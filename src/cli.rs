@@ -230,11 +230,30 @@ fn sessions(store: &Store) -> Result<String, String> {
         "{:<36}  {:<10}  {:>7}  {:<24}  {:<24}  {}\n",
         "ID", "ORIGIN", "ENTRIES", "UPDATED", "PARENT", "TITLE"
     );
+    let mut unreadable = 0;
     for s in &list {
-        text.push_str(&session_row(s));
+        match s {
+            Ok(s) => text.push_str(&session_row(s)),
+            // In its place, so the row is not missed.
+            Err(e) => {
+                unreadable += 1;
+                let _ = writeln!(text, "! {e}");
+            }
+        }
     }
     if list.is_empty() {
         text.push_str("(no sessions yet: `podlog demo` writes one)\n");
+    }
+    if unreadable > 0 {
+        let _ = writeln!(
+            text,
+            "({unreadable} session {} not read; `podlog verify` tells more)",
+            if unreadable == 1 {
+                "row does"
+            } else {
+                "rows do"
+            }
+        );
     }
     Ok(text)
 }

@@ -163,12 +163,13 @@ fn node(s: &SessionInfo) -> String {
 
 /// Draws `sessions` as a forest: roots (sessions without a parent, or whose
 /// parent is missing) oldest first, each child under its parent, siblings
-/// oldest first.
-fn tree(sessions: &[SessionInfo]) -> String {
+/// oldest first. Session rows that do not read are listed after it, each
+/// with its error.
+fn tree(sessions: &[Result<SessionInfo, StoreError>]) -> String {
     if sessions.is_empty() {
         return "(no sessions yet: `podlog demo` writes one)\n".to_owned();
     }
-    let mut ordered: Vec<&SessionInfo> = sessions.iter().collect();
+    let mut ordered: Vec<&SessionInfo> = sessions.iter().filter_map(|s| s.as_ref().ok()).collect();
     ordered.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     let known: HashSet<&SessionId> = ordered.iter().map(|s| &s.id).collect();
     let mut children: HashMap<&SessionId, Vec<&SessionInfo>> = HashMap::new();
@@ -216,6 +217,13 @@ fn tree(sessions: &[SessionInfo]) -> String {
         for s in stranded {
             text.push_str(&node(s));
             text.push('\n');
+        }
+    }
+    let unreadable: Vec<&StoreError> = sessions.iter().filter_map(|s| s.as_ref().err()).collect();
+    if !unreadable.is_empty() {
+        text.push_str("(session rows that do not read; `podlog verify` tells more)\n");
+        for e in unreadable {
+            text.push_str(&format!("{e}\n"));
         }
     }
     text
@@ -364,8 +372,13 @@ mod tests {
 
     use super::*;
 
-    fn session(id: &str, parent: Option<(&str, u64)>, origin: Origin, at: u64) -> SessionInfo {
-        SessionInfo {
+    fn session(
+        id: &str,
+        parent: Option<(&str, u64)>,
+        origin: Origin,
+        at: u64,
+    ) -> Result<SessionInfo, StoreError> {
+        Ok(SessionInfo {
             id: SessionId::new(id).unwrap(),
             origin,
             parent: parent.map(|(p, seq)| EntryRef {
@@ -377,7 +390,7 @@ mod tests {
             last_seq: Seq(3),
             entry_count: if at == 5 { 1 } else { 3 },
             title: Some(format!("t{at}")),
-        }
+        })
     }
 
     #[test]
@@ -415,6 +428,25 @@ mod tests {
              (sessions whose parents form a loop; `podlog verify` tells more)\n\
              x  fork at seq 1, 3 entries  t2\n\
              y  fork at seq 1, 3 entries  t3\n"
+        );
+    }
+
+    #[test]
+    fn session_rows_that_do_not_read_are_listed_after_the_tree() {
+        let sessions = vec![
+            session("a", None, Origin::New, 1),
+            Err(StoreError::CorruptSession {
+                session: SessionId::new("b").unwrap(),
+                problem: "unknown origin \"merge\"".to_owned(),
+            }),
+            session("c", Some(("b", 2)), Origin::Fork, 3),
+        ];
+        assert_eq!(
+            tree(&sessions),
+            "a  new, 3 entries  t1\n\
+             c  fork at seq 2, 3 entries  t3\n\
+             (session rows that do not read; `podlog verify` tells more)\n\
+             session b: unknown origin \"merge\"\n"
         );
     }
 }

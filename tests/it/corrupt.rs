@@ -1,7 +1,7 @@
 //! Guards against one bad row taking more than its own session down. Rows
 //! are corrupted behind podlog's back with the `sqlite3` shell: a body that
 //! does not decode, a gap in seq, a fork reference to an entry that does not
-//! exist. Restore must refuse the broken sessions naming session and seq,
+//! exist, a session row with an unknown origin. Restore must refuse the broken sessions naming session and seq,
 //! `podlog verify` must list each problem and exit 1, and a server must keep
 //! serving the healthy pod while it answers for the broken sessions with a
 //! clear error.
@@ -52,6 +52,7 @@ async fn corrupt_rows_are_named_and_the_server_keeps_serving_the_rest() {
     let gap = scripted_session(&store, 1);
     let parent = scripted_session(&store, 1);
     let (forked, _) = store.fork(&parent, Seq(7)).unwrap();
+    let misnamed = scripted_session(&store, 1);
 
     shell_write(
         &bench.db,
@@ -60,7 +61,9 @@ async fn corrupt_rows_are_named_and_the_server_keeps_serving_the_rest() {
              WHERE session_id = '{undecodable}' AND seq = 5;\
              DELETE FROM entries WHERE session_id = '{gap}' AND seq = 4;\
              UPDATE entries SET body = json_set(body, '$.forked_from.seq', 999) \
-             WHERE session_id = '{forked}' AND seq = 1;"
+             WHERE session_id = '{forked}' AND seq = 1;\
+             PRAGMA ignore_check_constraints = ON;\
+             UPDATE sessions SET origin = 'merge' WHERE id = '{misnamed}';"
         ),
     );
 
@@ -86,6 +89,7 @@ async fn corrupt_rows_are_named_and_the_server_keeps_serving_the_rest() {
         format!("session {undecodable} seq 5"),
         format!("session {gap} seq 4"),
         format!("session {forked} seq 1"),
+        format!("session {misnamed}: unknown origin \"merge\""),
     ] {
         assert!(report.contains(&needle), "{needle} in:\n{report}");
     }
@@ -114,6 +118,32 @@ async fn corrupt_rows_are_named_and_the_server_keeps_serving_the_rest() {
             "{message}"
         );
     }
+    let answer = client
+        .request(Method::GET, &format!("/sessions/{misnamed}"), &[], "")
+        .await
+        .unwrap();
+    assert!(answer.status.is_server_error(), "{}", answer.status);
+    let message = answer.json().unwrap()["error"].as_str().unwrap().to_owned();
+    assert_eq!(
+        message,
+        format!("session {misnamed}: unknown origin \"merge\"")
+    );
+    // The listing names the row that does not read and keeps the others.
+    let listing = client.get_json("/sessions").await.unwrap();
+    assert_eq!(
+        listing["unreadable"],
+        serde_json::json!([format!("session {misnamed}: unknown origin \"merge\"")])
+    );
+    let listed: Vec<&str> = listing["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let healthy_id = healthy.session_id().to_string();
+    assert!(listed.contains(&healthy_id.as_str()), "{listing}");
+    assert!(listed.contains(&gap.as_str()), "{listing}");
+    assert!(!listed.contains(&misnamed.as_str()), "{listing}");
     let entries = client
         .get_json(&format!(
             "/sessions/{}/entries?after=0&limit=100",

@@ -108,7 +108,7 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn dump(store: &Store) -> String {
     let mut out = String::new();
-    for s in store.sessions().unwrap() {
+    for s in store.sessions().unwrap().into_iter().map(Result::unwrap) {
         out.push_str(&format!("{s:?}\n"));
         for c in store.entries(&s.id).unwrap() {
             out.push_str(&format!("  {} {}\n", c.seq, c.entry.to_json()));

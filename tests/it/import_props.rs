@@ -118,7 +118,7 @@ proptest! {
             Ok(transfer) => {
                 let problems = store.verify(None).unwrap();
                 prop_assert!(problems.is_empty(), "accepted input verifies clean: {:?}", problems);
-                let stored: u64 = store.sessions().unwrap().iter().map(|s| s.entry_count).sum();
+                let stored: u64 = store.sessions().unwrap().iter().map(|s| s.as_ref().unwrap().entry_count).sum();
                 prop_assert_eq!(stored, transfer.entries);
             }
         }

@@ -229,6 +229,61 @@ fn verify_reports_rows_edited_with_the_sqlite3_shell_and_exits_1() {
 }
 
 #[test]
+fn an_unknown_origin_is_named_by_every_command_and_hides_no_other_session() {
+    let db = TempDb::new();
+    let good = demo(&db.path);
+    let bad = demo(&db.path);
+    sqlite3_write(
+        &db.path,
+        &format!(
+            "PRAGMA ignore_check_constraints = ON; \
+             UPDATE sessions SET origin = 'merge' WHERE id = '{bad}';"
+        ),
+    );
+    let named = format!("session {bad}: unknown origin \"merge\"");
+
+    let sessions = ok(podlog(&db.path, &["sessions"]));
+    assert!(
+        sessions.stdout.contains(&format!("! {named}\n")),
+        "{}",
+        sessions.stdout
+    );
+    assert!(sessions.stdout.contains(&good), "{}", sessions.stdout);
+    assert!(
+        sessions
+            .stdout
+            .ends_with("(1 session row does not read; `podlog verify` tells more)\n"),
+        "{}",
+        sessions.stdout
+    );
+    let tree = ok(podlog(&db.path, &["tree"]));
+    assert!(tree.stdout.starts_with(&good), "{}", tree.stdout);
+    assert!(
+        tree.stdout.ends_with(&format!("{named}\n")),
+        "{}",
+        tree.stdout
+    );
+
+    for args in [&["show", bad.as_str()][..], &["export", bad.as_str()]] {
+        let refused = podlog(&db.path, args);
+        assert_eq!(refused.code, 1, "{args:?}: {}", refused.stdout);
+        assert!(
+            refused.stderr.contains(&named),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    ok(podlog(&db.path, &["show", &good]));
+
+    let verify = podlog(&db.path, &["verify", &bad]);
+    assert_eq!(verify.code, 1, "{}", verify.stderr);
+    assert_eq!(
+        verify.stdout,
+        format!("{named}\n1 problem found in 1 session\n")
+    );
+}
+
+#[test]
 fn an_import_with_a_bad_line_3_names_it_and_changes_nothing() {
     let src = TempDb::new();
     let root = demo(&src.path);

@@ -22,7 +22,7 @@ use crate::server_support::{scripted_pod, serve, serve_tcp, tcp_config, wait_idl
 /// every entry.
 fn store_dump(store: &Store) -> String {
     let mut out = String::new();
-    for s in store.sessions().unwrap() {
+    for s in store.sessions().unwrap().into_iter().map(Result::unwrap) {
         out.push_str(&format!("{s:?}\n"));
         for c in store.entries(&s.id).unwrap() {
             out.push_str(&format!("  {} {}\n", c.seq, c.entry.to_json()));

@@ -91,7 +91,7 @@ fn every_earlier_schema_version_upgrades_with_all_its_data() {
         // Entry by entry: same rows, and every body decodes and re-encodes to
         // the same text.
         let mut checked = 0;
-        for info in store.sessions().unwrap() {
+        for info in store.sessions().unwrap().into_iter().map(Result::unwrap) {
             let entries = store.entries(&info.id).unwrap();
             assert_eq!(entries.len() as u64, info.entry_count);
             for c in entries {

@@ -6,18 +6,20 @@
 //! JSON form (see [`entry`]); the snapshot tests in this crate pin that form.
 
 pub mod config;
+pub mod conversation;
 pub mod display;
 pub mod entry;
 pub mod ids;
 pub mod message;
 
 pub use config::{RequestConfig, ToolSpec};
+pub use conversation::Conversation;
 pub use display::iso8601;
 pub use entry::{DecodeError, LogEntry, RunErrorKind, SystemItem, UnknownEntry, KNOWN_KINDS};
 pub use ids::{
     now_millis, Clock, EntryRef, InvalidSessionId, Seq, SessionId, StepClock, SystemClock,
 };
-pub use message::{AssistantContent, Attachment, Conversation, Message};
+pub use message::{AssistantContent, Attachment, Message};
 
 /// A committed entry with its position in the session.
 ///

@@ -83,10 +83,12 @@ pub mod driver;
 pub mod error;
 pub mod pod;
 pub mod script;
+pub mod scripted;
 
-pub use driver::{AgentDriver, DriverError, RunContext, ScriptedDriver};
+pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
 pub use pod::{Pod, PodStatus};
+pub use scripted::ScriptedDriver;
 
 #[cfg(test)]
 mod tests;

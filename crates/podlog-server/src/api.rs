@@ -269,9 +269,19 @@ async fn fork(
 
 async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = state.inner.store.clone();
-    let sessions = blocking(move || Ok(store.sessions()?)).await?;
-    let sessions: Vec<Value> = sessions.iter().map(session_json).collect();
-    Ok(Json(json!({ "sessions": sessions })))
+    let listed = blocking(move || Ok(store.sessions()?)).await?;
+    // Rows that do not read are named, not left out.
+    let mut sessions = Vec::new();
+    let mut unreadable = Vec::new();
+    for s in &listed {
+        match s {
+            Ok(info) => sessions.push(session_json(info)),
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    Ok(Json(
+        json!({ "sessions": sessions, "unreadable": unreadable }),
+    ))
 }
 
 /// The session `text` names (its id or an unambiguous prefix).

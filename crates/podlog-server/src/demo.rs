@@ -48,8 +48,11 @@ impl Default for DemoOptions {
 /// the script run it answers next.
 pub fn open_demo_pod(store: Arc<Store>, options: &DemoOptions) -> Result<(Pod, usize), PodError> {
     let script = Script::demo();
+    // A session row that does not read fails the demo, naming it.
     let newest = store
         .sessions()?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .find(|s| s.title.as_deref() == Some(DEMO_TITLE));
     if let Some(info) = newest {

@@ -62,6 +62,11 @@ pub enum StoreError {
         problem: String,
     },
 
+    /// A session breaks an invariant that no one seq of it carries: its
+    /// row names an unknown origin, or an entry is stored with a seq below 1.
+    #[error("session {session}: {problem}")]
+    CorruptSession { session: SessionId, problem: String },
+
     /// The entry cannot be appended where it was asked to go.
     #[error("cannot append {kind} to session {session}: {reason}")]
     Rejected {

@@ -41,14 +41,19 @@
 //!   as it appears in the file, and the session's counters are set from the
 //!   rows. An id already in the database is refused: import never merges.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
 use podlog_entry::{EntryRef, LogEntry, Seq, SessionId};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Deserializer};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Context;
+use crate::rows::{read_rows, Span};
 use crate::verify::start_disagrees_with_row;
 use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
 
@@ -74,7 +79,7 @@ fn session_on(conn: &Connection, id: &SessionId) -> Result<SessionInfo> {
     ))
     .and_then(|mut s| s.query_row([id.as_str()], session_from_row).optional())
     .context(|| format!("reading session {id}"))?
-    .ok_or_else(|| StoreError::UnknownSession(id.to_string()))
+    .ok_or_else(|| StoreError::UnknownSession(id.to_string()))?
 }
 
 /// `session` and, if asked, its ancestors, root first, read on `conn`.
@@ -161,58 +166,28 @@ impl Store {
             let mut done = Transfer::default();
             for info in &chain {
                 let id = &info.id;
-                let ctx = || format!("exporting session {id}");
                 out.write_all(header_line(info).as_bytes())
                     .and_then(|()| out.write_all(b"\n"))
                     .map_err(write_error)?;
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT seq, body FROM entries WHERE session_id = ?1 ORDER BY seq",
-                    )
-                    .context(ctx)?;
-                let mut rows = stmt.query([id.as_str()]).context(ctx)?;
-                let mut want = Seq::FIRST;
                 let id_json = Value::from(id.as_str()).to_string();
-                while let Some(row) = rows.next().context(ctx)? {
-                    let seq = Seq(row.get(0).context(ctx)?);
-                    if seq != want {
-                        return Err(StoreError::Corrupt {
-                            session: id.clone(),
-                            seq: want,
-                            problem: format!("entry missing (next stored entry is seq {seq})"),
-                        });
+                read_rows(&tx, id.as_str(), Span::ALL, |rows| {
+                    while let Some(row) = rows.next_checked()? {
+                        let seq = row.seq;
+                        let body = if row.body.contains(['\n', '\r']) {
+                            Cow::Owned(row.body.replace(['\n', '\r'], " "))
+                        } else {
+                            Cow::Borrowed(row.body)
+                        };
+                        writeln!(
+                            out,
+                            "{{\"session_id\":{id_json},\"seq\":{seq},\"entry\":{body}}}"
+                        )
+                        .map_err(write_error)?;
+                        done.entries += 1;
+                        progress(done.entries);
                     }
-                    let body: String = row.get(1).context(ctx)?;
-                    LogEntry::from_json(&body).map_err(|e| StoreError::Decode {
-                        session: id.clone(),
-                        seq,
-                        reason: e.to_string(),
-                    })?;
-                    let body = if body.contains(['\n', '\r']) {
-                        body.replace(['\n', '\r'], " ")
-                    } else {
-                        body
-                    };
-                    writeln!(
-                        out,
-                        "{{\"session_id\":{id_json},\"seq\":{seq},\"entry\":{body}}}"
-                    )
-                    .map_err(write_error)?;
-                    done.entries += 1;
-                    progress(done.entries);
-                    want = seq.next();
-                }
-                if want != info.last_seq.next() {
-                    return Err(StoreError::Corrupt {
-                        session: id.clone(),
-                        seq: want,
-                        problem: format!(
-                            "the session row's last_seq is {} but the entries end at seq {}",
-                            info.last_seq,
-                            want.get() - 1
-                        ),
-                    });
-                }
+                    rows.check_end(info.last_seq, info.last_seq)
+                })?;
                 done.sessions.push(id.clone());
             }
             out.flush().map_err(write_error)?;
@@ -284,6 +259,43 @@ fn import_error(line: u64, reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// One line of an import, parsed once: the text of its `"entry"` member
+/// exactly as written (serde_json's `RawValue` keeps it unparsed, so the
+/// body is stored byte for byte), and every other member as JSON.
+#[derive(Deserialize)]
+struct Line<'a> {
+    /// Absent when the line has no `"entry"` member; an `"entry": null` is
+    /// kept (as the text `null`), to be refused as not an object.
+    #[serde(borrow, default, deserialize_with = "present")]
+    entry: Option<&'a RawValue>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl<'a> Line<'a> {
+    /// Parses line number `line`, whose text is `text`.
+    fn parse(line: u64, text: &'a str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| match e.classify() {
+            // Valid JSON, so far, of the wrong shape: not an object, or an
+            // object with two `"entry"` members.
+            Category::Data if !text.trim_start().starts_with('{') => {
+                import_error(line, "not a JSON object")
+            }
+            Category::Data => import_error(line, e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                import_error(line, format!("not JSON: {e}"))
+            }
+        })
+    }
+}
+
+/// Deserialises a member that is present, `null` included.
+fn present<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
 /// The session whose entries are being read.
 struct Current {
     id: SessionId,
@@ -304,25 +316,23 @@ struct Import<'c> {
 
 impl Import<'_> {
     fn line(&mut self, line: u64, text: &str) -> Result<()> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| import_error(line, format!("not JSON: {e}")))?;
-        let Value::Object(object) = value else {
-            return Err(import_error(line, "not a JSON object"));
-        };
-        match object.get("type") {
-            Some(Value::String(t)) if t == SESSION_HEADER_TYPE => self.header(line, &object),
+        let Line { entry, rest } = Line::parse(line, text)?;
+        match rest.get("type") {
+            Some(Value::String(t)) if t == SESSION_HEADER_TYPE => self.header(line, &rest),
             Some(other) => Err(import_error(
                 line,
                 format!(
                     "unknown line type {other} (want {SESSION_HEADER_TYPE:?} or an entry line)"
                 ),
             )),
-            None if object.contains_key("entry") => self.entry(line, text, &object),
-            None => Err(import_error(
-                line,
-                "neither a session header ({\"type\":\"podlog.session\",...}) nor an entry line \
-                 ({\"session_id\",\"seq\",\"entry\"})",
-            )),
+            None => match entry {
+                Some(entry) => self.entry(line, entry, &rest),
+                None => Err(import_error(
+                    line,
+                    "neither a session header ({\"type\":\"podlog.session\",...}) nor an entry \
+                     line ({\"session_id\",\"seq\",\"entry\"})",
+                )),
+            },
         }
     }
 
@@ -488,7 +498,7 @@ impl Import<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, line: u64, text: &str, object: &Map<String, Value>) -> Result<()> {
+    fn entry(&mut self, line: u64, entry: &RawValue, object: &Map<String, Value>) -> Result<()> {
         let Some(current) = &mut self.current else {
             return Err(import_error(
                 line,
@@ -531,18 +541,13 @@ impl Import<'_> {
                 ),
             ));
         }
-        let Some(Value::Object(_)) = object.get("entry") else {
+        let body = entry.get();
+        if !body.starts_with('{') {
             return Err(import_error(
                 line,
                 format!("session {id} seq {seq}: entry must be a JSON object"),
             ));
-        };
-        let body = raw_member(text, "entry").ok_or_else(|| {
-            import_error(
-                line,
-                format!("session {id} seq {seq}: cannot find the entry's text"),
-            )
-        })?;
+        }
         let entry = LogEntry::from_json(body)
             .map_err(|e| import_error(line, format!("session {id} seq {seq}: {e}")))?;
         if seq == Seq::FIRST {
@@ -608,100 +613,6 @@ impl Import<'_> {
         self.done.entries += count;
         self.done.sessions.push(current.id);
         Ok(())
-    }
-}
-
-/// The raw text of the last member `key` of the JSON object `text`, exactly
-/// as written. `text` must be valid JSON (the caller parsed it already); for
-/// anything else the answer is `None` or meaningless.
-fn raw_member<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let b = text.as_bytes();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    let mut found = None;
-    loop {
-        i = skip_ws(b, i);
-        match b.get(i)? {
-            b'}' => return found,
-            b',' => {
-                i += 1;
-                continue;
-            }
-            b'"' => {}
-            _ => return None,
-        }
-        let key_end = skip_string(b, i)?;
-        let name: String = serde_json::from_str(text.get(i..key_end)?).ok()?;
-        i = skip_ws(b, key_end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = skip_ws(b, i + 1);
-        let end = skip_value(b, i)?;
-        if name == key {
-            found = text.get(i..end);
-        }
-        i = end;
-    }
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-/// The index just past the string starting at `b[i] == '"'`.
-fn skip_string(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
-        }
-    }
-    None
-}
-
-/// The index just past the JSON value starting at `b[i]`.
-fn skip_value(b: &[u8], i: usize) -> Option<usize> {
-    match b.get(i)? {
-        b'"' => skip_string(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < b.len() {
-                match b[j] {
-                    b'"' => {
-                        j = skip_string(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.checked_sub(1)?;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-            {
-                j += 1;
-            }
-            Some(j)
-        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use podlog_entry::{AssistantContent, LogEntry, Message, Seq, SessionId, StepClock};
 use podlog_sink::SessionLogSink;
 
-use super::raw_member;
+use super::Line;
 use crate::error::Context;
 use crate::{NewSession, SequentialIds, Store, StoreError, StoreOptions};
 
@@ -376,6 +376,14 @@ fn malformed_files_are_refused_whole_naming_the_line() {
             Box::new(|l| l[7] = l[7].replace("\"origin\":\"fork\"", "\"origin\":\"new\"")),
             "line 8: session x-2: a new session cannot have a parent",
         ),
+        (
+            Box::new(|l| l[2] = r#"{"session_id":"x-1","seq":2,"entry":null}"#.into()),
+            "line 3: session x-1 seq 2: entry must be a JSON object",
+        ),
+        (
+            Box::new(|l| l[2] = l[2].replacen("\"entry\":", "\"entry\":{},\"entry\":", 1)),
+            "line 3: duplicate field `entry` at line 1 column",
+        ),
         (Box::new(|l| l.clear()), "line 1: the file holds no session"),
     ];
     for (edit, want) in cases {
@@ -423,21 +431,44 @@ fn blank_lines_and_crlf_are_accepted_and_bodies_kept_as_written() {
     assert_eq!(dst.store.verify(None).unwrap(), vec![]);
 }
 
+/// What import reads from one line (taken as line 7): the text of its
+/// `"entry"` member exactly as written, or why the line is refused.
+fn entry_text(text: &str) -> String {
+    match Line::parse(7, text) {
+        Ok(Line {
+            entry: Some(raw), ..
+        }) => raw.get().to_owned(),
+        Ok(Line { entry: None, rest }) => format!("no entry, {} other members", rest.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
 #[test]
-fn raw_member_finds_the_exact_text_of_a_member() {
+fn the_entry_member_is_read_exactly_as_written() {
     let cases = [
-        (r#"{"entry":{"a":1}}"#, Some(r#"{"a":1}"#)),
+        (r#"{"entry":{"a":1}}"#, r#"{"a":1}"#),
+        (r#"{ "seq" : 1 , "entry" : [1, "]}"] }"#, r#"[1, "]}"]"#),
+        (r#"{"x":"\"entry\":","entry":"\\"}"#, r#""\\""#),
+        (r#"{"\u0065ntry":true}"#, "true"),
+        ("{\"entry\" :\t{ \"b\" : \"}\" }\r\n}", r#"{ "b" : "}" }"#),
+        (r#"{"entry":null}"#, "null"),
+        (r#"{"other":null,"seq":2}"#, "no entry, 2 other members"),
         (
-            r#"{ "seq" : 1 , "entry" : [1, "]}"] }"#,
-            Some(r#"[1, "]}"]"#),
+            r#"{"entry":1,"entry":{"b":"}"}}"#,
+            "line 7: duplicate field `entry` at line 1 column 18",
         ),
-        (r#"{"x":"\"entry\":","entry":"\\"}"#, Some(r#""\\""#)),
-        (r#"{"entry":1,"entry":{"b":"}"}}"#, Some(r#"{"b":"}"}"#)),
-        (r#"{"\u0065ntry":true}"#, Some("true")),
-        (r#"{"other":null}"#, None),
-        ("[]", None),
+        ("[]", "line 7: not a JSON object"),
+        (" 17", "line 7: not a JSON object"),
+        (
+            r#"{"entry":{"a":1}"#,
+            "line 7: not JSON: EOF while parsing an object at line 1 column 16",
+        ),
+        (
+            r#"{"entry":{"a":1}} x"#,
+            "line 7: not JSON: trailing characters at line 1 column 19",
+        ),
     ];
     for (text, want) in cases {
-        assert_eq!(raw_member(text, "entry"), want, "{text}");
+        assert_eq!(entry_text(text), want, "{text}");
     }
 }

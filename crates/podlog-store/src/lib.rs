@@ -14,7 +14,9 @@
 //!   cross-process lock) moves, inside the write transaction: gap-free,
 //!   starting at 1 with the session's `SessionStart`.
 //! * **Nothing silently dropped.** Reads decode every row; a row that does not
-//!   decode, or a gap in seq, is an error naming its session and seq.
+//!   decode, or a gap in seq, is an error naming its session and seq. A
+//!   session row with an unknown origin is an error naming the session, never
+//!   read as another origin.
 //! * **Versioned schema.** Opening runs the embedded migrations (see
 //!   [`schema`]) and refuses a database from a newer podlog.
 //! * **Files are private.** The database is created with mode 0600 (and SQLite
@@ -28,6 +30,7 @@ pub mod error;
 pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
+mod rows;
 pub mod schema;
 pub mod verify;
 pub mod writer;
@@ -47,6 +50,7 @@ use error::Context;
 pub use error::StoreError;
 pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
+use rows::{read_rows, Span};
 pub use schema::SCHEMA_VERSION;
 pub use verify::Problem;
 pub use writer::SessionWriter;
@@ -220,20 +224,29 @@ impl std::fmt::Debug for Store {
 pub(crate) const SESSION_COLUMNS: &str =
     "id, origin, parent_id, parent_seq, created_at, updated_at, last_seq, entry_count, title";
 
-pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
+/// Reads a session row selected with [`SESSION_COLUMNS`]. The outer `Err` is
+/// SQLite failing to read the row; the inner one is a row that reads but
+/// breaks an invariant the store relies on: an origin other than `new`,
+/// `fork` or `compaction` (the schema's CHECK refuses one, but the `sqlite3`
+/// shell can switch CHECKs off) is [`StoreError::CorruptSession`] naming the
+/// session and the origin text, never taken for another origin.
+pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SessionInfo>> {
     let id: String = row.get(0)?;
     let origin: String = row.get(1)?;
     let parent_id: Option<String> = row.get(2)?;
     let parent_seq: Option<u64> = row.get(3)?;
-    // Ids came through `SessionId::new` on the way in; a row edited by hand
-    // to an invalid id still loads, keeping its text.
-    let sid = |s: String| SessionId::new(s.clone()).unwrap_or_else(|_| lenient_id(&s));
+    let Some(origin) = Origin::parse(&origin) else {
+        return Ok(Err(StoreError::CorruptSession {
+            session: stored_id(&id),
+            problem: format!("unknown origin {origin:?}"),
+        }));
+    };
     let info = SessionInfo {
-        id: sid(id),
-        origin: Origin::parse(&origin).unwrap_or(Origin::New),
+        id: stored_id(&id),
+        origin,
         parent: match (parent_id, parent_seq) {
             (Some(p), Some(s)) => Some(EntryRef {
-                session_id: sid(p),
+                session_id: stored_id(&p),
                 seq: Seq(s),
             }),
             _ => None,
@@ -244,7 +257,14 @@ pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sess
         entry_count: row.get(7)?,
         title: row.get(8)?,
     };
-    Ok(info)
+    Ok(Ok(info))
+}
+
+/// The [`SessionId`] of an id as stored. Ids came through `SessionId::new`
+/// on the way in; a row edited by hand to an invalid id still reads, as
+/// [`lenient_id`] of its text.
+pub(crate) fn stored_id(text: &str) -> SessionId {
+    SessionId::new(text).unwrap_or_else(|_| lenient_id(text))
 }
 
 /// An id for a row whose text is not a valid [`SessionId`]: the text with
@@ -367,7 +387,9 @@ impl Store {
         Ok((id, Committed::new(Seq::FIRST, start)))
     }
 
-    /// The session row `id`.
+    /// The session row `id`. Fails with [`StoreError::UnknownSession`] if
+    /// there is none, and with [`StoreError::CorruptSession`] if it names an
+    /// unknown origin.
     pub fn session(&self, id: &SessionId) -> Result<SessionInfo> {
         self.with_reader(|conn| {
             conn.prepare_cached(&format!(
@@ -375,13 +397,20 @@ impl Store {
             ))
             .and_then(|mut s| s.query_row([id.as_str()], session_from_row).optional())
             .context(|| format!("reading session {id}"))?
-            .ok_or_else(|| StoreError::UnknownSession(id.to_string()))
+            .ok_or_else(|| StoreError::UnknownSession(id.to_string()))?
         })
     }
 
     /// Every session, newest first, from the session rows' counters (no
     /// entry is read).
-    pub fn sessions(&self) -> Result<Vec<SessionInfo>> {
+    ///
+    /// One row that reads but is corrupt (an unknown origin, written behind
+    /// podlog's back) does not take the listing down: it is listed, in its
+    /// place, as the [`StoreError::CorruptSession`] that a read of that
+    /// session fails with, so a caller shows it or refuses it (collecting
+    /// into a `Result<Vec<_>>` does the latter) but cannot miss it. The
+    /// outer `Err` is the listing itself failing.
+    pub fn sessions(&self) -> Result<Vec<Result<SessionInfo>>> {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -442,62 +471,23 @@ impl Store {
     }
 
     /// Up to `limit` entries of `session` with seq greater than `after`, in
-    /// seq order, checked for gaps and decoded.
+    /// seq order, each checked and decoded by the one reader of entry rows
+    /// (`rows.rs`): a gap, a body that does not decode or a misplaced
+    /// `SessionStart` fails the read with an error naming session and seq.
     pub fn entries_after(
         &self,
         session: &SessionId,
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Committed>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_reader(|conn| {
-            let ctx = || format!("reading entries of session {session} after seq {after}");
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, body FROM entries WHERE session_id = ?1 AND seq > ?2 \
-                     ORDER BY seq LIMIT ?3",
-                )
-                .context(ctx)?;
-            let mut rows = stmt
-                .query(params![session.as_str(), after.get(), limit])
-                .context(ctx)?;
-            let mut out = Vec::new();
-            let mut want = after.next();
-            while let Some(row) = rows.next().context(ctx)? {
-                let seq = Seq(row.get(0).context(ctx)?);
-                if seq != want {
-                    return Err(StoreError::Corrupt {
-                        session: session.clone(),
-                        seq: want,
-                        problem: format!("entry missing (next stored entry is seq {seq})"),
-                    });
+            read_rows(conn, session.as_str(), Span::after(after, limit), |rows| {
+                let mut out = Vec::new();
+                while let Some(row) = rows.next_checked()? {
+                    out.push(Committed::new(row.seq, row.entry));
                 }
-                let body = row.get_ref(1).context(ctx)?;
-                let text = body.as_str().map_err(|e| StoreError::Decode {
-                    session: session.clone(),
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                let entry = LogEntry::from_json(text).map_err(|e| StoreError::Decode {
-                    session: session.clone(),
-                    seq,
-                    reason: e.to_string(),
-                })?;
-                if entry.is_session_start() != (seq == Seq::FIRST) {
-                    return Err(StoreError::Corrupt {
-                        session: session.clone(),
-                        seq,
-                        problem: if seq == Seq::FIRST {
-                            format!("seq 1 holds {} instead of a SessionStart", entry.kind())
-                        } else {
-                            "a SessionStart after seq 1".to_owned()
-                        },
-                    });
-                }
-                out.push(Committed::new(seq, entry));
-                want = seq.next();
-            }
-            Ok(out)
+                Ok(out)
+            })
         })
     }
 

@@ -3,7 +3,10 @@
 //! Both [`Store::compact`] and [`Store::fork`] add, in one `BEGIN IMMEDIATE`
 //! transaction, a new session row that names its parent and the parent's seq
 //! at the cut, and that session's `SessionStart` (seq 1). The parent's rows
-//! are never touched: history is not rewritten.
+//! are never touched: history is not rewritten. The parent is read up to
+//! the cut by the one row reader (`rows.rs`), inside that transaction: a gap,
+//! a row that does not decode, a misplaced `SessionStart`, or rows that end
+//! before the cut refuse the operation with an error naming session and seq.
 //!
 //! * **Compaction** continues a session from a summary. The cut is the
 //!   parent's last seq; the new `SessionStart` carries `compacted_from`, the
@@ -30,46 +33,13 @@
 //! rows only, never entries.
 
 use podlog_entry::{Committed, Conversation, EntryRef, LogEntry, Message, Seq, SessionId};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::error::Context;
+use crate::rows::{read_rows, Span};
 use crate::{
     insert_entry, session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS,
 };
-
-/// Reads `session`'s entries up to `upto`, decoded, on `conn`.
-fn entries_upto(conn: &Connection, session: &SessionId, upto: Seq) -> Result<Vec<LogEntry>> {
-    let ctx = || format!("reading session {session} up to seq {upto}");
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT seq, body FROM entries WHERE session_id = ?1 AND seq <= ?2 ORDER BY seq",
-        )
-        .context(ctx)?;
-    let mut rows = stmt
-        .query(params![session.as_str(), upto.get()])
-        .context(ctx)?;
-    let mut out = Vec::new();
-    let mut want = Seq::FIRST;
-    while let Some(row) = rows.next().context(ctx)? {
-        let seq = Seq(row.get(0).context(ctx)?);
-        if seq != want {
-            return Err(StoreError::Corrupt {
-                session: session.clone(),
-                seq: want,
-                problem: format!("entry missing (next stored entry is seq {seq})"),
-            });
-        }
-        let body: String = row.get(1).context(ctx)?;
-        let entry = LogEntry::from_json(&body).map_err(|e| StoreError::Decode {
-            session: session.clone(),
-            seq,
-            reason: e.to_string(),
-        })?;
-        out.push(entry);
-        want = seq.next();
-    }
-    Ok(out)
-}
 
 impl Store {
     /// Continues `session` in a new session that starts from `summary`.
@@ -153,7 +123,14 @@ impl Store {
                 reason: format!("the session has seqs 1 to {last}"),
             });
         }
-        let entries = entries_upto(&tx, parent, cut)?;
+        let entries = read_rows(&tx, parent.as_str(), Span::upto(cut), |rows| {
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next_checked()? {
+                entries.push(row.entry);
+            }
+            rows.check_end(cut, last)?;
+            Ok(entries)
+        })?;
         let cut_ref = EntryRef {
             session_id: parent.clone(),
             seq: cut,
@@ -220,7 +197,11 @@ impl Store {
             let rows = stmt
                 .query_map([session.as_str()], session_from_row)
                 .context(ctx)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().context(ctx)
+            // A corrupt row in the lineage fails the walk, naming it.
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .context(ctx)?
+                .into_iter()
+                .collect()
         })
     }
 }

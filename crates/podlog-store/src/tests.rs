@@ -277,7 +277,7 @@ fn rows_that_do_not_decode_are_errors_naming_session_and_seq() {
     let err = f.store.entries(&id).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "session s-0001 seq 3: entry missing (next stored entry is seq 4)"
+        "session s-0001 seq 3: entry missing (the next stored entry is seq 4)"
     );
 }
 
@@ -297,7 +297,13 @@ fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
     let f = fixture();
     let a = session_with(&f.store, 2).0.session().clone();
     let b = session_with(&f.store, 5).0.session().clone();
-    let list = f.store.sessions().unwrap();
+    let list: Vec<SessionInfo> = f
+        .store
+        .sessions()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let summary: Vec<(String, u64, u64)> = list
         .iter()
         .map(|s| (s.id.to_string(), s.last_seq.get(), s.entry_count))
@@ -314,6 +320,60 @@ fn sessions_are_listed_from_their_counters_and_resolved_by_prefix() {
         f.store.resolve("zzz").unwrap_err().to_string(),
         "unknown session zzz"
     );
+}
+
+/// "ok", or the error's message.
+fn shown<T>(result: Result<T>) -> String {
+    result.map_or_else(|e| e.to_string(), |_| "ok".to_owned())
+}
+
+#[test]
+fn an_unknown_origin_fails_reads_of_its_session_and_is_listed_in_its_place() {
+    let f = fixture();
+    let a = session_with(&f.store, 1).0.session().clone();
+    let (b, _) = f.store.fork(&a, Seq(2)).unwrap();
+    session_with(&f.store, 0);
+    let raw = Connection::open(&f.path).unwrap();
+    let merge = "UPDATE sessions SET origin = 'merge' WHERE id = 's-0002'";
+    let refused = raw.execute(merge, []).unwrap_err().to_string();
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
+    // What the sqlite3 shell can do with CHECKs switched off.
+    raw.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .unwrap();
+    raw.execute(merge, []).unwrap();
+
+    let err = f.store.session(&b).unwrap_err();
+    assert!(matches!(err, StoreError::CorruptSession { .. }), "{err:?}");
+    let named = "session s-0002: unknown origin \"merge\"";
+    let reads = [
+        ("session", shown(f.store.session(&b))),
+        ("ancestors", shown(f.store.ancestors(&b))),
+        ("descendants of its parent", shown(f.store.descendants(&a))),
+        (
+            "export",
+            shown(f.store.export(&b, false, &mut Vec::new(), |_| {})),
+        ),
+        (
+            "export of its parent",
+            shown(f.store.export(&a, false, &mut Vec::new(), |_| {})),
+        ),
+    ];
+    let want = [named, named, named, named, "ok"];
+    for ((what, got), want) in reads.iter().zip(want) {
+        assert_eq!(got, want, "{what}");
+    }
+
+    let listed: Vec<String> = f
+        .store
+        .sessions()
+        .unwrap()
+        .iter()
+        .map(|s| match s {
+            Ok(info) => format!("{} {}", info.id, info.origin.as_str()),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    assert_eq!(listed, ["s-0003 new", named, "s-0001 new"]);
 }
 
 #[test]
@@ -517,6 +577,59 @@ fn cuts_outside_the_log_or_between_a_call_and_its_result_are_refused() {
         f.store.fork(&ghost, Seq(1)).unwrap_err().to_string(),
         "unknown session ghost"
     );
+}
+
+/// Fork (at `at`, or compaction when `None`) of the 8-entry conversation
+/// after `sql` edited its rows behind podlog's back: the error, or "ok".
+fn derive_from_broken_parent(sql: &str, at: Option<u64>) -> String {
+    let f = fixture();
+    let (parent, _) = conversation(&f.store);
+    let raw = Connection::open(&f.path).unwrap();
+    raw.execute_batch(&format!("PRAGMA ignore_check_constraints = ON; {sql}"))
+        .unwrap();
+    let sessions_before = f.store.sessions().unwrap().len();
+    let result = match at {
+        Some(at) => f.store.fork(&parent, Seq(at)),
+        None => f.store.compact(&parent, vec![]),
+    };
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => {
+            assert_eq!(f.store.sessions().unwrap().len(), sessions_before);
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn fork_and_compaction_refuse_a_parent_whose_rows_are_broken_before_the_cut() {
+    let cases = [
+        ("DELETE FROM entries WHERE seq = 8", Some(6), "ok"),
+        (
+            "DELETE FROM entries WHERE seq = 8",
+            None,
+            "session s-0001 seq 8: the session row's last_seq is 8 but the entries end at seq 7",
+        ),
+        (
+            "DELETE FROM entries WHERE seq = 3",
+            Some(5),
+            "session s-0001 seq 3: entry missing (the next stored entry is seq 4)",
+        ),
+        (
+            "UPDATE entries SET body = '{\"type\":\"user_input\",\"ts\":2}' WHERE seq = 2",
+            Some(5),
+            "session s-0001 seq 2: stored entry does not decode: malformed user_input entry: \
+             missing field `text`",
+        ),
+        (
+            "UPDATE entries SET body = (SELECT body FROM entries WHERE seq = 1) WHERE seq = 4",
+            None,
+            "session s-0001 seq 4: a SessionStart after seq 1 (only seq 1 may hold one)",
+        ),
+    ];
+    for (sql, at, want) in cases {
+        assert_eq!(derive_from_broken_parent(sql, at), want, "{sql} at {at:?}");
+    }
 }
 
 #[test]

@@ -18,6 +18,10 @@
 //!     the schema's (`json_valid(body)`, `seq >= 1`, the origin and parent
 //!     rules, the counters);
 //!   - entries stored under a session id that has no session row.
+//! * The entry rows are read by the reader every other read uses
+//!   (`rows.rs`), which reports each gap, undecodable body and misplaced
+//!   `SessionStart` and reads on, so verify and a failed read name a
+//!   problem in the same words.
 //! * Checks, for each session (or the one asked for):
 //!   - the row itself: a known `origin`, and a parent exactly when the origin
 //!     is `fork` or `compaction`;
@@ -37,11 +41,11 @@
 use std::fmt;
 
 use podlog_entry::{EntryRef, LogEntry, Seq, SessionId};
-use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 
 use crate::error::Context;
-use crate::{lenient_id, Result, Store};
+use crate::rows::{read_rows, RowError, Span};
+use crate::{stored_id, Result, Store, StoreError};
 
 /// One broken invariant, with the session and seq it concerns where there is
 /// one. Displays as `session S seq N: message`, `session S: message` or
@@ -84,7 +88,7 @@ struct Report<'c> {
 impl Report<'_> {
     fn push(&mut self, session: Option<&str>, seq: Option<i64>, message: impl Into<String>) {
         self.problems.push(Problem {
-            session: session.map(session_id),
+            session: session.map(stored_id),
             seq: seq.and_then(|s| u64::try_from(s).ok()).map(Seq),
             message: message.into(),
         });
@@ -189,101 +193,68 @@ impl Report<'_> {
         }
     }
 
-    fn check_entries(&mut self, row: &RawSession) -> rusqlite::Result<()> {
+    /// Reads the session's rows with the one row reader, reporting every
+    /// problem it yields, then checks the kind and ts columns, the counters
+    /// and the references of each `SessionStart`.
+    fn check_entries(&mut self, row: &RawSession) {
         let id = Some(row.id.as_str());
         let conn = self.conn;
-        let mut stmt = conn.prepare(
-            "SELECT seq, ts, kind, body FROM entries WHERE session_id = ?1 ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([&row.id])?;
-        let mut want: i64 = 1;
-        let mut count: i64 = 0;
-        let mut last: i64 = 0;
-        let mut starts = Vec::new();
-        while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(0)?;
-            count += 1;
-            if seq < 1 {
-                self.push(id, None, format!("an entry has seq {seq}; seqs start at 1"));
-                continue;
-            }
-            if seq > want {
-                let gap = if seq == want + 1 {
-                    format!("entry missing (the next stored entry is seq {seq})")
-                } else {
-                    format!("entries {want} to {} missing", seq - 1)
-                };
-                self.push(id, Some(want), gap);
-            }
-            want = seq + 1;
-            last = seq;
-            let body = match r.get_ref(3)? {
-                ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
-                    Ok(text) => text.to_owned(),
-                    Err(e) => {
-                        self.push(id, Some(seq), format!("body is not UTF-8: {e}"));
+        let read = read_rows(conn, &row.id, Span::ALL, |rows| {
+            let mut starts = Vec::new();
+            while let Some(item) = rows.next_row() {
+                let stored = match item {
+                    Ok(stored) => stored,
+                    Err(RowError::Sqlite(e)) => {
+                        self.push(id, None, format!("cannot read its entries: {e}"));
+                        return Ok(None);
+                    }
+                    Err(problem) => {
+                        let seq = problem.seq().and_then(|s| i64::try_from(s.get()).ok());
+                        self.push(id, seq, problem.to_string());
                         continue;
                     }
-                },
-                other => {
+                };
+                let (seq, entry) = (stored.seq.get(), &stored.entry);
+                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                if stored.kind_column != Some(entry.kind()) {
                     self.push(
                         id,
                         Some(seq),
-                        format!("body is {:?}, not JSON text", other.data_type()),
+                        format!(
+                            "kind column says {} but the body's type is {}",
+                            stored.kind_column.unwrap_or("(not text)"),
+                            entry.kind()
+                        ),
                     );
-                    continue;
                 }
-            };
-            let entry = match LogEntry::from_json(&body) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.push(id, Some(seq), format!("body does not decode: {e}"));
-                    continue;
+                let ts = stored.ts_column;
+                if ts.and_then(|t| u64::try_from(t).ok()) != Some(entry.ts()) {
+                    self.push(
+                        id,
+                        Some(seq),
+                        format!(
+                            "ts column is {} but the body's ts is {}",
+                            ts.map_or_else(|| "not a number".to_owned(), |t| t.to_string()),
+                            entry.ts()
+                        ),
+                    );
                 }
-            };
-            let kind: Option<String> = r.get(2).ok();
-            if kind.as_deref() != Some(entry.kind()) {
-                self.push(
-                    id,
-                    Some(seq),
-                    format!(
-                        "kind column says {} but the body's type is {}",
-                        kind.as_deref().unwrap_or("(not text)"),
-                        entry.kind()
-                    ),
-                );
+                if entry.is_session_start() {
+                    starts.push((seq, stored.entry));
+                }
             }
-            let ts: Option<i64> = r.get(1).ok();
-            if ts.and_then(|t| u64::try_from(t).ok()) != Some(entry.ts()) {
-                self.push(
-                    id,
-                    Some(seq),
-                    format!(
-                        "ts column is {} but the body's ts is {}",
-                        ts.map_or_else(|| "not a number".to_owned(), |t| t.to_string()),
-                        entry.ts()
-                    ),
-                );
+            Ok(Some((rows.count(), rows.last(), starts)))
+        });
+        let (count, last, starts) = match read {
+            Ok(Some(read)) => read,
+            Ok(None) => return,
+            Err(e) => {
+                self.push(id, None, format!("cannot read its entries: {e}"));
+                return;
             }
-            match (seq == 1, entry.is_session_start()) {
-                (true, true) | (false, false) => {}
-                (true, false) => self.push(
-                    id,
-                    Some(seq),
-                    format!("seq 1 holds a {} instead of a SessionStart", entry.kind()),
-                ),
-                (false, true) => self.push(
-                    id,
-                    Some(seq),
-                    "a SessionStart after seq 1 (only seq 1 may hold one)",
-                ),
-            }
-            if entry.is_session_start() {
-                starts.push((seq, entry));
-            }
-        }
-        drop(rows);
-        drop(stmt);
+        };
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let last = i64::try_from(last.get()).unwrap_or(i64::MAX);
         if count == 0 {
             self.push(
                 id,
@@ -314,7 +285,6 @@ impl Report<'_> {
         for (seq, start) in starts {
             self.check_start(row, seq, &start);
         }
-        Ok(())
     }
 
     /// The references of a `SessionStart` exist, and the one at seq 1 agrees
@@ -355,12 +325,6 @@ impl Report<'_> {
             }
         }
     }
-}
-
-/// A session id for a stored text, printable even if the text is not a valid
-/// id.
-fn session_id(text: &str) -> SessionId {
-    SessionId::new(text).unwrap_or_else(|_| lenient_id(text))
 }
 
 /// How a session came to be, in words, from its row or its `SessionStart`.
@@ -443,7 +407,12 @@ impl Store {
     /// database cannot be read at all, or `session` does not exist.
     pub fn verify(&self, session: Option<&SessionId>) -> Result<Vec<Problem>> {
         if let Some(session) = session {
-            self.session(session)?;
+            // Only whether it exists: what is wrong with its row is a
+            // problem to report, not a reason to stop.
+            match self.session(session) {
+                Ok(_) | Err(StoreError::CorruptSession { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.with_reader(|conn| {
             let ctx = || "verifying the database".to_owned();
@@ -461,13 +430,7 @@ impl Store {
                 Ok(rows) => {
                     for row in &rows {
                         report.check_row(row);
-                        if let Err(e) = report.check_entries(row) {
-                            report.push(
-                                Some(&row.id),
-                                None,
-                                format!("cannot read its entries: {e}"),
-                            );
-                        }
+                        report.check_entries(row);
                     }
                 }
                 Err(e) => report.push(None, None, format!("cannot read the session rows: {e}")),

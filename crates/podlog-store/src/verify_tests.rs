@@ -236,6 +236,40 @@ fn references_to_nowhere_and_disagreeing_starts() {
 }
 
 #[test]
+fn an_unknown_origin_is_a_problem_when_verifying_only_that_session() {
+    let f = fixture();
+    let conn = rusqlite::Connection::open(&f.path).unwrap();
+    // The schema's CHECK on origin has to be switched off, as the sqlite3
+    // shell can.
+    conn.execute_batch(
+        "PRAGMA ignore_check_constraints = ON; \
+         UPDATE sessions SET origin = 'merge' WHERE id = 's-0003';",
+    )
+    .unwrap();
+    drop(conn);
+    let id = SessionId::new("s-0003").unwrap();
+    assert!(matches!(
+        f.store.session(&id),
+        Err(StoreError::CorruptSession { .. })
+    ));
+    let report: Vec<String> = f
+        .store
+        .verify(Some(&id))
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        report,
+        [
+            "session s-0003: unknown origin \"merge\"",
+            "session s-0003 seq 1: the session row says merge from s-0001@6 but its \
+             SessionStart says compacted from s-0001@6"
+        ]
+    );
+}
+
+#[test]
 fn orphans_and_many_problems_at_once() {
     let report = check(
         "INSERT INTO entries (session_id, seq, ts, kind, body) \

@@ -57,8 +57,6 @@ enum Command {
     },
     #[command(flatten)]
     Lifecycle(crate::lifecycle_cmd::LifecycleCommand),
-    /// Measure podlog against same-run baselines and print the ratio table.
-    Bench(crate::bench_cmd::BenchArgs),
     /// Serve pods over HTTP + SSE (loopback by default) until Ctrl-C.
     Serve(crate::serve_cmd::ServeArgs),
     /// Follow a served pod's live log in the terminal.
@@ -121,7 +119,6 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
         Command::Lifecycle(command) => return crate::lifecycle_cmd::run(&store, command, &mut out),
-        Command::Bench(bench) => crate::bench_cmd::run(&bench, &path)?,
         Command::Serve(serve) => {
             drop(out);
             return crate::serve_cmd::run(serve, store, &path);

@@ -5,7 +5,6 @@
 //! Exit codes: 0 on success, 1 when the command failed (the message says
 //! why), 2 when the arguments are wrong.
 
-mod bench_cmd;
 mod cli;
 mod crash_cmd;
 mod hold_cmd;

@@ -6,8 +6,6 @@
 //! why), 2 when the arguments are wrong.
 
 mod cli;
-mod crash_cmd;
-mod hold_cmd;
 mod lifecycle_cmd;
 mod serve_cmd;
 mod tail_cmd;

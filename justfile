@@ -20,8 +20,12 @@ fmt:
 ci:
     bash .ci/run
 
-# Run the benchmark suite.
-bench:
+# Print the quick ratio table of docs/performance.md (options: --dir, --repeats).
+bench *ARGS:
+    cargo run --release -p podlog-bench -- {{ARGS}}
+
+# Run the criterion, memory and fan-out benches.
+benches:
     cargo bench -p podlog-bench
 
 # Write a scripted conversation into the default database and print it.

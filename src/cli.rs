@@ -57,27 +57,10 @@ enum Command {
     },
     #[command(flatten)]
     Lifecycle(crate::lifecycle_cmd::LifecycleCommand),
-    /// Measure podlog against same-run baselines and print the ratio table.
-    Bench(crate::bench_cmd::BenchArgs),
     /// Serve pods over HTTP + SSE (loopback by default) until Ctrl-C.
     Serve(crate::serve_cmd::ServeArgs),
     /// Follow a served pod's live log in the terminal.
     Tail(crate::tail_cmd::TailArgs),
-    /// Append entries until killed, printing each published seq (for the
-    /// crash tests).
-    #[command(hide = true)]
-    AppendLoop {
-        /// Continue this session instead of starting a new one.
-        #[arg(long)]
-        session: Option<String>,
-        /// Stop after this many entries.
-        #[arg(long)]
-        count: Option<u64>,
-    },
-    /// Open a session for writing and keep it open, playing one scripted run
-    /// per stdin line (for the one-writer-per-session tests).
-    #[command(hide = true)]
-    Hold(crate::hold_cmd::HoldArgs),
 }
 
 /// The database path from the arguments, or the platform default.
@@ -121,7 +104,6 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
         Command::Lifecycle(command) => return crate::lifecycle_cmd::run(&store, command, &mut out),
-        Command::Bench(bench) => crate::bench_cmd::run(&bench, &path)?,
         Command::Serve(serve) => {
             drop(out);
             return crate::serve_cmd::run(serve, store, &path);
@@ -129,13 +111,6 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Tail(tail) => {
             drop(out);
             return crate::tail_cmd::run(&tail);
-        }
-        Command::AppendLoop { session, count } => {
-            crate::crash_cmd::append_loop(store, session, count)?
-        }
-        Command::Hold(hold) => {
-            drop(out);
-            return crate::hold_cmd::run(hold, store);
         }
     };
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

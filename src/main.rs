@@ -5,10 +5,7 @@
 //! Exit codes: 0 on success, 1 when the command failed (the message says
 //! why), 2 when the arguments are wrong.
 
-mod bench_cmd;
 mod cli;
-mod crash_cmd;
-mod hold_cmd;
 mod lifecycle_cmd;
 mod serve_cmd;
 mod tail_cmd;

@@ -5,8 +5,8 @@
 //! non-loopback `--listen` needs a token: `--token-file PATH`, or else one is
 //! generated into `<database>.token` (0600); the log names the file, never
 //! the token. `--demo` adds the pod `demo`, a scripted conversation at a
-//! human pace. Logs go to stderr (`PODLOG_LOG` sets the filter, `info` by
-//! default).
+//! human pace; `--demo-pace-ms` makes it faster or slower. Logs go to
+//! stderr (`PODLOG_LOG` sets the filter, `info` by default).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -21,6 +21,10 @@ use podlog_store::Store;
 
 /// The default TCP address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// The slowest demo pace: a minute per text delta, 25 minutes between runs.
+/// (The fastest is 1 ms: a pace of 0 would write as fast as the disk goes.)
+const MAX_DEMO_PACE_MS: u64 = 60_000;
 
 /// Arguments of `podlog serve`.
 #[derive(Debug, clap::Args)]
@@ -39,9 +43,15 @@ pub struct ServeArgs {
     /// Serve the pod `demo`: a scripted conversation that keeps going.
     #[arg(long)]
     demo: bool,
-    /// The demo's pause before each text delta, in milliseconds (the pause
-    /// between runs is 25 times longer). For tests.
-    #[arg(long, hide = true, value_name = "MS")]
+    /// The demo's pace: its pause before each streamed text delta, in
+    /// milliseconds (default 120; the pause between runs is 25 times
+    /// longer). Lower for a fast demo, higher for a slow one.
+    #[arg(
+        long,
+        requires = "demo",
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_PACE_MS),
+    )]
     demo_pace_ms: Option<u64>,
 }
 
@@ -88,6 +98,7 @@ pub fn run(args: ServeArgs, store: Store, db: &Path) -> Result<ExitCode, String>
     let demo = args.demo.then(|| match args.demo_pace_ms {
         Some(ms) => DemoOptions {
             delta_delay: Duration::from_millis(ms),
+            // At most 25 * MAX_DEMO_PACE_MS: no overflow.
             pause_between_runs: Duration::from_millis(ms * 25),
             ..DemoOptions::default()
         },

@@ -1,20 +1,25 @@
 //! Guards against the classic crash failures of a log: a partly written
 //! entry after a crash, a "published" entry that is not on disk, a gap in
-//! seq, a database that no longer opens. A child process appends through the
-//! real store and sink and prints each seq once it is published; the test
+//! seq, a database that no longer opens. A child process (this test binary
+//! started again, see `child.rs`) appends through the real store and sink
+//! and prints each seq once it is published; the test
 //! kills it with SIGKILL at random moments, 25 times with synchronous=FULL and
 //! 25 times with NORMAL, and after each kill reopens the database and checks
 //! that every printed seq is on disk, seqs are gap-free, every row decodes,
 //! `integrity_check` is ok, and the session restores and goes on.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use podlog_entry::{Seq, SessionId};
-use podlog_store::{Store, StoreOptions};
+use podlog_store::{Store, StoreOptions, Synchronous};
 
+use crate::child::{self, Role};
 use crate::support::{sqlite3, TempDb};
+
+/// This file's test, as the harness names it: what the child runs.
+const TEST: &str = "crash::sigkill_at_random_moments_loses_nothing_published";
 
 struct Rng(u64);
 impl Rng {
@@ -26,29 +31,23 @@ impl Rng {
     }
 }
 
-/// Runs `append-loop` on `db` and kills it after `after` from its first
-/// published entry. Returns the session id and the seqs it printed.
+/// Runs an append-loop child on `db` and kills it after `after` from its
+/// first published entry. Returns the session id and the seqs it printed.
 fn run_and_kill(
     db: &std::path::Path,
-    sync: &str,
+    synchronous: Synchronous,
     session: Option<&SessionId>,
     after: Duration,
 ) -> (SessionId, Vec<u64>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podlog"));
-    cmd.arg("--db")
-        .arg(db)
-        .arg("--synchronous")
-        .arg(sync)
-        .arg("append-loop");
-    if let Some(id) = session {
-        cmd.arg("--session").arg(id.as_str());
-    }
-    let mut child = cmd
-        .env_remove("PODLOG_DB")
+    let role = Role::AppendLoop {
+        synchronous,
+        session,
+    };
+    let mut child = child::command(TEST, db, &role)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn podlog append-loop");
+        .expect("spawn the append-loop child");
     let stdout = child.stdout.take().unwrap();
     let (named, named_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -109,6 +108,9 @@ fn check_after_kill(db: &std::path::Path, id: &SessionId, printed: &[u64]) -> u6
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_published() {
+    if child::play_if_child() {
+        return;
+    }
     let seed = std::env::var("PODLOG_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -116,14 +118,14 @@ fn sigkill_at_random_moments_loses_nothing_published() {
     let mut rng = Rng(seed);
     let mut kills = 0;
     let mut published = 0;
-    for sync in ["full", "normal"] {
+    for (sync, synchronous) in [("full", Synchronous::Full), ("normal", Synchronous::Normal)] {
         let db = TempDb::new();
         let mut session: Option<SessionId> = None;
         // A new session holds its SessionStart at seq 1 before any append.
         let mut last = 1;
         for _ in 0..25 {
             let after = Duration::from_millis(rng.below(40));
-            let (id, printed) = run_and_kill(&db.path, sync, session.as_ref(), after);
+            let (id, printed) = run_and_kill(&db.path, synchronous, session.as_ref(), after);
             kills += 1;
             published += printed.len();
             if let Some(&first) = printed.first() {

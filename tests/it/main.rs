@@ -2,6 +2,8 @@
 //! as one test binary (linking is the slow part of a test run on a small
 //! machine): one module per area.
 
+mod binary;
+mod child;
 mod cli;
 mod concurrency;
 mod corrupt;

@@ -9,9 +9,10 @@
 //! threads; each subscriber's log, rebuilt from the snapshot and the events
 //! (following rotations), must equal what the store holds for each session
 //! it saw. The pod is then shut down, restored from disk through a new store
-//! handle, and goes on the same way. A second process (`podlog hold`) must be
-//! refused a session a pod writes, and a holder killed with SIGKILL must
-//! leave the session free and its run closed.
+//! handle, and goes on the same way. A second process (this test binary
+//! started again as a holder, see `child.rs`) must be refused a session a
+//! pod writes, and a holder killed with SIGKILL must leave the session free
+//! and its run closed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -25,7 +26,8 @@ use podlog_protocol::{Event, LogView, SharedEvent};
 use podlog_store::{NewSession, SequentialIds, Store, StoreOptions};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
-use crate::support::{podlog, TempDb};
+use crate::child::{self, Role};
+use crate::support::{Run, TempDb};
 
 fn open(db: &TempDb, clock_start: u64, id_prefix: &str) -> Arc<Store> {
     let options = StoreOptions {
@@ -273,7 +275,16 @@ fn subscribers_rebuild_the_stored_log_across_compactions_forks_and_a_restore() {
     assert_eq!(&after[..before.len()], before.as_slice());
 }
 
-/// A running `podlog hold SESSION`.
+/// The test that plays the holder in its child process.
+const HOLDER_TEST: &str = "pod::a_second_process_is_refused_and_a_killed_holder_frees_the_session";
+
+/// A holder process: this test binary started again, writing `session` as a
+/// pod (see `child.rs`).
+fn holder_command(db: &TempDb, session: &SessionId, delta_ms: u64) -> Command {
+    child::command(HOLDER_TEST, &db.path, &Role::Hold { session, delta_ms })
+}
+
+/// A running holder.
 struct Holder {
     child: Child,
     stdin: ChildStdin,
@@ -282,21 +293,12 @@ struct Holder {
 
 impl Holder {
     fn spawn(db: &TempDb, session: &SessionId, delta_ms: u64) -> Holder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podlog"))
-            .arg("--db")
-            .arg(&db.path)
-            .args([
-                "hold",
-                session.as_str(),
-                "--delta-ms",
-                &delta_ms.to_string(),
-            ])
-            .env_remove("PODLOG_DB")
+        let mut child = holder_command(db, session, delta_ms)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn podlog hold");
+            .expect("spawn the holder");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Holder {
@@ -306,10 +308,18 @@ impl Holder {
         }
     }
 
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read holder");
-        line
+    /// The holder's next line that starts with `prefix`, skipping the test
+    /// harness's own lines; empty if the holder's stdout closed first.
+    fn line(&mut self, prefix: &str) -> String {
+        loop {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line).expect("read holder") == 0 {
+                return line;
+            }
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
     }
 }
 
@@ -322,6 +332,9 @@ impl Drop for Holder {
 
 #[test]
 fn a_second_process_is_refused_and_a_killed_holder_frees_the_session() {
+    if child::play_if_child() {
+        return;
+    }
     let db = TempDb::new();
     let store = open(&db, 1_700_000_000_000, "w");
     let pod = Pod::create(
@@ -334,10 +347,22 @@ fn a_second_process_is_refused_and_a_killed_holder_frees_the_session() {
     let id = pod.session_id();
     let before = store.entries(&id).expect("entries");
 
-    // This process writes the session: another process is refused, and
-    // writes nothing.
-    let run = podlog(&db.path, &["hold", id.as_str()]);
+    // This process writes the session: another process is refused, naming
+    // this one, and writes nothing.
+    let refused = holder_command(&db, &id, 0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the holder");
+    let refused_pid = refused.id();
+    let run = Run::from(refused.wait_with_output().expect("run the holder"));
     assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        !run.stdout.contains("holding"),
+        "the refused process held the session: {}",
+        run.stdout
+    );
     assert!(
         run.stderr.contains(&format!(
             "session {id} is being written by pid {}",
@@ -346,12 +371,19 @@ fn a_second_process_is_refused_and_a_killed_holder_frees_the_session() {
         "{}",
         run.stderr
     );
+    // The child is the re-executed test binary itself, a process of its
+    // own: the refusal names the holder (this process), not the refused.
+    assert!(
+        !run.stderr.contains(&format!("by pid {refused_pid} ")),
+        "{}",
+        run.stderr
+    );
     assert_eq!(store.entries(&id).expect("entries"), before);
     pod.shutdown();
 
     // Now the other process writes it: this one is refused, naming it.
     let mut holder = Holder::spawn(&db, &id, 150);
-    let hello = holder.line();
+    let hello = holder.line("holding ");
     assert!(
         hello.starts_with(&format!("holding {id} as pid {} ", holder.child.id())),
         "{hello}"

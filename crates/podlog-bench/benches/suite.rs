@@ -1,12 +1,13 @@
 //! The criterion benches of rows P1 to P6, each beside its baseline (the
-//! measurement code is `podlog_bench`'s, shared with `podlog bench`). Row P7
-//! is the `memory` bench, P8 and P9 the `fanout` bench. Files go in a temporary folder under Cargo's
-//! `CARGO_TARGET_TMPDIR` (`target/tmp`), removed at the end.
+//! measurement code is `podlog_bench`'s, shared with the `podlog-bench`
+//! program). Row P7 is the `memory` bench, P8 and P9 the `fanout` bench.
+//! Files go in a temporary folder under Cargo's `CARGO_TARGET_TMPDIR`
+//! (`target/tmp`), removed at the end.
 //!
 //! Sample sizes and measurement times are small so that the whole suite runs
 //! in a few minutes on two cores; criterion reports means and spreads, the
-//! quick mode (`podlog bench`) the medians and ratios of the table. A failed
-//! measurement ends the run with its message.
+//! quick mode (the `podlog-bench` program) the medians and ratios of the
+//! table. A failed measurement ends the run with its message.
 
 use std::hint::black_box;
 use std::path::Path;

@@ -9,8 +9,9 @@
 //! The server side ([`measure_fanout`]) runs in this process: a store
 //! (`synchronous=FULL`), a pod whose session holds a short history, and the
 //! server on a loopback port, on a two-worker tokio runtime. The clients run
-//! in another process when the caller can start one ([`ClientLauncher::Command`],
-//! which `podlog bench` and the `fanout` bench use), so the server's memory
+//! in another process when the caller can start one
+//! ([`ClientLauncher::Command`], which the `podlog-bench` program and the
+//! `fanout` bench use, each starting itself again), so the server's memory
 //! is measured alone; [`ClientLauncher::InProcess`] runs them on a thread of
 //! this process instead (for tests: the memory figure then includes the
 //! clients').

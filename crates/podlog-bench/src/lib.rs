@@ -15,10 +15,10 @@
 //! | P8 | [`fanout::measure_fanout`]: `podlog-server` streaming to 1,000 clients | the same with one client (latency); the expected deliveries |
 //! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
 //!
-//! [`quick()`] runs them all and returns a [`Report`] (what `podlog bench`
-//! prints). The benches in `benches/` run the same functions: `suite`
-//! (criterion, P1 to P6), `memory` (P7 with a counting allocator) and
-//! `fanout` (P8 and P9).
+//! [`quick()`] runs them all and returns a [`Report`] (what the
+//! `podlog-bench` program, `src/main.rs`, prints). The benches in `benches/`
+//! run the same functions: `suite` (criterion, P1 to P6), `memory` (P7 with
+//! a counting allocator) and `fanout` (P8 and P9).
 //!
 //! Nothing here prints: progress goes to a callback, results are values
 //! (the one exception is [`fanout::client_main`], the client process of P8,

@@ -20,7 +20,7 @@
 //!   anywhere else.
 //! * [`Mallinfo`], glibc's `mallinfo2()`: bytes in chunks in use, across
 //!   every arena, including the allocator's per-chunk overhead. Available in
-//!   any binary on glibc; `podlog bench` uses it.
+//!   any binary on glibc; the `podlog-bench` program uses it.
 //!
 //! The process must not allocate on other threads during the measurement.
 

@@ -1,6 +1,6 @@
-//! The quick mode behind `podlog bench`: every row of the performance table,
-//! each side measured `repeats` times in one run, reported as medians and
-//! ratios in a [`Report`].
+//! The quick mode behind the `podlog-bench` program: every row of the
+//! performance table, each side measured `repeats` times in one run,
+//! reported as medians and ratios in a [`Report`].
 //!
 //! # What a row reports
 //!

@@ -1,0 +1,191 @@
+//! `podlog-bench`: the quick mode of the benchmark suite, as its own program
+//! so that the shipped `podlog` binary links no benchmark code. Runs every
+//! row of the performance table against its same-run baseline (see
+//! [`podlog_bench::quick`]) and prints the ratio table on stdout, under a
+//! line naming the machine; progress goes to stderr.
+//!
+//! The temporary files go in a fresh folder inside `--dir`, by default the
+//! folder of the database named by `--db` (or `$PODLOG_DB`, or podlog's
+//! default database in the platform's data folder), so the append figures
+//! are those of the disk the database is on. The folder is removed
+//! afterwards.
+//!
+//! Row P8's clients run in a second process: this program again, with the
+//! hidden `--fanout-clients SPEC`, so that the server's memory per client
+//! is measured without theirs.
+//!
+//! Exit codes: 0 on success, 1 when the run failed (the message says why),
+//! 2 when the arguments are wrong.
+
+use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use podlog_bench::fanout::{client_main, ClientLauncher};
+use podlog_bench::{quick, Mallinfo, QuickOptions, Scale};
+
+/// Measure podlog against baselines run on the same disk and print the
+/// ratio table of docs/performance.md.
+#[derive(Debug, Parser)]
+#[command(name = "podlog-bench", version)]
+struct Args {
+    /// The folder for the temporary files (default: the database's folder).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// The database whose disk to measure: the default for --dir is its
+    /// folder (default: podlog.db in the platform's data folder, as for
+    /// `podlog`). Nothing is written to the database itself.
+    #[arg(long, env = "PODLOG_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+
+    /// How many times each measurement runs; the table shows medians.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeats: u16,
+
+    /// Run P8's clients as described by SPEC (JSON) and report on stdout:
+    /// what the benchmark starts this program with.
+    #[arg(long, hide = true, value_name = "SPEC")]
+    fanout_clients: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podlog-bench: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the quick suite, or P8's clients; `Err` carries the message for the
+/// user.
+fn run(args: &Args) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    if let Some(spec) = &args.fanout_clients {
+        client_main(spec, &mut out).map_err(|e| format!("benchmark clients: {e}"))?;
+        return out.flush().map_err(|e| format!("benchmark clients: {e}"));
+    }
+    let clients = match std::env::current_exe() {
+        Ok(program) => ClientLauncher::Command {
+            program,
+            args: vec!["--fanout-clients".to_owned()],
+        },
+        // Without its own path, the program cannot start its clients apart:
+        // they run in this process and P8's memory figure says so.
+        Err(_) => ClientLauncher::InProcess,
+    };
+    let options = QuickOptions {
+        dir: files_dir(args)?,
+        repeats: usize::from(args.repeats),
+        scale: Scale::quick(),
+        clients,
+    };
+    eprintln!(
+        "podlog-bench: {} repetitions, files in {}",
+        options.repeats,
+        options.dir.display()
+    );
+    let report = quick(&options, &Mallinfo, &mut |what| {
+        eprintln!("podlog-bench: {what}")
+    })
+    .map_err(|e| format!("benchmark failed: {e}"))?;
+    let written = writeln!(out, "{}\n{report}", machine()).and_then(|()| out.flush());
+    match written {
+        // A reader that went away (`podlog-bench | head`) is no failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing output: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// The folder the temporary files go in: `--dir`, else the database's
+/// folder.
+fn files_dir(args: &Args) -> Result<PathBuf, String> {
+    if let Some(dir) = &args.dir {
+        return Ok(dir.clone());
+    }
+    let database = match &args.db {
+        Some(path) => path.clone(),
+        None => default_database()?,
+    };
+    Ok(match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    })
+}
+
+/// podlog's default database, `podlog.db` in the platform's data folder
+/// (created 0700 if missing, as `podlog` does).
+fn default_database() -> Result<PathBuf, String> {
+    let dir = dirs::data_dir()
+        .ok_or("cannot find a data folder: set HOME, XDG_DATA_HOME, PODLOG_DB, --db or --dir")?
+        .join("podlog");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir.join("podlog.db"))
+}
+
+/// One line naming the machine: cores and CPU model.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("machine: {cores} cores, {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{files_dir, Args};
+
+    #[test]
+    fn the_arguments_are_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn the_files_go_beside_the_database_unless_dir_says_otherwise() {
+        let parse = |argv: &[&str]| {
+            let args =
+                Args::try_parse_from(std::iter::once("podlog-bench").chain(argv.iter().copied()))
+                    .expect("valid arguments");
+            files_dir(&args).expect("a folder")
+        };
+        assert_eq!(
+            parse(&["--db", "/srv/pods/podlog.db"]),
+            std::path::Path::new("/srv/pods")
+        );
+        assert_eq!(parse(&["--db", "podlog.db"]), std::path::Path::new("."));
+        assert_eq!(
+            parse(&["--db", "/srv/pods/podlog.db", "--dir", "/mnt/ssd"]),
+            std::path::Path::new("/mnt/ssd")
+        );
+    }
+
+    #[test]
+    fn repeats_must_be_between_1_and_100() {
+        for bad in ["0", "101", "many"] {
+            assert!(
+                Args::try_parse_from(["podlog-bench", "--repeats", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let args = Args::try_parse_from(["podlog-bench", "--repeats", "7"]).expect("valid");
+        assert_eq!(args.repeats, 7);
+    }
+}

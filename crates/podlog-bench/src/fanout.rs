@@ -28,7 +28,9 @@
 //!    before the commit, so the latency includes the durable commit.
 //! 3. Each client checks that it got every index, in order, once, and
 //!    records each event's latency; the run reports the deliveries, the
-//!    clients that got everything, and the latency percentiles.
+//!    clients that got everything, and the latency percentiles. The server
+//!    process's CPU time (`getrusage`) from the first commit until every
+//!    client is done, over the events, is its CPU cost per event.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -67,6 +69,20 @@ pub fn now_ns() -> u64 {
         return 0;
     }
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time (user and system) this process has used so far, in
+/// nanoseconds (`getrusage`), or `None`.
+pub fn process_cpu_ns() -> Option<u64> {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes into
+    // the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    Some(ns(usage.ru_utime) + ns(usage.ru_stime))
 }
 
 /// Bytes resident in this process (Linux `/proc/self/statm`), or `None`.
@@ -465,6 +481,9 @@ pub struct FanoutResult {
     pub rss_per_client: Option<f64>,
     /// Server heap in use per attached idle client (glibc), in bytes.
     pub heap_per_client: Option<f64>,
+    /// CPU time of the server process (its commits included) per live
+    /// event, in nanoseconds, while the events were committed and sent.
+    pub cpu_per_event_ns: Option<f64>,
 }
 
 /// Serves a pod to `spec.clients` clients started by `launcher` and commits
@@ -553,6 +572,7 @@ fn drive(
     let heap_per_client = per_client(heap_before, Mallinfo.live_bytes());
 
     let interval = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
+    let cpu_before = process_cpu_ns();
     let start = Instant::now();
     for i in 0..spec.events {
         let due = start + interval * i as u32;
@@ -570,7 +590,14 @@ fn drive(
         }
     }
     let report = running.finish(run_time + Duration::from_secs(90))?;
+    let cpu_per_event_ns = match (cpu_before, process_cpu_ns()) {
+        (Some(b), Some(a)) if spec.events > 0 => {
+            Some(a.saturating_sub(b) as f64 / spec.events as f64)
+        }
+        _ => None,
+    };
     Ok(FanoutResult {
+        cpu_per_event_ns,
         expected: (spec.clients * spec.events) as u64,
         spec: spec.clone(),
         report,

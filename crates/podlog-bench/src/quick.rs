@@ -839,6 +839,11 @@ fn fanout_rows(
     );
     let delivered_what = "  events delivered to every client, in order (worst run)".to_owned();
     let memory_what = "  server resident memory per idle client".to_owned();
+    let cpu_what = format!(
+        "  server CPU per live event, {} clients vs 1 client",
+        many.clients
+    );
+    let mut cpu = Sides::default();
     let mut latency = Sides::default();
     let mut worst: Option<FanoutResult> = None;
     let mut rss = Vec::new();
@@ -880,6 +885,10 @@ fn fanout_rows(
         latency
             .baseline
             .push(one_run.report.latency_p99_ns as f64 / 1e6);
+        if let (Some(m), Some(o)) = (many_run.cpu_per_event_ns, one_run.cpu_per_event_ns) {
+            cpu.ours.push(m / 1e3);
+            cpu.baseline.push(o / 1e3);
+        }
         rss.extend(many_run.rss_per_client.map(|b| b / 1024.0));
         heap.extend(many_run.heap_per_client.map(|b| b / 1024.0));
         let share = |f: &FanoutResult| f.report.deliveries as f64 / f.expected.max(1) as f64;
@@ -945,6 +954,9 @@ fn fanout_rows(
         }
     ));
     rows.push(memory);
+    if !cpu.ours.is_empty() {
+        rows.push(cpu.row("P8-cpu", cpu_what, Unit::Micros, Target::Reference));
+    }
     rows
 }
 

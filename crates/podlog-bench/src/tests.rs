@@ -166,6 +166,7 @@ fn a_quick_run_measures_every_row() {
             "P8",
             "P8-delivery",
             "P8-memory",
+            "P8-cpu",
             "P9"
         ]
     );

@@ -6,15 +6,20 @@
 //! # How a run goes
 //!
 //! `Pod::submit_input` commits the user's `UserInput` and hands the run to
-//! the pod's driver thread, which calls [`AgentDriver::run`] with a
-//! [`RunContext`]. The driver talks to its model and, as things happen:
+//! the pod's run loop, which awaits [`AgentDriver::run`] with a
+//! [`RunContext`]. The run is a future on a tokio runtime: the runtime the
+//! pod was created in (no OS thread per pod), or, for a pod created outside
+//! any runtime, a small runtime on a thread of the pod's own. The driver
+//! awaits its model client and tools and, as things happen:
 //!
 //! * streams what is not worth keeping with [`RunContext::text_delta`] and
 //!   [`RunContext::tool_call_start`] (ephemeral events, sent to connected
 //!   clients only);
 //! * commits what is: assistant items, tool results, usage, `TurnEnd` after
 //!   each model round trip, notifications, with [`RunContext::commit`]. Each
-//!   commit is on disk before it returns and before any client sees it.
+//!   commit is on disk before its future completes and before any client
+//!   sees it. The commit itself runs on the runtime's blocking pool, so a
+//!   slow disk or another connection's lock never holds a runtime worker.
 //!
 //! The pod opens and closes the run itself: it commits the `UserInput`
 //! before the driver starts, and when `run` returns it commits
@@ -30,19 +35,22 @@
 //!
 //! ```
 //! use podlog_entry::{AssistantContent, Conversation, LogEntry, Message};
-//! use podlog_pod::{AgentDriver, DriverError, RunContext};
+//! use podlog_pod::{async_trait, AgentDriver, DriverError, RunContext};
 //!
 //! /// Answers every input with its text reversed.
 //! struct Echo;
 //!
+//! #[async_trait]
 //! impl AgentDriver for Echo {
-//!     fn run(&mut self, input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+//!     async fn run(&mut self, input: &str, ctx: &mut RunContext) -> Result<(), DriverError> {
+//!         // A real driver awaits its model client here.
 //!         let answer: String = input.chars().rev().collect();
-//!         ctx.text_delta(&answer)?; // shown while "generating"
+//!         ctx.text_delta(&answer).await?; // shown while "generating"
 //!         let ts = ctx.now();
-//!         ctx.commit(LogEntry::AssistantItem { ts, item: AssistantContent::Text { text: answer } })?;
+//!         let item = AssistantContent::Text { text: answer };
+//!         ctx.commit(LogEntry::AssistantItem { ts, item }).await?;
 //!         let ts = ctx.now();
-//!         ctx.commit(LogEntry::TurnEnd { ts, turn_count: 1 })?;
+//!         ctx.commit(LogEntry::TurnEnd { ts, turn_count: 1 }).await?;
 //!         Ok(())
 //!     }
 //!
@@ -63,6 +71,9 @@
 //!   kind `interrupted`): the pod is shutting down, and `Pod::shutdown` waits
 //!   for the run to return. Long waits (model calls, tools) should check
 //!   [`RunContext::is_stopping`] when they can.
+//! * Never block the thread inside `run` (no `std::thread::sleep`, no
+//!   blocking I/O): it is a runtime worker. Await, or use
+//!   `tokio::task::spawn_blocking` for blocking work.
 //! * Do not commit `UserInput`, `RunCompleted`, `RunErrored` or a
 //!   `SessionStart`: the pod does (`commit` refuses them).
 //! * Map failures to a kind: [`DriverError::provider`] for the model
@@ -71,24 +82,28 @@
 //!   model can react to is not a driver error: commit its `ToolResult` with
 //!   `is_error: true` and carry on.
 
+use std::sync::Arc;
+
 use podlog_entry::{Clock, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId};
+use podlog_protocol::Event;
 
 use crate::error::PodError;
 use crate::pod::Core;
-use podlog_protocol::Event;
 
 /// The message of the `RunErrored` that closes a run stopped by
 /// `Pod::shutdown`.
 pub const INTERRUPTED_BY_SHUTDOWN: &str = "the pod shut down during this run";
 
-/// The embedding application's model loop, run by the pod on its driver
-/// thread. See the module docs for how to implement one.
+/// The embedding application's model loop, awaited by the pod's run loop.
+/// An async trait (implement it with [`macro@crate::async_trait`]); see the
+/// module docs for how to implement one.
+#[async_trait::async_trait]
 pub trait AgentDriver: Send + 'static {
     /// Answers the user input `input` (already committed as a `UserInput`):
     /// calls the model, runs tools, and commits and streams through `ctx`.
-    /// Returns when the run is over; the pod then commits `RunCompleted`
+    /// Completes when the run is over; the pod then commits `RunCompleted`
     /// (`Ok`) or `RunErrored` (`Err`).
-    fn run(&mut self, input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError>;
+    async fn run(&mut self, input: &str, ctx: &mut RunContext) -> Result<(), DriverError>;
 
     /// Summarises `conversation` into the messages a compacted session
     /// starts from (`Pod::compact(None)`). Called on the caller's thread,
@@ -138,21 +153,23 @@ impl From<PodError> for DriverError {
 }
 
 /// What a driver gets for one run: commit entries, stream ephemeral events,
-/// read the conversation. Borrowed for the length of [`AgentDriver::run`].
-pub struct RunContext<'a> {
-    pub(crate) core: &'a Core,
+/// read the conversation. Lent for the length of [`AgentDriver::run`].
+pub struct RunContext {
+    pub(crate) core: Arc<Core>,
     pub(crate) input_seq: Seq,
     pub(crate) turn_count: u64,
 }
 
-impl RunContext<'_> {
+impl RunContext {
     /// Commits `entry` to the session (store transaction, then mirror, then
     /// the event to clients) and returns its seq. Fails with
     /// `PodError::Closed` once the pod is shutting down, with
     /// `PodError::Rejected` for the entries the pod commits itself
     /// (`UserInput`, `RunCompleted`, `RunErrored`, `SessionStart`), and with
     /// `PodError::Store` when the store fails (nothing is published then).
-    pub fn commit(&mut self, entry: LogEntry) -> Result<Seq, PodError> {
+    /// The commit runs on the blocking pool; the future completes once the
+    /// entry is on disk and published.
+    pub async fn commit(&mut self, entry: LogEntry) -> Result<Seq, PodError> {
         if matches!(
             entry,
             LogEntry::UserInput { .. }
@@ -170,7 +187,10 @@ impl RunContext<'_> {
             LogEntry::TurnEnd { turn_count, .. } => Some(*turn_count),
             _ => None,
         };
-        let seq = self.core.commit(entry, true)?;
+        let seq = self
+            .core
+            .blocking(move |core| core.commit(entry, true))
+            .await?;
         if let Some(turn) = turn {
             self.turn_count = turn;
         }
@@ -181,7 +201,7 @@ impl RunContext<'_> {
     /// to connected clients, stamped with the last committed seq. Fails with
     /// `PodError::Closed` once the pod is shutting down, and with
     /// `PodError::Rejected` for an event that is not ephemeral.
-    pub fn stream(&mut self, event: Event) -> Result<(), PodError> {
+    pub async fn stream(&mut self, event: Event) -> Result<(), PodError> {
         if !event.is_ephemeral() {
             return Err(PodError::Rejected {
                 session: self.session_id(),
@@ -189,24 +209,30 @@ impl RunContext<'_> {
                 reason: "only ephemeral events are streamed; commit entries instead".to_owned(),
             });
         }
-        self.core.stream(event, true)
+        // Sending takes the pod mutex, which a commit holds while it waits
+        // for the disk: never on a runtime worker.
+        self.core
+            .blocking(move |core| core.stream(event, true))
+            .await
     }
 
     /// Streams a piece of assistant text being generated.
-    pub fn text_delta(&mut self, text: &str) -> Result<(), PodError> {
+    pub async fn text_delta(&mut self, text: &str) -> Result<(), PodError> {
         self.stream(Event::TextDelta {
             after: Seq::ZERO,
             text: text.to_owned(),
         })
+        .await
     }
 
     /// Streams the start of a tool call.
-    pub fn tool_call_start(&mut self, call_id: &str, name: &str) -> Result<(), PodError> {
+    pub async fn tool_call_start(&mut self, call_id: &str, name: &str) -> Result<(), PodError> {
         self.stream(Event::ToolCallStart {
             after: Seq::ZERO,
             call_id: call_id.to_owned(),
             name: name.to_owned(),
         })
+        .await
     }
 
     /// The session's conversation so far, this run's input and commits

@@ -3,8 +3,11 @@
 //!
 //! A pod owns the store handle, the session it writes (holding that
 //! session's cross-process write lock), the session's `SessionLogSink` (the
-//! in-memory mirror), an event channel for its clients, and a driver thread
-//! that runs the embedding application's [`AgentDriver`] (the model loop).
+//! in-memory mirror), an event channel for its clients, and a run loop that
+//! awaits the embedding application's [`AgentDriver`] (the model loop, an
+//! async trait). The run loop is a task of the tokio runtime the pod was
+//! created in, so pods cost no OS thread each; a pod created outside any
+//! runtime runs its loop on a small runtime of its own thread.
 //! [`ScriptedDriver`] plays a deterministic [`script::Script`] for the demo
 //! and the tests.
 //!
@@ -49,7 +52,7 @@
 //! reconnecting over the network (SSE `Last-Event-ID`) does the same.
 //!
 //! **Runs.** [`Pod::submit_input`] commits a `UserInput` and hands the run to
-//! the driver thread; it fails with [`PodError::Busy`] while a run,
+//! the run loop; it fails with [`PodError::Busy`] while a run,
 //! compaction or fork is in progress. The pod closes every run it starts
 //! with a committed `RunCompleted` or `RunErrored` (a driver error or panic
 //! becomes kind provider, tool or internal), after giving any tool call of
@@ -61,7 +64,7 @@
 //! **On shutdown.** [`Pod::shutdown`] (or dropping the last clone) makes the
 //! driver's next commit fail, so a run in progress stops after its in-flight
 //! commit and is closed with `RunErrored` of kind `interrupted`; it waits
-//! for the driver thread, releases the write lock and closes the event
+//! for the run loop to end, releases the write lock and closes the event
 //! channel. Receivers get every event sent before, then `RecvError::Closed`.
 //! Later writes fail with [`PodError::Closed`]; `subscribe` and `resume`
 //! still answer with the final state and an already closed receiver.
@@ -72,8 +75,8 @@
 //! call them while a commit waits for the disk or for another connection's
 //! lock. Every other method that writes or subscribes may wait for a
 //! commit: call it from a blocking thread (`spawn_blocking`). Dropping the
-//! last clone inside a tokio runtime does not wait for the driver thread on
-//! the worker: the rest of the shutdown finishes on a thread of its own.
+//! last clone inside a tokio runtime does not wait for the run loop on the
+//! worker: the rest of the shutdown finishes on a thread of its own.
 //!
 //! **No poisoning.** A panic in another thread while it held a pod lock does
 //! not make the pod unusable: every critical section leaves the state
@@ -85,6 +88,7 @@ pub mod pod;
 pub mod script;
 pub mod scripted;
 
+pub use async_trait::async_trait;
 pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
 pub use pod::{Pod, PodStatus};

@@ -1,6 +1,6 @@
 //! [`Pod`]: one agent conversation, live. It owns the store handle, the
 //! session it writes (and that session's write lock), the session's
-//! [`SessionLogSink`], the pod's event channel, and the driver thread.
+//! [`SessionLogSink`], the pod's event channel, and the run loop that awaits its driver.
 //!
 //! Every write goes through one pod mutex: the store transaction, then the
 //! publish to the sink, then the committed [`Event`] on the event channel.
@@ -10,16 +10,16 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
+use futures_util::FutureExt;
 use podlog_entry::{
     Clock, Committed, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId,
 };
 use podlog_sink::{SessionLogSink, Snapshot};
 use podlog_store::{NewSession, SessionWriter, Store};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::driver::{AgentDriver, DriverError, RunContext};
 use crate::error::PodError;
@@ -68,7 +68,7 @@ struct State {
     events: Option<broadcast::Sender<SharedEvent>>,
 }
 
-/// The part of a pod its driver thread shares.
+/// The part of a pod its run loop shares.
 pub(crate) struct Core {
     store: Arc<Store>,
     sink: SessionLogSink,
@@ -80,7 +80,8 @@ pub(crate) struct Core {
     /// The published [`PodStatus`]. Changed only after the state it
     /// describes, so a reader may see it a moment late, never ahead.
     status: watch::Sender<PodStatus>,
-    driver: Mutex<Box<dyn AgentDriver>>,
+    /// The driver; `None` while a run has it.
+    driver: Mutex<Option<Box<dyn AgentDriver>>>,
 }
 
 /// Releases the busy flag when dropped.
@@ -303,19 +304,53 @@ impl Core {
         }
     }
 
-    /// One run on the driver thread: the driver's work, then the entry that
-    /// closes the run. A failure to commit that entry leaves the run open
-    /// on disk, and the next restore closes it.
-    fn run(&self, text: &str, input_seq: Seq) {
-        let _ = self.stream(Event::RunStarted { after: input_seq }, true);
+    /// Runs `f` on the blocking pool, so that whatever it waits for (the
+    /// pod mutex, a commit's disk flush, another connection's lock) never
+    /// holds a runtime worker. A panic in `f` is raised again here.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Core) -> Result<T, PodError> + Send + 'static,
+    ) -> Result<T, PodError> {
+        let core = self.clone();
+        match tokio::task::spawn_blocking(move || f(&core)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down.
+            Err(_) => Err(PodError::Closed {
+                session: self.session_id(),
+            }),
+        }
+    }
+
+    /// One run, on the pod's run loop: the driver's work, then the entry
+    /// that closes the run. A failure to commit that entry leaves the run
+    /// open on disk, and the next restore closes it.
+    async fn run(self: &Arc<Self>, text: String, input_seq: Seq) {
+        let _ = self
+            .blocking(move |core| core.stream(Event::RunStarted { after: input_seq }, true))
+            .await;
         let mut ctx = RunContext {
-            core: self,
+            core: self.clone(),
             input_seq,
             turn_count: 0,
         };
-        let outcome = {
-            let mut driver = self.driver.lock().unwrap_or_else(PoisonError::into_inner);
-            std::panic::catch_unwind(AssertUnwindSafe(|| driver.run(text, &mut ctx)))
+        // The driver is taken out for the run (no lock is held across its
+        // awaits) and put back after it; compaction, which also uses it, is
+        // refused while a run is in progress.
+        let taken = self
+            .driver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let outcome = match taken {
+            Some(mut driver) => {
+                let outcome = AssertUnwindSafe(driver.run(&text, &mut ctx))
+                    .catch_unwind()
+                    .await;
+                *self.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(driver);
+                outcome
+            }
+            None => Ok(Err(DriverError::internal("the pod's driver is missing"))),
         };
         let turn_count = ctx.turn_count;
         let error = match outcome {
@@ -333,17 +368,19 @@ impl Core {
             }
         };
         // Either way the closing commit clears the busy flag.
-        let _ = match error {
-            None => self.commit_inner(
-                LogEntry::RunCompleted {
-                    ts: self.clock().now_millis(),
-                    turn_count,
-                },
-                false,
-                true,
-            ),
-            Some(error) => self.close_run(error.kind, &error.message, true),
-        };
+        let _ = self
+            .blocking(move |core| match error {
+                None => core.commit_inner(
+                    LogEntry::RunCompleted {
+                        ts: core.clock().now_millis(),
+                        turn_count,
+                    },
+                    false,
+                    true,
+                ),
+                Some(error) => core.close_run(error.kind, &error.message, true),
+            })
+            .await;
     }
 }
 
@@ -377,28 +414,77 @@ fn open_run(entries: &[Committed]) -> Option<Seq> {
     open
 }
 
-/// A run handed to the driver thread.
+/// A run handed to the run loop.
 struct Run {
     text: String,
     input_seq: Seq,
 }
 
+/// Set when the pod's run loop has ended (returned, or was dropped with its
+/// runtime), for a shutdown to wait on.
+#[derive(Default)]
+struct LoopDone {
+    done: Mutex<bool>,
+    ended: Condvar,
+}
+
+impl LoopDone {
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*done {
+            done = self
+                .ended
+                .wait(done)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Marks the run loop ended when dropped: moved into the loop's future, so
+/// it fires whether the loop returns or its runtime drops it.
+struct LoopGuard(Arc<LoopDone>);
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        *self.0.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.0.ended.notify_all();
+    }
+}
+
+/// Where the run loop runs.
+enum LoopHome {
+    /// A task of the runtime the pod was created in.
+    Task(tokio::task::Id),
+    /// A thread of the pod's own, with a small runtime.
+    Thread(JoinHandle<()>),
+    /// Nowhere: no thread could be started; inputs fail with `Closed`.
+    None,
+}
+
+/// What a shutdown takes out of the pod: the run channel, where the loop
+/// runs, and its end signal.
+struct Ending {
+    runs: Option<mpsc::UnboundedSender<Run>>,
+    home: LoopHome,
+    done: Arc<LoopDone>,
+}
+
 struct Shared {
     core: Arc<Core>,
-    /// Feeds the driver thread; `None` once shut down.
-    runs: Mutex<Option<mpsc::Sender<Run>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Feeds the run loop; `None` once shut down.
+    runs: Mutex<Option<mpsc::UnboundedSender<Run>>>,
+    home: Mutex<LoopHome>,
+    done: Arc<LoopDone>,
 }
 
 impl Shared {
     fn shutdown(&self) {
-        let (runs, thread) = self.begin_shutdown();
-        finish_shutdown(&self.core, runs, thread);
+        finish_shutdown(&self.core, self.begin_shutdown());
     }
 
-    /// Marks the pod stopping and takes the run channel and the driver
-    /// thread's handle out.
-    fn begin_shutdown(&self) -> (Option<mpsc::Sender<Run>>, Option<JoinHandle<()>>) {
+    /// Marks the pod stopping and takes the run channel and the loop's
+    /// whereabouts out.
+    fn begin_shutdown(&self) -> Ending {
         self.core.stopping.store(true, Ordering::Release);
         self.core.status.send_modify(|s| s.closed = true);
         let runs = self
@@ -406,23 +492,32 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        (runs, thread)
+        let home = std::mem::replace(
+            &mut *self.home.lock().unwrap_or_else(PoisonError::into_inner),
+            LoopHome::None,
+        );
+        Ending {
+            runs,
+            home,
+            done: self.done.clone(),
+        }
     }
 }
 
-/// The rest of a shutdown: close the run channel (ending the driver loop
-/// after the run in flight), wait for the driver thread, then release the
-/// writer and close the event channel.
-fn finish_shutdown(core: &Core, runs: Option<mpsc::Sender<Run>>, thread: Option<JoinHandle<()>>) {
-    drop(runs);
-    if let Some(handle) = thread {
-        // A driver that shuts its own pod down cannot wait for itself.
-        if handle.thread().id() != std::thread::current().id() {
+/// The rest of a shutdown: close the run channel (ending the run loop after
+/// the run in flight), wait for the loop to end, then release the writer
+/// and close the event channel.
+fn finish_shutdown(core: &Core, ending: Ending) {
+    drop(ending.runs);
+    // A driver that shuts its own pod down cannot wait for itself.
+    let own_loop = match &ending.home {
+        LoopHome::Task(id) => tokio::task::try_id() == Some(*id),
+        LoopHome::Thread(handle) => handle.thread().id() == std::thread::current().id(),
+        LoopHome::None => true,
+    };
+    if !own_loop {
+        ending.done.wait();
+        if let LoopHome::Thread(handle) = ending.home {
             let _ = handle.join();
         }
     }
@@ -433,24 +528,25 @@ fn finish_shutdown(core: &Core, runs: Option<mpsc::Sender<Run>>, thread: Option<
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let (runs, thread) = self.begin_shutdown();
-        // The driver may be inside a commit that waits for the disk or for
-        // another connection's lock. On an async runtime's worker, joining
-        // it would stall every task of that worker: finish on a thread of
-        // its own instead. Elsewhere, finish here, so that dropping the last
+        let ending = self.begin_shutdown();
+        // The run in flight may be inside a commit that waits for the disk
+        // or for another connection's lock. On an async runtime's worker,
+        // waiting for it would stall every task of that worker (and, on a
+        // one-thread runtime, the run itself): finish on a thread of its
+        // own instead. Elsewhere, finish here, so that dropping the last
         // clone releases the session's lock before it returns.
-        if thread.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+        if !matches!(ending.home, LoopHome::None) && tokio::runtime::Handle::try_current().is_ok() {
             let core = self.core.clone();
             let spawned = std::thread::Builder::new()
                 .name("podlog-pod-shutdown".to_owned())
-                .spawn(move || finish_shutdown(&core, runs, thread));
-            // If no thread can be had, the driver still ends on its own once
-            // its run channel is gone, and the last reference to the pod's
+                .spawn(move || finish_shutdown(&core, ending));
+            // If no thread can be had, the run loop still ends on its own
+            // once its channel is gone, and the last reference to the pod's
             // core then releases the writer.
             drop(spawned);
             return;
         }
-        finish_shutdown(&self.core, runs, thread);
+        finish_shutdown(&self.core, ending);
     }
 }
 
@@ -544,28 +640,49 @@ impl Pod {
                 busy: false,
                 closed: false,
             }),
-            driver: Mutex::new(driver),
+            driver: Mutex::new(Some(driver)),
         });
-        let (runs, inbox) = mpsc::channel::<Run>();
-        let thread_core = core.clone();
-        let thread = std::thread::Builder::new()
-            .name("podlog-driver".to_owned())
-            .spawn(move || {
-                while let Ok(run) = inbox.recv() {
-                    thread_core.run(&run.text, run.input_seq);
-                }
-            });
-        // Without a thread (the system refused one), inputs fail with
-        // `Closed` and everything else works.
-        let (runs, thread) = match thread {
-            Ok(handle) => (Some(runs), Some(handle)),
-            Err(_) => (None, None),
+        let (runs, mut inbox) = mpsc::unbounded_channel::<Run>();
+        let done = Arc::new(LoopDone::default());
+        let guard = LoopGuard(done.clone());
+        let loop_core = core.clone();
+        let run_loop = async move {
+            let _guard = guard;
+            while let Some(run) = inbox.recv().await {
+                loop_core.run(run.text, run.input_seq).await;
+            }
         };
+        let home = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => LoopHome::Task(runtime.spawn(run_loop).id()),
+            Err(_) => {
+                let thread = std::thread::Builder::new()
+                    .name("podlog-pod".to_owned())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => runtime.block_on(run_loop),
+                            // Dropping the loop closes its channel: inputs
+                            // then fail with `Closed`.
+                            Err(_) => drop(run_loop),
+                        }
+                    });
+                match thread {
+                    Ok(handle) => LoopHome::Thread(handle),
+                    Err(_) => LoopHome::None,
+                }
+            }
+        };
+        // Without a loop (the system refused a thread), inputs fail with
+        // `Closed` and everything else works.
+        let runs = (!matches!(home, LoopHome::None)).then_some(runs);
         Pod {
             shared: Arc::new(Shared {
                 core,
                 runs: Mutex::new(runs),
-                thread: Mutex::new(thread),
+                home: Mutex::new(home),
+                done,
             }),
         }
     }
@@ -705,14 +822,14 @@ impl Pod {
             false,
         )?;
         if runs.send(Run { text, input_seq }).is_err() {
-            // The driver thread is gone (a panic outside a run): close the
+            // The run loop is gone (its runtime shut down): close the
             // run so that no client waits on it.
-            core.close_run(RunErrorKind::Internal, "the driver thread stopped", false)?;
+            core.close_run(RunErrorKind::Internal, "the pod's run loop stopped", false)?;
             return Err(PodError::Closed {
                 session: core.session_id(),
             });
         }
-        // The driver thread clears the busy flag when the run is over.
+        // The run loop clears the busy flag when the run is over.
         busy.hand_over();
         Ok(())
     }
@@ -731,9 +848,14 @@ impl Pod {
             Some(summary) => summary,
             None => {
                 let conversation = core.conversation();
-                core.driver
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
+                let mut driver = core.driver.lock().unwrap_or_else(PoisonError::into_inner);
+                // The busy flag keeps runs out, so the driver is at home.
+                let Some(driver) = driver.as_mut() else {
+                    return Err(PodError::Busy {
+                        session: core.session_id(),
+                    });
+                };
+                driver
                     .summarise(&conversation)
                     .map_err(|e| PodError::Summarise {
                         session: core.session_id(),
@@ -757,7 +879,7 @@ impl Pod {
 
     /// Stops the pod: the driver's next commit or stream fails, so a run in
     /// progress ends after its in-flight commit (closed with `RunErrored` of
-    /// kind `interrupted`); waits for the driver thread; then releases the
+    /// kind `interrupted`); waits for the run loop; then releases the
     /// session's write lock and closes the event channel (receivers get what
     /// was sent, then `Closed`). Later writes fail with [`PodError::Closed`];
     /// `subscribe` and `resume` still give the final state. Idempotent.

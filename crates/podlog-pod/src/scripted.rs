@@ -106,8 +106,9 @@ impl ScriptedDriver {
     }
 }
 
+#[async_trait::async_trait]
 impl AgentDriver for ScriptedDriver {
-    fn run(&mut self, _input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+    async fn run(&mut self, _input: &str, ctx: &mut RunContext) -> Result<(), DriverError> {
         let index = self.next_run;
         self.next_run += 1;
         let prefix = format!("call-{}-{}", ctx.session_id(), ctx.input_seq());
@@ -128,19 +129,19 @@ impl AgentDriver for ScriptedDriver {
                                     INTERRUPTED_BY_SHUTDOWN,
                                 ));
                             }
-                            std::thread::sleep(self.delta_delay);
+                            tokio::time::sleep(self.delta_delay).await;
                         }
-                        ctx.text_delta(piece)?;
+                        ctx.text_delta(piece).await?;
                     }
                 }
                 LogEntry::AssistantItem {
                     item: AssistantContent::ToolCall { id, name, .. },
                     ..
-                } => ctx.tool_call_start(id, name)?,
+                } => ctx.tool_call_start(id, name).await?,
                 _ => {}
             }
             restamp(&mut entry, ctx.now());
-            ctx.commit(entry)?;
+            ctx.commit(entry).await?;
         }
         Ok(())
     }

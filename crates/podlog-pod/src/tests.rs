@@ -514,10 +514,11 @@ struct Gated {
     gate: mpsc::Receiver<Gate>,
 }
 
+#[async_trait::async_trait]
 impl AgentDriver for Gated {
-    fn run(&mut self, _input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
+    async fn run(&mut self, _input: &str, ctx: &mut RunContext) -> Result<(), DriverError> {
         let id = format!("g-{}", ctx.input_seq());
-        ctx.tool_call_start(&id, "wait")?;
+        ctx.tool_call_start(&id, "wait").await?;
         let ts = ctx.now();
         ctx.commit(LogEntry::AssistantItem {
             ts,
@@ -526,7 +527,8 @@ impl AgentDriver for Gated {
                 name: "wait".to_owned(),
                 arguments: json!({}),
             },
-        })?;
+        })
+        .await?;
         match self.gate.recv() {
             Ok(Gate::Finish) => {
                 let ts = ctx.now();
@@ -535,11 +537,12 @@ impl AgentDriver for Gated {
                     call_id: id,
                     output: "done".to_owned(),
                     is_error: false,
-                })?;
+                })
+                .await?;
                 let ts = ctx.now();
-                ctx.commit(LogEntry::TurnEnd { ts, turn_count: 1 })?;
+                ctx.commit(LogEntry::TurnEnd { ts, turn_count: 1 }).await?;
                 let ts = ctx.now();
-                ctx.commit(LogEntry::TurnEnd { ts, turn_count: 2 })?;
+                ctx.commit(LogEntry::TurnEnd { ts, turn_count: 2 }).await?;
                 Ok(())
             }
             Ok(Gate::Fail(error)) => Err(error),
@@ -898,17 +901,20 @@ struct LockedOut {
     released: mpsc::Receiver<()>,
 }
 
+#[async_trait::async_trait]
 impl AgentDriver for LockedOut {
-    fn run(&mut self, _input: &str, ctx: &mut RunContext<'_>) -> Result<(), DriverError> {
-        ctx.text_delta("an answer that never ")?;
+    async fn run(&mut self, _input: &str, ctx: &mut RunContext) -> Result<(), DriverError> {
+        ctx.text_delta("an answer that never ").await?;
         let _ = self.ready.send(());
         let _ = self.lock_taken.recv();
-        let result = ctx.commit(LogEntry::AssistantItem {
-            ts: ctx.now(),
-            item: AssistantContent::Text {
-                text: "an answer that never lands".to_owned(),
-            },
-        });
+        let result = ctx
+            .commit(LogEntry::AssistantItem {
+                ts: ctx.now(),
+                item: AssistantContent::Text {
+                    text: "an answer that never lands".to_owned(),
+                },
+            })
+            .await;
         let _ = self
             .committed
             .send(result.as_ref().map(|s| *s).map_err(ToString::to_string));
@@ -981,4 +987,62 @@ fn a_commit_that_outwaits_the_busy_timeout_closes_the_run_and_publishes_nothing(
     );
     assert_eq!(held(&view), stored(&store, &pod.session_id()));
     assert!(!pod.status().busy);
+}
+
+/// The threads of this process, from `/proc/self/status`.
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn pods_created_in_a_runtime_run_their_drivers_as_tasks_not_threads() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = fixture();
+    rt.block_on(async {
+        let before = threads();
+        let pods: Vec<Pod> = (0..32)
+            .map(|_| {
+                let driver = ScriptedDriver::demo().with_delta_delay(Duration::from_millis(1));
+                pod(&f, Box::new(driver))
+            })
+            .collect();
+        let after = threads();
+        assert!(
+            after < before + 4,
+            "32 pods started {} threads",
+            after - before
+        );
+        // All of them run at once, awaiting their pauses on two workers.
+        for p in &pods {
+            let p = p.clone();
+            tokio::task::spawn_blocking(move || p.submit_input("go".to_owned()))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pods.iter().any(Pod::is_busy) {
+            assert!(Instant::now() < deadline, "runs did not finish");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for p in &pods {
+            let log = stored(&f.store, &p.session_id());
+            assert!(
+                matches!(log.last(), Some((_, LogEntry::RunCompleted { .. }))),
+                "{:?}",
+                log.last()
+            );
+        }
+    });
 }

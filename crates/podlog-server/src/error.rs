@@ -15,8 +15,10 @@
 //! | 405 | a route that exists, with the wrong method |
 //! | 409 | conflict: the pod is busy with a run, or another process writes the session |
 //! | 413 | the body is over the limit |
-//! | 500 | the store or the pod failed; the message says how |
-//! | 503 | the pod or the server is shutting down |
+//! | 500 | the store or the pod failed (its files, a corrupt row, a panic); the message says how |
+//! | 502 | the pod's driver failed to summarise for a compaction |
+//! | 503 | the pod or the server is shutting down, or the database is locked by another connection |
+//! | 507 | the disk or database is full |
 //!
 //! Each error response is logged once: its status and message, or, where
 //! the message quotes what the client sent (a malformed body), a version
@@ -101,16 +103,47 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
-    /// The status a store failure maps to.
+    /// The status a store failure maps to. Every variant is named, so a new
+    /// one must be placed here: a client's mistake never becomes a 500 by
+    /// default.
     fn from_store_status(e: &StoreError) -> StatusCode {
         match e {
             StoreError::UnknownSession(_) => StatusCode::NOT_FOUND,
-            StoreError::AmbiguousSession { .. } | StoreError::BadCut { .. } => {
-                StatusCode::BAD_REQUEST
+            StoreError::AmbiguousSession { .. }
+            | StoreError::BadCut { .. }
+            | StoreError::Import { .. } => StatusCode::BAD_REQUEST,
+            StoreError::SessionLocked { .. }
+            | StoreError::Rejected { .. }
+            | StoreError::StaleWriter { .. } => StatusCode::CONFLICT,
+            StoreError::Sqlite { .. } if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Sqlite { .. } if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+            // The server's own files or data: nothing the client can fix.
+            StoreError::Open { .. }
+            | StoreError::NotADatabase { .. }
+            | StoreError::TooNew { .. }
+            | StoreError::Migration { .. }
+            | StoreError::Decode { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::CorruptSession { .. }
+            | StoreError::Lock { .. }
+            | StoreError::Io { .. }
+            | StoreError::Sqlite { .. }
+            | StoreError::Panicked { .. }
+            | StoreError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The status a pod failure maps to; every variant named, as above.
+    fn from_pod_status(e: &PodError) -> StatusCode {
+        match e {
+            PodError::Store(store) => ApiError::from_store_status(store),
+            PodError::Busy { .. } | PodError::SessionLocked { .. } | PodError::Rejected { .. } => {
+                StatusCode::CONFLICT
             }
-            StoreError::SessionLocked { .. } | StoreError::Rejected { .. } => StatusCode::CONFLICT,
-            _ if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            PodError::Closed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // The driver's summariser (typically a model call) failed.
+            PodError::Summarise { .. } => StatusCode::BAD_GATEWAY,
+            PodError::Mirror { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -123,17 +156,7 @@ impl From<StoreError> for ApiError {
 
 impl From<PodError> for ApiError {
     fn from(e: PodError) -> Self {
-        let status = match &e {
-            PodError::Store(store) => {
-                return ApiError::new(ApiError::from_store_status(store), e.to_string())
-            }
-            PodError::Busy { .. } | PodError::SessionLocked { .. } | PodError::Rejected { .. } => {
-                StatusCode::CONFLICT
-            }
-            PodError::Closed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
+        ApiError::new(ApiError::from_pod_status(&e), e.to_string())
     }
 }
 
@@ -173,4 +196,80 @@ pub enum ServerError {
     /// A pod failed to start or restore.
     #[error(transparent)]
     Pod(#[from] PodError),
+}
+
+#[cfg(test)]
+mod tests {
+    use podlog_entry::{Seq, SessionId};
+
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite {
+            context: "appending".to_owned(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    #[test]
+    fn every_store_and_pod_error_has_its_status() {
+        let s = || SessionId::new("s-1").unwrap();
+        let cases: Vec<(StoreError, u16)> = vec![
+            (StoreError::UnknownSession("x".into()), 404),
+            (
+                StoreError::AmbiguousSession {
+                    prefix: "s".into(),
+                    matches: "s-1, s-2".into(),
+                },
+                400,
+            ),
+            (
+                StoreError::BadCut {
+                    session: s(),
+                    seq: Seq(3),
+                    reason: "r".into(),
+                },
+                400,
+            ),
+            (
+                StoreError::StaleWriter {
+                    session: s(),
+                    seq: Seq(3),
+                },
+                409,
+            ),
+            (sqlite(rusqlite::ffi::SQLITE_BUSY), 503),
+            (sqlite(rusqlite::ffi::SQLITE_FULL), 507),
+            (sqlite(rusqlite::ffi::SQLITE_IOERR), 500),
+            (
+                StoreError::Corrupt {
+                    session: s(),
+                    seq: Seq(2),
+                    problem: "p".into(),
+                },
+                500,
+            ),
+        ];
+        for (e, want) in cases {
+            let text = e.to_string();
+            assert_eq!(ApiError::from(e).status.as_u16(), want, "{text}");
+        }
+        let pods: Vec<(PodError, u16)> = vec![
+            (PodError::Busy { session: s() }, 409),
+            (PodError::Closed { session: s() }, 503),
+            (
+                PodError::Summarise {
+                    session: s(),
+                    message: "model down".into(),
+                },
+                502,
+            ),
+            (PodError::Store(StoreError::UnknownSession("x".into())), 404),
+            (PodError::Store(sqlite(rusqlite::ffi::SQLITE_BUSY)), 503),
+        ];
+        for (e, want) in pods {
+            let text = e.to_string();
+            assert_eq!(ApiError::from(e).status.as_u16(), want, "{text}");
+        }
+    }
 }

@@ -88,7 +88,6 @@ use podlog_entry::{Clock, Conversation, LogEntry, Message, RunErrorKind, Seq, Se
 use podlog_protocol::Event;
 
 use crate::error::PodError;
-use crate::pod::Core;
 
 /// The message of the `RunErrored` that closes a run stopped by
 /// `Pod::shutdown`.
@@ -152,10 +151,41 @@ impl From<PodError> for DriverError {
     }
 }
 
+/// What a run needs of its pod: the pod implements it, so this file does not
+/// depend on the pod's (no import cycle between the two).
+pub(crate) trait RunHost: Send + Sync + 'static {
+    /// Commit-then-publish, as the driver (refused once stopping).
+    fn commit_from_driver(&self, entry: LogEntry) -> Result<Seq, PodError>;
+    /// Sends an ephemeral event, as the driver.
+    fn stream_from_driver(&self, event: Event) -> Result<(), PodError>;
+    fn conversation(&self) -> Conversation;
+    fn session_id(&self) -> SessionId;
+    fn clock(&self) -> &dyn Clock;
+    fn is_stopping(&self) -> bool;
+}
+
+/// Runs `f` on the blocking pool, so that whatever it waits for (the pod
+/// mutex, a commit's disk flush, another connection's lock) never holds a
+/// runtime worker. A panic in `f` is raised again here.
+pub(crate) async fn on_blocking_pool<H: ?Sized + RunHost, T: Send + 'static>(
+    host: &Arc<H>,
+    f: impl FnOnce(&H) -> Result<T, PodError> + Send + 'static,
+) -> Result<T, PodError> {
+    let worker = host.clone();
+    match tokio::task::spawn_blocking(move || f(&worker)).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(PodError::Closed {
+            session: host.session_id(),
+        }),
+    }
+}
+
 /// What a driver gets for one run: commit entries, stream ephemeral events,
 /// read the conversation. Lent for the length of [`AgentDriver::run`].
 pub struct RunContext {
-    pub(crate) core: Arc<Core>,
+    pub(crate) host: Arc<dyn RunHost>,
     pub(crate) input_seq: Seq,
     pub(crate) turn_count: u64,
 }
@@ -187,10 +217,7 @@ impl RunContext {
             LogEntry::TurnEnd { turn_count, .. } => Some(*turn_count),
             _ => None,
         };
-        let seq = self
-            .core
-            .blocking(move |core| core.commit(entry, true))
-            .await?;
+        let seq = on_blocking_pool(&self.host, move |host| host.commit_from_driver(entry)).await?;
         if let Some(turn) = turn {
             self.turn_count = turn;
         }
@@ -211,9 +238,7 @@ impl RunContext {
         }
         // Sending takes the pod mutex, which a commit holds while it waits
         // for the disk: never on a runtime worker.
-        self.core
-            .blocking(move |core| core.stream(event, true))
-            .await
+        on_blocking_pool(&self.host, move |host| host.stream_from_driver(event)).await
     }
 
     /// Streams a piece of assistant text being generated.
@@ -238,12 +263,12 @@ impl RunContext {
     /// The session's conversation so far, this run's input and commits
     /// included.
     pub fn conversation(&self) -> Conversation {
-        self.core.conversation()
+        self.host.conversation()
     }
 
     /// The session the run writes to.
     pub fn session_id(&self) -> SessionId {
-        self.core.session_id()
+        self.host.session_id()
     }
 
     /// The seq of the `UserInput` that started this run.
@@ -259,16 +284,16 @@ impl RunContext {
 
     /// The store's clock, for entry timestamps.
     pub fn clock(&self) -> &dyn Clock {
-        self.core.clock()
+        self.host.clock()
     }
 
     /// Milliseconds from the store's clock.
     pub fn now(&self) -> u64 {
-        self.core.clock().now_millis()
+        self.host.clock().now_millis()
     }
 
     /// Whether the pod is shutting down: the driver should return soon.
     pub fn is_stopping(&self) -> bool {
-        self.core.is_stopping()
+        self.host.is_stopping()
     }
 }

@@ -21,7 +21,7 @@ use podlog_sink::{SessionLogSink, Snapshot};
 use podlog_store::{NewSession, SessionWriter, Store};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::driver::{AgentDriver, DriverError, RunContext};
+use crate::driver::{on_blocking_pool, AgentDriver, DriverError, RunContext, RunHost};
 use crate::error::PodError;
 use podlog_protocol::{Event, SharedEvent, WireEntry};
 
@@ -304,22 +304,12 @@ impl Core {
         }
     }
 
-    /// Runs `f` on the blocking pool, so that whatever it waits for (the
-    /// pod mutex, a commit's disk flush, another connection's lock) never
-    /// holds a runtime worker. A panic in `f` is raised again here.
-    pub(crate) async fn blocking<T: Send + 'static>(
+    /// Runs `f` on the blocking pool (see [`on_blocking_pool`]).
+    async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Core) -> Result<T, PodError> + Send + 'static,
     ) -> Result<T, PodError> {
-        let core = self.clone();
-        match tokio::task::spawn_blocking(move || f(&core)).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // The runtime is shutting down.
-            Err(_) => Err(PodError::Closed {
-                session: self.session_id(),
-            }),
-        }
+        on_blocking_pool(self, f).await
     }
 
     /// One run, on the pod's run loop: the driver's work, then the entry
@@ -330,7 +320,7 @@ impl Core {
             .blocking(move |core| core.stream(Event::RunStarted { after: input_seq }, true))
             .await;
         let mut ctx = RunContext {
-            core: self.clone(),
+            host: self.clone(),
             input_seq,
             turn_count: 0,
         };
@@ -381,6 +371,32 @@ impl Core {
                 Some(error) => core.close_run(error.kind, &error.message, true),
             })
             .await;
+    }
+}
+
+impl RunHost for Core {
+    fn commit_from_driver(&self, entry: LogEntry) -> Result<Seq, PodError> {
+        self.commit(entry, true)
+    }
+
+    fn stream_from_driver(&self, event: Event) -> Result<(), PodError> {
+        self.stream(event, true)
+    }
+
+    fn conversation(&self) -> Conversation {
+        Core::conversation(self)
+    }
+
+    fn session_id(&self) -> SessionId {
+        Core::session_id(self)
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        Core::clock(self)
+    }
+
+    fn is_stopping(&self) -> bool {
+        Core::is_stopping(self)
     }
 }
 

@@ -368,6 +368,44 @@ async fn reads_of_sessions_and_entries_are_paged_by_seq() {
         .collect();
     assert_eq!(got, want);
 
+    // Back from the end, as a client holding the tail does.
+    let mut before = stored.len() as u64 + 1;
+    let mut back = Vec::new();
+    loop {
+        let page = client
+            .get_json(&format!(
+                "/sessions/{session}/entries?before={before}&limit=5"
+            ))
+            .await
+            .unwrap();
+        let mut entries: Vec<_> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["seq"].as_u64().unwrap(), e["entry"].clone()))
+            .collect();
+        assert!(entries.len() <= 5 && !entries.is_empty());
+        assert_eq!(entries.last().unwrap().0, before - 1, "the page ends below");
+        entries.extend(back);
+        back = entries;
+        match page["prev_before"].as_u64() {
+            Some(prev) => before = prev,
+            None => break,
+        }
+    }
+    assert_eq!(back, want);
+    let nothing = client
+        .get_json(&format!("/sessions/{session}/entries?before=1"))
+        .await
+        .unwrap();
+    assert_eq!(nothing["entries"], json!([]));
+    let both = client
+        .get_json(&format!("/sessions/{session}/entries?before=3&after=1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(both.contains("400") && both.contains("not both"), "{both}");
+
     let sessions = client.get_json("/sessions").await.unwrap();
     let first = &sessions["sessions"][0];
     assert_eq!(first["id"], json!(session));

@@ -11,7 +11,8 @@
 //! | `POST /pods/{pod}/fork` | body `{"at": SEQ}`: `{"session_id"}` of the new session |
 //! | `GET /sessions` | `{"sessions": [session, ...]}`, newest first |
 //! | `GET /sessions/{id}` | one session (id or unique prefix) |
-//! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry"}], "next_after"}` |
+//! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry"}], "next_after", "prev_before"}` |
+//! | `GET /sessions/{id}/entries?before=SEQ&limit=N` | the same, the page just below `SEQ`: how a client holding the tail pages back |
 //!
 //! Request bodies are read up to the configured limit (1 MiB by default;
 //! more is `413`), parsed as JSON whatever the `Content-Type`, and refused
@@ -305,8 +306,8 @@ async fn session_info(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntriesQuery {
-    #[serde(default)]
-    after: u64,
+    after: Option<u64>,
+    before: Option<u64>,
     limit: Option<usize>,
 }
 
@@ -324,17 +325,34 @@ async fn entries(
             "limit {limit} out of range: want 1 to {max}"
         )));
     }
-    let after = Seq(query.after);
+    let (after, before) = match (query.after, query.before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `after` or `before`, not both: `after` pages forward, `before` back",
+            ))
+        }
+        (after, before) => (Seq(after.unwrap_or(0)), before.map(Seq)),
+    };
     let (id, info, page) = blocking(move || {
         let id = resolve(&state, &text)?;
         let info = state.inner.store.session(&id)?;
-        let page = state.inner.store.entries_after(&id, after, limit)?;
+        let page = match before {
+            // Past the end means from the end.
+            Some(before) => {
+                let before = before.min(info.last_seq.next());
+                state.inner.store.entries_before(&id, before, limit)?
+            }
+            None => state.inner.store.entries_after(&id, after, limit)?,
+        };
         Ok((id, info, page))
     })
     .await?;
-    let last_in_page = page.last().map(|c| c.seq);
-    let next_after = match last_in_page {
+    let next_after = match page.last().map(|c| c.seq) {
         Some(seq) if seq < info.last_seq => Some(seq),
+        _ => None,
+    };
+    let prev_before = match page.first().map(|c| c.seq) {
+        Some(seq) if seq > Seq::FIRST => Some(seq),
         _ => None,
     };
     let entries: Vec<Value> = page
@@ -346,6 +364,7 @@ async fn entries(
         "last_seq": info.last_seq,
         "entries": entries,
         "next_after": next_after,
+        "prev_before": prev_before,
     })))
 }
 

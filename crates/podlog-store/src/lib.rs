@@ -491,6 +491,35 @@ impl Store {
         })
     }
 
+    /// Up to `limit` entries of `session` just below seq `before`, in seq
+    /// order (the page that ends at `before - 1`), checked and decoded like
+    /// [`Store::entries_after`]: how a client that holds the tail of a
+    /// session pages back. Empty when `before` is 1 or less.
+    pub fn entries_before(
+        &self,
+        session: &SessionId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Committed>> {
+        if before.get() <= 1 {
+            return Ok(Vec::new());
+        }
+        self.with_reader(|conn| {
+            read_rows(
+                conn,
+                session.as_str(),
+                Span::before(before, limit),
+                |rows| {
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.next_checked()? {
+                        out.push(Committed::new(row.seq, row.entry));
+                    }
+                    Ok(out)
+                },
+            )
+        })
+    }
+
     /// Loads `session` into a fresh sink, for restoring a pod before any
     /// subscriber exists.
     pub fn load_sink(&self, session: &SessionId) -> Result<SessionLogSink> {

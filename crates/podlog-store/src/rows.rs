@@ -61,6 +61,22 @@ impl Span {
         }
     }
 
+    /// Up to `limit` (at least 1) rows just below seq `before`: the page
+    /// that ends at `before - 1`, read backwards from a position a client
+    /// holds. Empty when `before` is 1 or less.
+    pub(crate) fn before(before: Seq, limit: usize) -> Self {
+        let limit = limit.max(1);
+        let upto = before.get().saturating_sub(1);
+        let first = upto
+            .saturating_sub(u64::try_from(limit).unwrap_or(u64::MAX) - 1)
+            .max(1);
+        Span {
+            after: Seq(first - 1),
+            upto: Some(Seq(upto)),
+            limit: Some(limit),
+        }
+    }
+
     /// The rows from the start up to and including seq `upto`.
     pub(crate) fn upto(upto: Seq) -> Self {
         Span {

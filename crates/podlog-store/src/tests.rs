@@ -933,3 +933,29 @@ fn every_published_entry_is_already_visible_to_other_connections() {
     let stats = store.commit_stats();
     assert!(stats.entries >= 800 && stats.transactions <= stats.entries);
 }
+
+#[test]
+fn pages_before_a_seq_end_just_below_it() {
+    let f = fixture();
+    // seq 1 (SessionStart) and 9 more.
+    let id = session_with(&f.store, 9).0.session().clone();
+    let check = |before: u64, limit: usize| -> String {
+        let page = f.store.entries_before(&id, Seq(before), limit).unwrap();
+        let seqs: Vec<String> = page.iter().map(|c| c.seq.to_string()).collect();
+        seqs.join(" ")
+    };
+    let cases = [
+        (11, 3, "8 9 10"),
+        (5, 3, "2 3 4"),
+        (4, 3, "1 2 3"),
+        (3, 3, "1 2"),
+        (2, 1, "1"),
+        (1, 3, ""),
+        (0, 3, ""),
+        (11, 100, "1 2 3 4 5 6 7 8 9 10"),
+        (20, 3, ""),
+    ];
+    for (before, limit, want) in cases {
+        assert_eq!(check(before, limit), want, "before {before} limit {limit}");
+    }
+}

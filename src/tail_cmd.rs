@@ -1,8 +1,9 @@
 //! `podlog tail POD`: a terminal client of `podlog serve`.
 //!
 //! It attaches to the pod's event stream (over TCP, `--url`, by default
-//! `http://127.0.0.1:7878`, or a Unix socket, `--unix`), prints the snapshot
-//! one line per entry, then renders the live stream: assistant text as it is
+//! `http://127.0.0.1:7878`, or a Unix socket, `--unix`), prints the session's
+//! last 100 entries (`--tail N`; `--all` for the whole session) one line per
+//! entry, then renders the live stream: assistant text as it is
 //! generated, one line per committed entry, a banner when the session
 //! rotates. When the stream ends (server restart, network trouble) it
 //! reconnects with the last event id it saw, so it carries on with exactly
@@ -39,6 +40,14 @@ pub struct TailArgs {
     /// File holding the server's bearer token.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Start with the session's last N entries (tail-first attach), however
+    /// long the session is.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "all")]
+    tail: u64,
+    /// Start with the whole session instead of its last entries.
+    #[arg(long)]
+    all: bool,
 }
 
 /// Runs `podlog tail`.
@@ -74,7 +83,7 @@ pub fn run(args: &TailArgs) -> Result<ExitCode, String> {
     };
     runtime.block_on(async {
         tokio::select! {
-            result = tail.follow(&client, &args.pod, args.from.clone()) => result,
+            result = tail.follow(&client, &args.pod, args.from.clone(), (!args.all).then_some(args.tail)) => result,
             _ = tokio::signal::ctrl_c() => {
                 tail.finish_line();
                 Ok(ExitCode::SUCCESS)
@@ -106,12 +115,19 @@ impl Tail {
         client: &Client,
         pod: &str,
         mut last_id: Option<String>,
+        tail: Option<u64>,
     ) -> Result<ExitCode, String> {
         let mut backoff = Duration::from_millis(250);
         let mut waiting = false;
         let mut attached = false;
         loop {
-            match client.events(pod, last_id.as_deref()).await {
+            // A first attach is tail-first unless asked otherwise; a
+            // reconnect resumes from the last event id.
+            let path = match (tail, &last_id) {
+                (Some(n), None) => format!("/pods/{pod}/events?tail={n}"),
+                _ => format!("/pods/{pod}/events"),
+            };
+            match client.events_at(&path, last_id.as_deref()).await {
                 Ok(mut stream) => {
                     backoff = Duration::from_millis(250);
                     if attached {
@@ -203,14 +219,22 @@ impl Tail {
             Event::Snapshot {
                 session_id,
                 entries,
-                ..
+                end_seq,
             } => {
                 self.finish_line();
-                writeln!(
-                    self.out,
-                    "── session {session_id} ({} entries)",
-                    entries.len()
-                )?;
+                match entries.first() {
+                    Some(first) if first.seq.get() > 1 => writeln!(
+                        self.out,
+                        "── session {session_id} (the last {} of {end_seq} entries, from seq {}; --all prints them all)",
+                        entries.len(),
+                        first.seq
+                    )?,
+                    _ => writeln!(
+                        self.out,
+                        "── session {session_id} ({} entries)",
+                        entries.len()
+                    )?,
+                }
                 for w in entries {
                     self.line(&Committed {
                         seq: w.seq,

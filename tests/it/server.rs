@@ -11,10 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podlog_entry::{LogEntry, Seq};
+use podlog_entry::{Committed, LogEntry, Seq};
 use podlog_pod::Pod;
 use podlog_protocol::client::Client;
-use podlog_protocol::LogView;
+use podlog_protocol::{Event, LogView};
 use podlog_server::{ServerConfig, ServerError};
 use serde_json::json;
 use tokio::sync::watch;
@@ -463,4 +463,81 @@ async fn the_event_id_of_every_message_names_the_session_and_watermark() {
         }
         server.shutdown().await.unwrap();
     }
+}
+
+/// A tail-first attach gets only the last entries, follows live, and pages
+/// back to a view that is exactly the store's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_first_attach_follows_live_and_pages_back_to_the_whole_session() {
+    let bench = Bench::new();
+    let pod = scripted_pod(&bench.store);
+    let (server, client) = serve_tcp(&bench.store, &pod).await;
+    for run in 0..2 {
+        let body = json!({ "text": format!("run {run}") });
+        client.post_json("/pods/p/input", &body).await.unwrap();
+        wait_idle(&pod).await;
+    }
+    let session = pod.session_id();
+    let end = pod.end_seq().get();
+    assert!(end > 10, "a session longer than the tail ({end})");
+
+    let mut stream = client
+        .events_at("/pods/p/events?tail=4", None)
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    let snapshot = first.pod_event().unwrap().unwrap();
+    let Event::Snapshot {
+        entries, end_seq, ..
+    } = &snapshot
+    else {
+        panic!("{snapshot:?}")
+    };
+    let seqs: Vec<u64> = entries.iter().map(|w| w.seq.get()).collect();
+    assert_eq!(seqs, (end - 3..=end).collect::<Vec<_>>());
+    assert_eq!(end_seq.get(), end);
+    let mut view = LogView::new();
+    view.apply(&snapshot).unwrap();
+
+    // Live events continue the tail.
+    let body = json!({ "text": "more" });
+    client.post_json("/pods/p/input", &body).await.unwrap();
+    wait_idle(&pod).await;
+    let now = pod.end_seq();
+    while view.last_seq() < now {
+        let message = stream.next().await.unwrap().unwrap();
+        view.apply(&message.pod_event().unwrap().unwrap()).unwrap();
+    }
+
+    // Paging back from the first seq held reaches seq 1.
+    while let Some(first) = view.first_seq(&session).filter(|s| s.get() > 1) {
+        let page = client
+            .get_json(&format!(
+                "/sessions/{session}/entries?before={first}&limit=3"
+            ))
+            .await
+            .unwrap();
+        let page: Vec<Committed> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                Committed::new(
+                    Seq(e["seq"].as_u64().unwrap()),
+                    serde_json::from_value(e["entry"].clone()).unwrap(),
+                )
+            })
+            .collect();
+        view.prepend(&session, &page).unwrap();
+    }
+    check_view(&bench.store, &view, &session).unwrap();
+
+    let zero = client.events_at("/pods/p/events?tail=0", None).await;
+    let message = zero.unwrap_err().to_string();
+    assert!(
+        message.contains("400") && message.contains("tail=0"),
+        "{message}"
+    );
+    drop(stream);
+    server.shutdown().await.unwrap();
 }

@@ -406,12 +406,19 @@ fn closed_receiver() -> broadcast::Receiver<SharedEvent> {
     rx
 }
 
-/// The snapshot event of `session`.
-fn snapshot_event(session: SessionId, snapshot: &Snapshot) -> SharedEvent {
+/// The snapshot event of `session`: every entry, or with `tail`, the last
+/// `tail` of them (at least one).
+fn snapshot_event(session: SessionId, snapshot: &Snapshot, tail: Option<usize>) -> SharedEvent {
+    let entries = match tail {
+        Some(n) => snapshot
+            .entries
+            .skip(snapshot.entries.len().saturating_sub(n.max(1))),
+        None => snapshot.entries.clone(),
+    };
     let event = Event::Snapshot {
         session_id: session.clone(),
         end_seq: snapshot.end_seq(),
-        entries: snapshot.entries.iter().map(WireEntry::from).collect(),
+        entries: entries.iter().map(WireEntry::from).collect(),
     };
     SharedEvent::new(session, event)
 }
@@ -772,7 +779,17 @@ impl Pod {
     /// in the snapshot or arrives on the receiver, never both, never neither.
     pub fn subscribe(&self) -> (SharedEvent, broadcast::Receiver<SharedEvent>) {
         let (session, snapshot, rx) = self.core().split();
-        (snapshot_event(session, &snapshot), rx)
+        (snapshot_event(session, &snapshot, None), rx)
+    }
+
+    /// [`Pod::subscribe`], tail-first: the snapshot holds only the last `n`
+    /// committed entries (at least one; all of them if the session has
+    /// fewer), so attaching costs the same however long the session is. A
+    /// client pages back with the store's `entries_before` from the first
+    /// seq it got. The split with the receiver is as clean as `subscribe`'s.
+    pub fn subscribe_tail(&self, n: usize) -> (SharedEvent, broadcast::Receiver<SharedEvent>) {
+        let (session, snapshot, rx) = self.core().split();
+        (snapshot_event(session, &snapshot, Some(n)), rx)
     }
 
     /// For a client that reconnects or a receiver that lagged, having seen
@@ -803,7 +820,7 @@ impl Pod {
             };
             events.push(SharedEvent::new(current.clone(), rotated));
         }
-        events.push(snapshot_event(current, &snapshot));
+        events.push(snapshot_event(current, &snapshot, None));
         (events, rx)
     }
 

@@ -72,12 +72,58 @@ impl LogView {
         self.current.as_ref()
     }
 
-    /// The entries seen of `session`, from seq 1.
+    /// The entries held of `session`, in seq order: from seq 1, or, for a
+    /// session attached tail-first, from the first seq the view holds.
     pub fn entries(&self, session: &SessionId) -> &[Committed] {
         self.sessions.get(session).map_or(&[], Vec::as_slice)
     }
 
-    /// The entries of the current session, from seq 1.
+    /// The first seq held of `session` (1 unless it was attached
+    /// tail-first and not paged back to the start); `None` if none is held.
+    pub fn first_seq(&self, session: &SessionId) -> Option<Seq> {
+        self.entries(session).first().map(|c| c.seq)
+    }
+
+    /// Puts `page`, the entries just below the first one held of `session`
+    /// (as `GET /sessions/{id}/entries?before=SEQ` gives them), in front.
+    /// Fails, changing nothing, unless `page` runs without a gap up to the
+    /// first seq held.
+    pub fn prepend(&mut self, session: &SessionId, page: &[Committed]) -> Result<(), ViewError> {
+        let Some(held) = self.sessions.get_mut(session) else {
+            return Err(ViewError::NoSession {
+                kind: "page",
+                seq: page.first().map_or(Seq::ZERO, |c| c.seq),
+            });
+        };
+        let first_held = held.first().map_or(Seq::FIRST, |c| c.seq);
+        let mut want = match page.first() {
+            Some(c) => c.seq,
+            None => return Ok(()),
+        };
+        for c in page {
+            if c.seq != want || c.seq == Seq::ZERO {
+                return Err(ViewError::BadSnapshot {
+                    session: session.clone(),
+                    seq: c.seq,
+                });
+            }
+            want = want.next();
+        }
+        if want != first_held {
+            return Err(ViewError::OutOfOrder {
+                session: session.clone(),
+                kind: "page",
+                last: want,
+                got: first_held,
+            });
+        }
+        let mut merged = page.to_vec();
+        merged.append(held);
+        *held = merged;
+        Ok(())
+    }
+
+    /// The entries of the current session (see [`LogView::entries`]).
     pub fn current_entries(&self) -> &[Committed] {
         self.current.as_ref().map_or(&[], |s| self.entries(s))
     }
@@ -111,48 +157,39 @@ impl LogView {
                 entries,
                 end_seq,
             } => {
-                let mut want = Seq::FIRST;
+                let bad = |seq| ViewError::BadSnapshot {
+                    session: session_id.clone(),
+                    seq,
+                };
+                // A full snapshot starts at seq 1; a tail-first one at the
+                // seq of its first entry.
+                let first = entries.first().map_or(Seq::FIRST, |w| w.seq);
+                if first == Seq::ZERO {
+                    return Err(bad(first));
+                }
+                let mut want = first;
                 for w in entries {
                     if w.seq != want {
-                        return Err(ViewError::BadSnapshot {
-                            session: session_id.clone(),
-                            seq: w.seq,
-                        });
+                        return Err(bad(w.seq));
                     }
                     want = want.next();
                 }
                 let last = entries.last().map_or(Seq::ZERO, |w| w.seq);
                 if last != *end_seq {
-                    return Err(ViewError::BadSnapshot {
-                        session: session_id.clone(),
-                        seq: *end_seq,
-                    });
+                    return Err(bad(*end_seq));
                 }
-                if let Some(old) = self.sessions.get(session_id) {
-                    for (a, b) in old.iter().zip(entries.iter()) {
-                        if a.seq != b.seq || a.entry != b.entry {
-                            return Err(ViewError::Disagrees {
-                                session: session_id.clone(),
-                                seq: a.seq,
-                            });
-                        }
-                    }
-                    // A snapshot never takes back entries already seen.
-                    if old.len() > entries.len() {
-                        return Err(ViewError::Disagrees {
-                            session: session_id.clone(),
-                            seq: end_seq.next(),
-                        });
-                    }
-                }
-                let new = entries
+                let new: Vec<Committed> = entries
                     .iter()
                     .map(|w| Committed {
                         seq: w.seq,
                         entry: w.entry.clone(),
                     })
                     .collect();
-                self.sessions.insert(session_id.clone(), new);
+                let merged = match self.sessions.get(session_id) {
+                    Some(old) => merge(session_id, old, new)?,
+                    None => new,
+                };
+                self.sessions.insert(session_id.clone(), merged);
                 self.current = Some(session_id.clone());
             }
             Event::SessionRotated {
@@ -206,6 +243,48 @@ impl LogView {
             }
         }
         Ok(())
+    }
+}
+
+/// What a view holds of a session after a snapshot `new` of it arrives,
+/// given `old`, what it held: where the two overlap they must agree, and a
+/// snapshot never ends before what was already seen. A snapshot that
+/// reaches back to (or past) what was held replaces it, keeping any older
+/// entries it does not cover; one that starts after a gap starts the
+/// window over from its own first seq.
+fn merge(
+    session: &SessionId,
+    old: &[Committed],
+    new: Vec<Committed>,
+) -> Result<Vec<Committed>, ViewError> {
+    let disagrees = |seq| ViewError::Disagrees {
+        session: session.clone(),
+        seq,
+    };
+    let (Some(old_first), Some(old_last)) = (old.first(), old.last()) else {
+        return Ok(new);
+    };
+    let new_first = new.first().map_or(Seq::FIRST, |c| c.seq);
+    let new_last = new.last().map_or(Seq::ZERO, |c| c.seq);
+    // A snapshot never takes back entries already seen.
+    if old_last.seq > new_last {
+        return Err(disagrees(new_last.next()));
+    }
+    for a in old {
+        if a.seq < new_first {
+            continue;
+        }
+        let index = usize::try_from(a.seq.get() - new_first.get()).unwrap_or(usize::MAX);
+        match new.get(index) {
+            Some(b) if b.entry == a.entry => {}
+            _ => return Err(disagrees(a.seq)),
+        }
+    }
+    if old_first.seq < new_first && old_last.seq.next() >= new_first {
+        let keep = old.iter().take_while(|c| c.seq < new_first).cloned();
+        Ok(keep.chain(new).collect())
+    } else {
+        Ok(new)
     }
 }
 
@@ -329,6 +408,26 @@ mod tests {
                 "snapshot: ok\nsession_rotated: ok\nentry: ok\nsnapshot: session b: the snapshot disagrees with the entries already seen at seq 1\na: [1 2]\nb: [1 2]\ncurrent b at 2\n",
             ),
             (
+                vec![snapshot("a", &[3, 4], 4), entry(5)],
+                "snapshot: ok\nentry: ok\na: [3 4 5]\ncurrent a at 5\n",
+            ),
+            (
+                vec![snapshot("a", &[1, 2, 3], 3), snapshot("a", &[3, 4], 4)],
+                "snapshot: ok\nsnapshot: ok\na: [1 2 3 4]\ncurrent a at 4\n",
+            ),
+            (
+                vec![snapshot("a", &[1, 2], 2), snapshot("a", &[5, 6], 6)],
+                "snapshot: ok\nsnapshot: ok\na: [5 6]\ncurrent a at 6\n",
+            ),
+            (
+                vec![snapshot("a", &[3, 4, 5], 5), snapshot("a", &[4], 4)],
+                "snapshot: ok\nsnapshot: session a: the snapshot disagrees with the entries already seen at seq 5\na: [3 4 5]\ncurrent a at 5\n",
+            ),
+            (
+                vec![snapshot("a", &[0, 1], 1)],
+                "snapshot: session a: a snapshot must run from seq 1 to its end_seq without gaps (seq 0)\ncurrent - at 0\n",
+            ),
+            (
                 vec![snapshot("a", &[], 0), rotated("b"), snapshot("a", &[1, 2], 2)],
                 "snapshot: ok\nsession_rotated: ok\nsnapshot: ok\na: [1 2]\nb: [1]\ncurrent a at 2\n",
             ),
@@ -336,5 +435,31 @@ mod tests {
         for (events, want) in cases {
             assert_eq!(check(&events), want, "{events:?}");
         }
+    }
+
+    #[test]
+    fn pages_back_join_a_tail_first_view_without_a_gap() {
+        let mut view = LogView::new();
+        view.apply(&snapshot("a", &[5, 6], 6)).unwrap();
+        let a = sid("a");
+        let page = |seqs: &[u64]| -> Vec<Committed> {
+            seqs.iter()
+                .map(|&n| Committed::new(Seq(n), if n == 1 { start(1) } else { ext(n) }))
+                .collect()
+        };
+        assert!(matches!(
+            view.prepend(&a, &page(&[2, 3])),
+            Err(ViewError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            view.prepend(&a, &page(&[2, 4])),
+            Err(ViewError::BadSnapshot { .. })
+        ));
+        assert_eq!(view.first_seq(&a), Some(Seq(5)));
+        view.prepend(&a, &page(&[3, 4])).unwrap();
+        view.prepend(&a, &page(&[1, 2])).unwrap();
+        let seqs: Vec<u64> = view.entries(&a).iter().map(|c| c.seq.get()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        assert!(view.prepend(&sid("b"), &page(&[1])).is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /pods` | `{"pods": [pod, ...]}` |
 //! | `GET /pods/{pod}` | one pod: `{"name", "session_id", "end_seq", "busy", "closed"}` |
-//! | `GET /pods/{pod}/events` | the SSE stream (see [`crate::sse`]) |
+//! | `GET /pods/{pod}/events?tail=N` | the SSE stream (see [`crate::sse`]); `tail` makes a fresh attach start with the last `N` entries |
 //! | `POST /pods/{pod}/input` | body `{"text": "..."}`: `202 {"session_id"}` once the input is committed |
 //! | `POST /pods/{pod}/compact` | body `{}` or `{"summary": [message, ...]}`: `{"session_id"}` of the new session |
 //! | `POST /pods/{pod}/fork` | body `{"at": SEQ}`: `{"session_id"}` of the new session |
@@ -166,6 +166,7 @@ async fn pod_info(
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     after: Option<String>,
+    tail: Option<usize>,
 }
 
 async fn events(
@@ -178,9 +179,17 @@ async fn events(
     let Query(query) = query.map_err(query_error)?;
     let position = sse::resume_position(headers.get("last-event-id"), query.after.as_deref())?;
     let pod = pod(&state, &name)?;
-    let start = match &position {
-        Some(id) => Start::After(id.clone()),
-        None => Start::Fresh,
+    let start = match (&position, query.tail) {
+        (_, Some(0)) => {
+            return Err(ApiError::bad_request(
+                "tail=0 out of range: want at least 1 (or no tail for the whole snapshot)",
+            ))
+        }
+        // A resume carries on from its position; the tail only shapes a
+        // fresh attach.
+        (Some(id), _) => Start::After(id.clone()),
+        (None, Some(n)) => Start::Tail(n),
+        (None, None) => Start::Fresh,
     };
     tracing::info!(
         pod = %name,

@@ -26,7 +26,12 @@
 //! # Contract
 //!
 //! * **Fresh attach**: the pod's `Snapshot`, then every later event in commit
-//!   order (the pod splits the two cleanly).
+//!   order (the pod splits the two cleanly). With `?tail=N` the snapshot
+//!   holds only the session's last `N` entries (its first entry's seq says
+//!   where it starts); the client pages back with
+//!   `GET /sessions/{id}/entries?before=SEQ`. Without it the snapshot is
+//!   whole: the default, so that a client that does not page gets the
+//!   whole log as the protocol always gave it.
 //! * **Resume** (`Last-Event-ID: SID:SEQ`, or `?after=SID:SEQ`): if `SID` is
 //!   the pod's current session and `SEQ` is not past its end, exactly the
 //!   committed events after `SEQ`, then live; otherwise `SessionRotated` and
@@ -90,6 +95,8 @@ pub fn resume_position(
 pub(crate) enum Start {
     /// A fresh attach: the snapshot first.
     Fresh,
+    /// A fresh attach, tail-first: a snapshot of the last `n` entries.
+    Tail(usize),
     /// A resume after this position.
     After(EventId),
 }
@@ -142,6 +149,11 @@ pub(crate) async fn open(
         blocking(move || match start {
             Start::Fresh => {
                 let (snapshot, rx) = pod.subscribe();
+                let session = snapshot.session().clone();
+                (session, Seq::ZERO, vec![snapshot], rx)
+            }
+            Start::Tail(n) => {
+                let (snapshot, rx) = pod.subscribe_tail(n);
                 let session = snapshot.session().clone();
                 (session, Seq::ZERO, vec![snapshot], rx)
             }

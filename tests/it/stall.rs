@@ -10,8 +10,9 @@
 //! at once. When the lock is released the commit completes, and what the
 //! client saw is exactly what the store holds.
 //!
-//! The bound asserted on latencies is loose (this test shares two cores with
-//! the rest of the suite); the stall it guards against lasts the whole 3 s.
+//! The bound asserted is the target, p99 at most 50 ms, met with a wide
+//! margin even while the rest of the suite shares the two cores (p99 about
+//! 5 ms here); the stall it guards against lasts the whole 3 s.
 //! `docs/reliability.md` reports the latencies measured.
 
 use std::time::{Duration, Instant};
@@ -149,7 +150,7 @@ fn a_held_write_lock_stalls_only_the_commit_that_waits_for_it() {
             "only {} requests answered",
             latencies.len()
         );
-        assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
+        assert!(p99 <= Duration::from_millis(50), "p99 {p99:?}");
         assert!(max < Duration::from_secs(1), "max {max:?}");
         assert!(
             dropped_in.unwrap() < Duration::from_millis(250),

@@ -121,11 +121,13 @@ impl Tail {
         let mut waiting = false;
         let mut attached = false;
         loop {
-            // A first attach is tail-first unless asked otherwise; a
-            // reconnect resumes from the last event id.
-            let path = match (tail, &last_id) {
-                (Some(n), None) => format!("/pods/{pod}/events?tail={n}"),
-                _ => format!("/pods/{pod}/events"),
+            // Tail-first unless asked otherwise: a first attach, and a
+            // reconnect that has to start over on another session, begin
+            // with the last entries; a reconnect otherwise resumes from the
+            // last event id.
+            let path = match tail {
+                Some(n) => format!("/pods/{pod}/events?tail={n}"),
+                None => format!("/pods/{pod}/events"),
             };
             match client.events_at(&path, last_id.as_deref()).await {
                 Ok(mut stream) => {

@@ -802,6 +802,18 @@ impl Pod {
         session: &SessionId,
         after: Seq,
     ) -> (Vec<SharedEvent>, broadcast::Receiver<SharedEvent>) {
+        self.resume_tail(session, after, None)
+    }
+
+    /// [`Pod::resume`] for a client that attached tail-first: when it has to
+    /// start over on the current session, the snapshot holds only that
+    /// session's last `tail` entries (all of them with `None`).
+    pub fn resume_tail(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        tail: Option<usize>,
+    ) -> (Vec<SharedEvent>, broadcast::Receiver<SharedEvent>) {
         let (current, snapshot, rx) = self.core().split();
         if *session == current && after <= snapshot.end_seq() {
             let missed = snapshot
@@ -820,7 +832,7 @@ impl Pod {
             };
             events.push(SharedEvent::new(current.clone(), rotated));
         }
-        events.push(snapshot_event(current, &snapshot, None));
+        events.push(snapshot_event(current, &snapshot, tail));
         (events, rx)
     }
 

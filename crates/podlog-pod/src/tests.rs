@@ -1046,3 +1046,36 @@ fn pods_created_in_a_runtime_run_their_drivers_as_tasks_not_threads() {
         }
     });
 }
+
+#[test]
+fn a_tail_first_client_gets_tails_on_attach_and_when_it_starts_over() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    for n in 2..=9 {
+        pod.commit(ext(n)).unwrap();
+    }
+    let seqs = |e: &Event| match e {
+        Event::Snapshot {
+            entries, end_seq, ..
+        } => {
+            let seqs: Vec<u64> = entries.iter().map(|w| w.seq.get()).collect();
+            format!("{seqs:?} to {end_seq}")
+        }
+        other => other.kind().to_owned(),
+    };
+    let (snapshot, _) = pod.subscribe_tail(3);
+    assert_eq!(seqs(&snapshot), "[7, 8, 9] to 9");
+    let (whole, _) = pod.subscribe_tail(100);
+    assert_eq!(seqs(&whole), "[1, 2, 3, 4, 5, 6, 7, 8, 9] to 9");
+    // Still in the session: exactly what was missed, whatever the tail.
+    let (missed, _) = pod.resume_tail(&pod.session_id(), Seq(8), Some(3));
+    assert_eq!(
+        plain(missed).iter().map(seqs).collect::<Vec<_>>(),
+        ["entry"]
+    );
+    // Another session: start over, tail-first.
+    let gone = SessionId::new("gone").unwrap();
+    let (events, _) = pod.resume_tail(&gone, Seq(2), Some(2));
+    let shown: Vec<String> = plain(events).iter().map(seqs).collect();
+    assert_eq!(shown, ["session_rotated", "[8, 9] to 9"]);
+}

@@ -186,8 +186,8 @@ async fn events(
             ))
         }
         // A resume carries on from its position; the tail only shapes a
-        // fresh attach.
-        (Some(id), _) => Start::After(id.clone()),
+        // snapshot, should the client have to start over.
+        (Some(id), tail) => Start::After(id.clone(), tail),
         (None, Some(n)) => Start::Tail(n),
         (None, None) => Start::Fresh,
     };

@@ -97,8 +97,9 @@ pub(crate) enum Start {
     Fresh,
     /// A fresh attach, tail-first: a snapshot of the last `n` entries.
     Tail(usize),
-    /// A resume after this position.
-    After(EventId),
+    /// A resume after this position; a tail-first client's tail, for when
+    /// it has to start over on another session.
+    After(EventId, Option<usize>),
 }
 
 /// Why a stream ends.
@@ -157,8 +158,8 @@ pub(crate) async fn open(
                 let session = snapshot.session().clone();
                 (session, Seq::ZERO, vec![snapshot], rx)
             }
-            Start::After(id) => {
-                let (events, rx) = pod.resume(&id.session, id.seq);
+            Start::After(id, tail) => {
+                let (events, rx) = pod.resume_tail(&id.session, id.seq, tail);
                 (id.session, id.seq, events, rx)
             }
         })

@@ -8,8 +8,9 @@
 //!   `BEGIN IMMEDIATE` transaction, the same pragmas as podlog's writer (WAL,
 //!   `foreign_keys`, the chosen `synchronous`, a busy timeout) and the same
 //!   entry table, but no session row, no seq lookup, no counters, no sink.
-//!   For reference it can also run podlog's statements (seq lookup, insert,
-//!   counters) without podlog's code ([`RawShape::InsertWithCounters`]),
+//!   For reference it can also run podlog's statements (the guarded counter
+//!   update and the insert) without podlog's code
+//!   ([`RawShape::InsertWithCounters`]),
 //!   which splits podlog's cost into its SQL and the rest.
 //! * [`SeedSink`]: the mirror the project grew from, a `Mutex<Vec<LogEntry>>`
 //!   whose whole contents are cloned for every subscriber, with its
@@ -126,9 +127,11 @@ pub enum RawShape {
     /// One `INSERT` of the entry row, its seq counted in memory: the least a
     /// SQLite log can do.
     Insert,
-    /// podlog's statements without podlog's code: read the session's
-    /// `last_seq`, `INSERT` the entry (checked against its session row by the
-    /// foreign key), `UPDATE` the session's counters.
+    /// podlog's statements without podlog's code: move the session row's
+    /// counters from `seq - 1` to `seq` (an `UPDATE` guarded by the expected
+    /// `last_seq`, the seq counted in memory as a session writer does), then
+    /// `INSERT` the entry (checked against its session row by the foreign
+    /// key).
     InsertWithCounters,
 }
 
@@ -200,16 +203,22 @@ impl RawSqliteAppend {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&fail)?;
-            let seq = match self.shape {
-                RawShape::Insert => self.next_seq,
-                RawShape::InsertWithCounters => {
-                    let last: u64 = tx
-                        .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")
-                        .and_then(|mut s| s.query_row(["raw"], |r| r.get(0)))
-                        .map_err(&fail)?;
-                    last + 1
+            let seq = self.next_seq;
+            if self.shape == RawShape::InsertWithCounters {
+                let moved = tx
+                    .prepare_cached(
+                        "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + 1, \
+                         updated_at = max(updated_at, ?3) WHERE id = ?1 AND last_seq = ?4",
+                    )
+                    .and_then(|mut s| s.execute(params!["raw", seq, entry.ts(), seq - 1]))
+                    .map_err(&fail)?;
+                if moved != 1 {
+                    return Err(BenchError::Check {
+                        row: self.row,
+                        problem: format!("the raw session row is not at seq {}", seq - 1),
+                    });
                 }
-            };
+            }
             tx.prepare_cached(
                 "INSERT INTO entries (session_id, seq, ts, kind, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -224,14 +233,6 @@ impl RawSqliteAppend {
                 ])
             })
             .map_err(&fail)?;
-            if self.shape == RawShape::InsertWithCounters {
-                tx.prepare_cached(
-                    "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + 1, \
-                     updated_at = max(updated_at, ?3) WHERE id = ?1",
-                )
-                .and_then(|mut s| s.execute(params!["raw", seq, entry.ts()]))
-                .map_err(&fail)?;
-            }
             tx.commit().map_err(&fail)?;
             self.next_seq = seq + 1;
         }

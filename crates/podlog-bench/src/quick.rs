@@ -584,7 +584,7 @@ pub fn quick(
         }
         .row(
             "P2-sql",
-            "  the same vs raw rusqlite running podlog's SQL (seq, insert, counters)".to_owned(),
+            "  the same vs raw rusqlite running podlog's SQL (counters, insert)".to_owned(),
             Unit::PerSecond,
             Target::Reference,
         ),

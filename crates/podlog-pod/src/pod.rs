@@ -170,10 +170,33 @@ impl Core {
     ) -> Result<Seq, PodError> {
         let mut state = self.lock();
         if ends_run {
-            self.set_busy(false);
+            // Cleared before the event goes out, so a client that sees the
+            // end of the run can start the next one at once; published with
+            // the closing entry's seq below, so that the status never says
+            // idle before the run's last entry is in the mirror.
+            self.busy.store(false, Ordering::Release);
         }
+        let result = self.append_and_send(&mut state, entry, from_driver);
+        match &result {
+            Ok(seq) => self.status.send_modify(|s| {
+                s.end_seq = *seq;
+                s.busy = self.busy.load(Ordering::Acquire);
+            }),
+            Err(_) if ends_run => self.publish_busy(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// The commit itself, under the pod mutex: the store transaction, the
+    /// publish to the sink, the event.
+    fn append_and_send(
+        &self,
+        state: &mut State,
+        entry: LogEntry,
+        from_driver: bool,
+    ) -> Result<Seq, PodError> {
         let open = state.events.is_some() && !(from_driver && self.is_stopping());
-        let state = &mut *state;
         let writer = match state.writer.as_mut() {
             Some(writer) if open => writer,
             _ => {
@@ -191,7 +214,6 @@ impl Core {
             let event = Event::from_committed(&Committed::new(seq, committed_entry));
             let _ = tx.send(SharedEvent::new(state.session.clone(), event));
         }
-        self.status.send_modify(|s| s.end_seq = seq);
         Ok(seq)
     }
 
@@ -748,9 +770,11 @@ impl Pod {
         self.core().sink.end_seq()
     }
 
-    /// Whether a run, compaction or fork is in progress.
+    /// Whether a run, compaction or fork is in progress, as the status has
+    /// it: a run counts as over once its closing entry is committed and
+    /// published (so `end_seq` then includes it).
     pub fn is_busy(&self) -> bool {
-        self.core().busy.load(Ordering::Acquire)
+        self.core().status.borrow().busy
     }
 
     /// Whether [`Pod::shutdown`] has begun.

@@ -1079,3 +1079,33 @@ fn a_tail_first_client_gets_tails_on_attach_and_when_it_starts_over() {
     let shown: Vec<String> = plain(events).iter().map(seqs).collect();
     assert_eq!(shown, ["session_rotated", "[8, 9] to 9"]);
 }
+
+#[test]
+fn the_status_turns_idle_only_with_the_runs_closing_entry() {
+    let f = fixture();
+    let pod = pod(
+        &f,
+        Box::new(ScriptedDriver::demo().with_delta_delay(Duration::from_millis(1))),
+    );
+    for run in 0..3 {
+        pod.submit_input(format!("run {run}")).unwrap();
+        // Busy from the input until the closing entry is committed, and
+        // idle only with that entry's seq.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let status = pod.status();
+            if !status.busy {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the run did not end");
+            std::thread::yield_now();
+        };
+        let log = stored(&f.store, &status.session_id);
+        let (last_seq, last) = log.last().unwrap();
+        assert_eq!(status.end_seq, *last_seq, "run {run}");
+        assert!(
+            matches!(last, LogEntry::RunCompleted { .. }),
+            "run {run}: {last:?}"
+        );
+    }
+}

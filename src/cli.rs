@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,15 +67,7 @@ fn database_path(args: &Args) -> Result<PathBuf, String> {
     if let Some(path) = &args.db {
         return Ok(path.clone());
     }
-    let dir = dirs::data_dir()
-        .ok_or("cannot find a data folder: set HOME, XDG_DATA_HOME, PODLOG_DB or --db")?
-        .join("podlog");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir.join("podlog.db"))
+    podlog_store::default_path().map_err(|e| format!("{e} (or give PODLOG_DB or --db)"))
 }
 
 /// Runs the command; `Err` carries the message for the user.

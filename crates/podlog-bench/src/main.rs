@@ -18,7 +18,6 @@
 //! 2 when the arguments are wrong.
 
 use std::io::Write as _;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -118,18 +117,9 @@ fn files_dir(args: &Args) -> Result<PathBuf, String> {
     })
 }
 
-/// podlog's default database, `podlog.db` in the platform's data folder
-/// (created 0700 if missing, as `podlog` does).
+/// podlog's default database (see `podlog_store::default_path`).
 fn default_database() -> Result<PathBuf, String> {
-    let dir = dirs::data_dir()
-        .ok_or("cannot find a data folder: set HOME, XDG_DATA_HOME, PODLOG_DB, --db or --dir")?
-        .join("podlog");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir.join("podlog.db"))
+    podlog_store::default_path().map_err(|e| format!("{e} (or give PODLOG_DB, --db or --dir)"))
 }
 
 /// One line naming the machine: cores and CPU model.

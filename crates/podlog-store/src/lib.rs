@@ -35,6 +35,7 @@ pub mod schema;
 pub mod verify;
 pub mod writer;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -147,6 +148,29 @@ impl std::fmt::Debug for StoreOptions {
             .field("busy_timeout", &self.busy_timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// podlog's default database: `podlog.db` in the platform's data folder
+/// (`$XDG_DATA_HOME/podlog`, by default `~/.local/share/podlog`), whose
+/// `podlog` folder is created 0700 if it is missing. The one place the
+/// `podlog` program and the benchmark program find it.
+pub fn default_path() -> Result<PathBuf> {
+    let Some(data) = dirs::data_dir() else {
+        return Err(StoreError::Open {
+            path: PathBuf::from("podlog.db"),
+            reason: "cannot find a data folder: set HOME or XDG_DATA_HOME".to_owned(),
+        });
+    };
+    let dir = data.join("podlog");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| StoreError::Open {
+            path: dir.clone(),
+            reason: format!("cannot create the folder: {e}"),
+        })?;
+    Ok(dir.join("podlog.db"))
 }
 
 /// How a session came to be.

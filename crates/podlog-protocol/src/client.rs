@@ -26,6 +26,9 @@ use tokio::task::JoinHandle;
 
 use crate::sse::{SseItem, SseMessage, SseParser};
 
+/// The sending half of one HTTP/1.1 connection.
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
 /// Where the server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -123,22 +126,9 @@ impl Client {
         &self.endpoint
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<
-        (
-            hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-            JoinHandle<()>,
-        ),
-        ClientError,
-    > {
-        let endpoint = self.endpoint.to_string();
+    async fn connect(&self) -> Result<(Sender, JoinHandle<()>), ClientError> {
         let connect_error = |source| ClientError::Connect {
-            endpoint: endpoint.clone(),
-            source,
-        };
-        let http_error = |source| ClientError::Http {
-            endpoint: endpoint.clone(),
+            endpoint: self.endpoint.to_string(),
             source,
         };
         match &self.endpoint {
@@ -147,31 +137,33 @@ impl Client {
                     .await
                     .map_err(connect_error)?;
                 let _ = stream.set_nodelay(true);
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(http_error)?;
-                Ok((
-                    send,
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    }),
-                ))
+                self.handshake(stream).await
             }
             Endpoint::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(connect_error)?;
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(http_error)?;
-                Ok((
-                    send,
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    }),
-                ))
+                self.handshake(stream).await
             }
         }
+    }
+
+    /// HTTP/1.1 over a connected `stream`; the connection is driven by a
+    /// task of its own.
+    async fn handshake<S>(&self, stream: S) -> Result<(Sender, JoinHandle<()>), ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ClientError::Http {
+                endpoint: self.endpoint.to_string(),
+                source,
+            })?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok((send, task))
     }
 
     /// Sends one request; the response body is not read yet.

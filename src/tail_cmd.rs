@@ -238,16 +238,14 @@ impl Tail {
                     )?,
                 }
                 for w in entries {
-                    self.line(&Committed {
-                        seq: w.seq,
-                        entry: w.entry.clone(),
-                    })?;
+                    self.line(&Committed::from(w))?;
                 }
             }
             Event::SessionRotated {
                 session_id,
                 seq,
                 entry,
+                ..
             } => {
                 self.finish_line();
                 let why = match entry {

@@ -82,6 +82,16 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
             writer_a.append(entry, &sink_a).unwrap();
         }
     }
+    // A build log large enough to go out of line, twice: stored once.
+    let log = "compiling podlog v0.1.0\n".repeat(64 * 1024 / 24);
+    for ts in [1_700_000_050_000, 1_700_000_060_000] {
+        let entry = LogEntry::Extension {
+            ts,
+            name: "build-log".into(),
+            data: serde_json::json!({ "log": log }),
+        };
+        writer_a.append(entry, &sink_a).unwrap();
+    }
     drop(writer_a);
     let (b, _) = store.fork(&a, Seq(11)).unwrap();
     let (c, start_c) = store
@@ -135,8 +145,8 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
     let queries = documented_queries();
     assert_eq!(
         queries.iter().map(|q| q.0).collect::<Vec<_>>(),
-        (1..=10).collect::<Vec<_>>(),
-        "docs/inspect.md numbers its ten queries"
+        (1..=12).collect::<Vec<_>>(),
+        "docs/inspect.md numbers its twelve queries"
     );
     for (n, title, sql) in &queries {
         let rows = shell(&db.path, a.as_str(), sql);
@@ -156,7 +166,13 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
                 for r in &rows {
                     let seq: usize = r[0].parse().unwrap();
                     assert_eq!(r[2], entries_a[seq - 1].entry.kind(), "{what}");
-                    assert_eq!(r[3], entries_a[seq - 1].entry.summary(), "{what}");
+                    // The view cuts at 120 characters; the summary marks
+                    // its own cut with an ellipsis.
+                    let summary = entries_a[seq - 1].entry.summary();
+                    match summary.strip_suffix('…') {
+                        Some(cut) => assert!(r[3].starts_with(cut), "{what}: {r:?}"),
+                        None => assert_eq!(r[3], summary, "{what}"),
+                    }
                 }
             }
             3 => {
@@ -276,6 +292,32 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
                     let now = store.session(&id).unwrap().entry_count;
                     assert!(r[1].parse::<u64>().unwrap() <= now, "{what}");
                 }
+            }
+            11 => {
+                let got: Vec<(String, String)> =
+                    rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+                let want: Vec<(String, String)> = entries_a
+                    .iter()
+                    .map(|c| (c.seq.to_string(), c.entry.to_json()))
+                    .collect();
+                assert_eq!(got, want, "{what}");
+                assert!(rows
+                    .iter()
+                    .any(|r| r[1].contains(&log.replace('\n', "\\n"))));
+            }
+            12 => {
+                let lean = store.previews_after(&a, Seq::ZERO, usize::MAX).unwrap();
+                let refs: Vec<_> = lean.iter().flat_map(|c| c.payload_refs()).collect();
+                assert_eq!(refs.len(), 2, "{what}");
+                assert_eq!(
+                    rows,
+                    [vec![
+                        refs[0].hash.to_string(),
+                        log.len().to_string(),
+                        "2".to_owned()
+                    ]],
+                    "{what}"
+                );
             }
             other => panic!("unexpected query number {other}"),
         }

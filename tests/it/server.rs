@@ -216,8 +216,9 @@ async fn a_slow_client_lags_and_catches_up_on_the_same_connection() {
 
     // While the slow client reads nothing, commit far more than the pod's
     // channel holds, with bodies large enough to fill the socket buffers,
-    // and stream text deltas in between.
-    let body = "x".repeat(8192);
+    // and stream text deltas in between. (Below the out-of-line threshold:
+    // a lean entry carries only a preview, and would not fill them.)
+    let body = "x".repeat(podlog_entry::payload::THRESHOLD - 64);
     let writer = {
         let pod = pod.clone();
         tokio::task::spawn_blocking(move || {

@@ -48,6 +48,7 @@ pub fn committed_entries(
         } else {
             pool[(seq as usize - 2) % pool.len()].clone()
         },
+        payloads: None,
     })
 }
 
@@ -189,6 +190,7 @@ impl PublishUnderAttach {
                 .map(|i| Committed {
                     seq: Seq(first + i),
                     entry: self.pool[(self.next + i as usize) % self.pool.len()].clone(),
+                    payloads: None,
                 })
                 .collect()
         };

@@ -158,7 +158,7 @@ pub(crate) trait RunHost: Send + Sync + 'static {
     fn commit_from_driver(&self, entry: LogEntry) -> Result<Seq, PodError>;
     /// Sends an ephemeral event, as the driver.
     fn stream_from_driver(&self, event: Event) -> Result<(), PodError>;
-    fn conversation(&self) -> Conversation;
+    fn conversation(&self) -> Result<Conversation, PodError>;
     fn session_id(&self) -> SessionId;
     fn clock(&self) -> &dyn Clock;
     fn is_stopping(&self) -> bool;
@@ -261,9 +261,11 @@ impl RunContext {
     }
 
     /// The session's conversation so far, this run's input and commits
-    /// included.
-    pub fn conversation(&self) -> Conversation {
-        self.host.conversation()
+    /// included, every payload whole. Read on the blocking pool: once the
+    /// mirror holds lean entries (large strings as previews) it comes from
+    /// the store. Fails with `PodError::Store` if the store cannot read it.
+    pub async fn conversation(&self) -> Result<Conversation, PodError> {
+        on_blocking_pool(&self.host, |host| host.conversation()).await
     }
 
     /// The session the run writes to.

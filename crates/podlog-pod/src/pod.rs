@@ -135,9 +135,28 @@ impl Core {
         self.stopping.load(Ordering::Acquire)
     }
 
-    pub(crate) fn conversation(&self) -> Conversation {
+    /// The conversation as the mirror holds it: large strings as previews.
+    /// Enough for what needs only its shape (which tool calls are open).
+    fn mirrored_conversation(&self) -> Conversation {
         let snapshot = self.sink.snapshot();
         Conversation::from_entries(snapshot.entries.iter().map(|c| &*c.entry))
+    }
+
+    /// The whole conversation, every payload in place: folded from the
+    /// mirror when it holds every entry whole, read from the store when it
+    /// holds lean ones.
+    pub(crate) fn conversation(&self) -> Result<Conversation, PodError> {
+        let session = self.session_id();
+        let snapshot = self.sink.snapshot();
+        if snapshot.entries.iter().all(|c| c.payloads.is_none()) {
+            return Ok(Conversation::from_entries(
+                snapshot.entries.iter().map(|c| &*c.entry),
+            ));
+        }
+        let entries = self.store.entries(&session)?;
+        Ok(Conversation::from_entries(
+            entries.iter().map(|c| &*c.entry),
+        ))
     }
 
     fn try_busy(&self, session: impl FnOnce() -> SessionId) -> Result<BusyGuard<'_>, PodError> {
@@ -210,8 +229,19 @@ impl Core {
         // error it returns before publishing, and no event is sent.
         let seq = writer.append(entry, &self.sink)?;
         if let Some(tx) = &state.events {
+            // Clients get what the mirror holds: the lean entry, when large
+            // strings went out of line. Under the pod mutex the mirror's
+            // last entry is the one just published.
+            let committed = self
+                .sink
+                .snapshot()
+                .entries
+                .back()
+                .filter(|c| c.seq == seq)
+                .cloned()
+                .unwrap_or_else(|| Committed::new(seq, committed_entry));
             // An error only means no receiver exists right now.
-            let event = Event::from_committed(&Committed::new(seq, committed_entry));
+            let event = Event::from_committed(&committed);
             let _ = tx.send(SharedEvent::new(state.session.clone(), event));
         }
         Ok(seq)
@@ -280,6 +310,7 @@ impl Core {
                 session_id: id.clone(),
                 seq: Seq::FIRST,
                 entry: (*start.entry).clone(),
+                payloads: start.payloads.clone(),
             };
             let _ = tx.send(SharedEvent::new(id.clone(), rotated));
         }
@@ -297,7 +328,7 @@ impl Core {
         ends_run: bool,
     ) -> Result<Seq, PodError> {
         let mut first_error = None;
-        for call_id in self.conversation().pending_calls {
+        for call_id in self.mirrored_conversation().pending_calls {
             let result = self.commit(
                 LogEntry::ToolResult {
                     ts: self.clock().now_millis(),
@@ -405,7 +436,7 @@ impl RunHost for Core {
         self.stream(event, true)
     }
 
-    fn conversation(&self) -> Conversation {
+    fn conversation(&self) -> Result<Conversation, PodError> {
         Core::conversation(self)
     }
 
@@ -853,6 +884,7 @@ impl Pod {
                 session_id: current.clone(),
                 seq: start.seq,
                 entry: (*start.entry).clone(),
+                payloads: start.payloads.clone(),
             };
             events.push(SharedEvent::new(current.clone(), rotated));
         }
@@ -916,7 +948,7 @@ impl Pod {
         let summary = match summary {
             Some(summary) => summary,
             None => {
-                let conversation = core.conversation();
+                let conversation = core.conversation()?;
                 let mut driver = core.driver.lock().unwrap_or_else(PoisonError::into_inner);
                 // The busy flag keeps runs out, so the driver is at home.
                 let Some(driver) = driver.as_mut() else {

@@ -180,12 +180,14 @@ fn events_round_trip_through_json_with_a_type_tag() {
                 forked_from: None,
                 compacted_from: None,
             },
+            payloads: None,
         },
         Event::Snapshot {
             session_id: SessionId::new("s-1").unwrap(),
             entries: vec![WireEntry {
                 seq: Seq(1),
                 entry: Arc::new(ext(1)),
+                payloads: None,
             }],
             end_seq: Seq(1),
         },
@@ -856,6 +858,7 @@ fn a_view_refuses_a_gap_or_a_duplicate() {
             entries: vec![WireEntry {
                 seq: Seq(1),
                 entry: Arc::new(ext(1)),
+                payloads: None,
             }],
             end_seq: Seq(1),
         })

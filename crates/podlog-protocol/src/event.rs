@@ -32,7 +32,7 @@
 use std::sync::Arc;
 
 use podlog_entry::{
-    AssistantContent, Attachment, Committed, LogEntry, RunErrorKind, Seq, SessionId,
+    AssistantContent, Attachment, Committed, LogEntry, PayloadRef, RunErrorKind, Seq, SessionId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,10 @@ use serde::{Deserialize, Serialize};
 pub struct WireEntry {
     pub seq: Seq,
     pub entry: Arc<LogEntry>,
+    /// Present when `entry` is lean: where its large strings were cut, and
+    /// the payloads that hold them whole (fetched from `GET /blobs/{hash}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<Arc<[PayloadRef]>>,
 }
 
 impl From<&Committed> for WireEntry {
@@ -49,6 +53,17 @@ impl From<&Committed> for WireEntry {
         WireEntry {
             seq: c.seq,
             entry: c.entry.clone(),
+            payloads: c.payloads.clone(),
+        }
+    }
+}
+
+impl From<&WireEntry> for Committed {
+    fn from(w: &WireEntry) -> Self {
+        Committed {
+            seq: w.seq,
+            entry: w.entry.clone(),
+            payloads: w.payloads.clone(),
         }
     }
 }
@@ -72,6 +87,9 @@ pub enum Event {
         session_id: SessionId,
         seq: Seq,
         entry: LogEntry,
+        /// Present when `entry` is lean (see [`WireEntry::payloads`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payloads: Option<Arc<[PayloadRef]>>,
     },
     /// A committed `UserInput`.
     UserMessage {
@@ -124,8 +142,15 @@ pub enum Event {
         item: podlog_entry::SystemItem,
     },
     /// Any other committed entry (`config_changed`, `extension`, a
-    /// `session_start` outside a rotation, kinds of a newer version), whole.
-    Entry { seq: Seq, entry: LogEntry },
+    /// `session_start` outside a rotation, kinds of a newer version), and
+    /// every lean entry, whatever its kind: one whose large strings are
+    /// previews, with the `payloads` that hold them whole.
+    Entry {
+        seq: Seq,
+        entry: LogEntry,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payloads: Option<Arc<[PayloadRef]>>,
+    },
     /// A piece of assistant text being generated; the committed
     /// `AssistantItem` that follows carries the whole text.
     TextDelta { after: Seq, text: String },
@@ -142,9 +167,16 @@ pub enum Event {
 
 impl Event {
     /// The event of a committed entry: a typed event for the common kinds,
-    /// [`Event::Entry`] for the rest.
+    /// [`Event::Entry`] for the rest and for every lean entry.
     pub fn from_committed(c: &Committed) -> Event {
         let seq = c.seq;
+        if c.payloads.is_some() {
+            return Event::Entry {
+                seq,
+                entry: (*c.entry).clone(),
+                payloads: c.payloads.clone(),
+            };
+        }
         match &*c.entry {
             LogEntry::UserInput {
                 ts,
@@ -214,6 +246,7 @@ impl Event {
             | LogEntry::Unknown(_)) => Event::Entry {
                 seq,
                 entry: other.clone(),
+                payloads: None,
             },
         }
     }
@@ -316,7 +349,17 @@ impl Event {
                     item: item.clone(),
                 },
             ),
-            Event::Entry { seq, entry } => (*seq, entry.clone()),
+            Event::Entry {
+                seq,
+                entry,
+                payloads,
+            } => {
+                return Some(Committed {
+                    seq: *seq,
+                    entry: Arc::new(entry.clone()),
+                    payloads: payloads.clone(),
+                })
+            }
             Event::Snapshot { .. }
             | Event::SessionRotated { .. }
             | Event::TextDelta { .. }

@@ -178,13 +178,7 @@ impl LogView {
                 if last != *end_seq {
                     return Err(bad(*end_seq));
                 }
-                let new: Vec<Committed> = entries
-                    .iter()
-                    .map(|w| Committed {
-                        seq: w.seq,
-                        entry: w.entry.clone(),
-                    })
-                    .collect();
+                let new: Vec<Committed> = entries.iter().map(Committed::from).collect();
                 let merged = match self.sessions.get(session_id) {
                     Some(old) => merge(session_id, old, new)?,
                     None => new,
@@ -196,8 +190,13 @@ impl LogView {
                 session_id,
                 seq,
                 entry,
+                payloads,
             } => {
-                let start = Committed::new(*seq, entry.clone());
+                let start = Committed {
+                    seq: *seq,
+                    entry: std::sync::Arc::new(entry.clone()),
+                    payloads: payloads.clone(),
+                };
                 match self.sessions.get(session_id) {
                     Some(old) if old.first() != Some(&start) => {
                         return Err(ViewError::Disagrees {
@@ -328,6 +327,7 @@ mod tests {
                 .map(|&n| WireEntry {
                     seq: Seq(n),
                     entry: Arc::new(if n == 1 { start(1) } else { ext(n) }),
+                    payloads: None,
                 })
                 .collect(),
             end_seq: Seq(end),
@@ -343,6 +343,7 @@ mod tests {
             session_id: sid(session),
             seq: Seq::FIRST,
             entry: start(9),
+            payloads: None,
         }
     }
 

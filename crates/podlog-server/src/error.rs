@@ -125,6 +125,7 @@ impl ApiError {
             | StoreError::Decode { .. }
             | StoreError::Corrupt { .. }
             | StoreError::CorruptSession { .. }
+            | StoreError::CorruptPayload { .. }
             | StoreError::Lock { .. }
             | StoreError::Io { .. }
             | StoreError::Sqlite { .. }

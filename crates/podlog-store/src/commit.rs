@@ -49,12 +49,13 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use podlog_entry::{Committed, LogEntry, Seq, SessionId};
+use podlog_entry::{LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::error::StoreError;
-use crate::{insert_entry_json, Result, Store};
+use crate::payloads::{insert_rendered, render, Rendered};
+use crate::{Result, Store};
 
 /// One queued append.
 pub(crate) struct Pending {
@@ -63,9 +64,10 @@ pub(crate) struct Pending {
     /// The seq its writer assigned: the session's `last_seq` plus one.
     seq: Seq,
     entry: LogEntry,
-    /// `entry`'s JSON, rendered by the caller before it queued, so that the
+    /// `entry`'s row (its JSON, lean when large strings were cut out, and
+    /// those strings), rendered by the caller before it queued, so that the
     /// writer's time goes to SQLite alone.
-    body: String,
+    rendered: Rendered,
     sink: SessionLogSink,
     /// Set once the transaction holding the entry has committed.
     committed: AtomicBool,
@@ -222,8 +224,8 @@ impl Store {
                     .to_owned(),
             });
         }
-        let body =
-            std::panic::catch_unwind(AssertUnwindSafe(|| entry.to_json())).map_err(|panic| {
+        let rendered =
+            std::panic::catch_unwind(AssertUnwindSafe(|| render(&entry))).map_err(|panic| {
                 StoreError::Panicked {
                     session: session.clone(),
                     seq,
@@ -235,7 +237,7 @@ impl Store {
             caller: std::thread::current().id(),
             session: session.clone(),
             seq,
-            body,
+            rendered,
             entry,
             sink: sink.clone(),
             committed: AtomicBool::new(false),
@@ -390,7 +392,7 @@ impl Store {
                     );
                     continue;
                 }
-                insert_entry_json(&tx, &p.session, p.seq, &p.entry, &p.body)?;
+                insert_rendered(&tx, &p.session, p.seq, &p.entry, &p.rendered)?;
                 written += 1;
             }
             #[cfg(test)]
@@ -433,7 +435,7 @@ impl Store {
                     }
                     let published = p
                         .sink
-                        .publish(Committed::new(p.seq, p.entry.clone()))
+                        .publish(p.rendered.committed(p.seq, &p.entry))
                         .map(|()| p.seq)
                         .map_err(|source| StoreError::Publish {
                             session: p.session.clone(),

@@ -62,6 +62,14 @@ pub enum StoreError {
         problem: String,
     },
 
+    /// A payload whose text does not match its hash: changed behind
+    /// podlog's back.
+    #[error("payload {hash} is corrupt: {problem}")]
+    CorruptPayload {
+        hash: podlog_entry::PayloadHash,
+        problem: String,
+    },
+
     /// A session breaks an invariant that no one seq of it carries: its
     /// row names an unknown origin, or an entry is stored with a seq below 1.
     #[error("session {session}: {problem}")]

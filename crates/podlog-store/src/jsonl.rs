@@ -53,7 +53,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Context;
-use crate::rows::{read_rows, Span};
+use crate::payloads::{insert_rendered, render_json};
+use crate::rows::{read_rows, Form, Span};
 use crate::verify::start_disagrees_with_row;
 use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
 
@@ -170,13 +171,13 @@ impl Store {
                     .and_then(|()| out.write_all(b"\n"))
                     .map_err(write_error)?;
                 let id_json = Value::from(id.as_str()).to_string();
-                read_rows(&tx, id.as_str(), Span::ALL, |rows| {
+                read_rows(&tx, id.as_str(), Span::ALL, Form::Full, |rows| {
                     while let Some(row) = rows.next_checked()? {
                         let seq = row.seq;
                         let body = if row.body.contains(['\n', '\r']) {
                             Cow::Owned(row.body.replace(['\n', '\r'], " "))
                         } else {
-                            Cow::Borrowed(row.body)
+                            Cow::Borrowed(&*row.body)
                         };
                         writeln!(
                             out,
@@ -569,19 +570,10 @@ impl Import<'_> {
                 ),
             ));
         }
-        self.conn
-            .prepare_cached(
-                "INSERT INTO entries (session_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id.as_str(),
-                    seq.get(),
-                    entry.ts(),
-                    entry.kind(),
-                    body
-                ])
-            })
+        // Large strings go out of line here as in an append, so an import
+        // stores each repeated payload once.
+        let rendered = render_json(body.to_owned());
+        insert_rendered(self.conn, id, seq, &entry, &rendered)
             .context(|| format!("importing line {line}"))?;
         current.next = seq.next();
         Ok(())

@@ -30,6 +30,7 @@ pub mod error;
 pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
+pub mod payloads;
 mod rows;
 pub mod schema;
 pub mod verify;
@@ -51,7 +52,9 @@ use error::Context;
 pub use error::StoreError;
 pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
-use rows::{read_rows, Span};
+pub use payloads::Payload;
+use payloads::{insert_rendered, render};
+use rows::{read_rows, Form, Span};
 pub use schema::SCHEMA_VERSION;
 pub use verify::Problem;
 pub use writer::SessionWriter;
@@ -406,9 +409,10 @@ impl Store {
             params![id.as_str(), now, new.title],
         )
         .context(ctx)?;
-        insert_entry(&tx, &id, Seq::FIRST, &start).context(ctx)?;
+        let rendered = render(&start);
+        insert_rendered(&tx, &id, Seq::FIRST, &start, &rendered).context(ctx)?;
         tx.commit().context(ctx)?;
-        Ok((id, Committed::new(Seq::FIRST, start)))
+        Ok((id, rendered.committed(Seq::FIRST, &start)))
     }
 
     /// The session row `id`. Fails with [`StoreError::UnknownSession`] if
@@ -483,8 +487,9 @@ impl Store {
         })
     }
 
-    /// Every entry of `session`, in seq order. Fails on the first row that
-    /// does not decode and on any gap in seq, naming the session and seq.
+    /// Every entry of `session`, in seq order, whole (payloads put back).
+    /// Fails on the first row that does not decode, on any gap in seq and on
+    /// a missing payload, naming the session and seq.
     pub fn entries(&self, session: &SessionId) -> Result<Vec<Committed>> {
         let entries = self.entries_after(session, Seq::ZERO, usize::MAX)?;
         if entries.is_empty() {
@@ -495,20 +500,50 @@ impl Store {
     }
 
     /// Up to `limit` entries of `session` with seq greater than `after`, in
-    /// seq order, each checked and decoded by the one reader of entry rows
-    /// (`rows.rs`): a gap, a body that does not decode or a misplaced
-    /// `SessionStart` fails the read with an error naming session and seq.
+    /// seq order, whole, each checked and decoded by the one reader of entry
+    /// rows (`rows.rs`): a gap, a body that does not decode, a misplaced
+    /// `SessionStart` or a missing payload fails the read with an error
+    /// naming session and seq.
     pub fn entries_after(
         &self,
         session: &SessionId,
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Committed>> {
+        self.read_span(session, Span::after(after, limit), Form::Full)
+    }
+
+    /// [`Store::entries_after`] in the form the mirror and the wire carry:
+    /// large strings as previews, with their payload references. Reads no
+    /// payload, so its cost does not grow with the payloads' size.
+    pub fn previews_after(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Committed>> {
+        self.read_span(session, Span::after(after, limit), Form::Preview)
+    }
+
+    /// [`Store::entries_before`] in the form of [`Store::previews_after`].
+    pub fn previews_before(
+        &self,
+        session: &SessionId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Committed>> {
+        if before.get() <= 1 {
+            return Ok(Vec::new());
+        }
+        self.read_span(session, Span::before(before, limit), Form::Preview)
+    }
+
+    fn read_span(&self, session: &SessionId, span: Span, form: Form) -> Result<Vec<Committed>> {
         self.with_reader(|conn| {
-            read_rows(conn, session.as_str(), Span::after(after, limit), |rows| {
+            read_rows(conn, session.as_str(), span, form, |rows| {
                 let mut out = Vec::new();
                 while let Some(row) = rows.next_checked()? {
-                    out.push(Committed::new(row.seq, row.entry));
+                    out.push(Committed::with_payloads(row.seq, row.entry, row.payloads));
                 }
                 Ok(out)
             })
@@ -528,26 +563,16 @@ impl Store {
         if before.get() <= 1 {
             return Ok(Vec::new());
         }
-        self.with_reader(|conn| {
-            read_rows(
-                conn,
-                session.as_str(),
-                Span::before(before, limit),
-                |rows| {
-                    let mut out = Vec::new();
-                    while let Some(row) = rows.next_checked()? {
-                        out.push(Committed::new(row.seq, row.entry));
-                    }
-                    Ok(out)
-                },
-            )
-        })
+        self.read_span(session, Span::before(before, limit), Form::Full)
     }
 
     /// Loads `session` into a fresh sink, for restoring a pod before any
     /// subscriber exists.
     pub fn load_sink(&self, session: &SessionId) -> Result<SessionLogSink> {
-        let entries = self.entries(session)?;
+        let entries = self.previews_after(session, Seq::ZERO, usize::MAX)?;
+        if entries.is_empty() {
+            self.session(session)?;
+        }
         let last = entries.last().map_or(Seq::ZERO, |c| c.seq);
         SessionLogSink::with_initial(entries).map_err(|source| StoreError::Publish {
             session: session.clone(),
@@ -563,38 +588,6 @@ impl Store {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .context(|| format!("checkpointing {}", self.path.display()))
     }
-}
-
-/// Inserts one entry row. The caller holds a write transaction.
-pub(crate) fn insert_entry(
-    conn: &Connection,
-    session: &SessionId,
-    seq: Seq,
-    entry: &LogEntry,
-) -> rusqlite::Result<()> {
-    insert_entry_json(conn, session, seq, entry, &entry.to_json())
-}
-
-/// [`insert_entry`] with the entry's JSON already rendered (`body` is
-/// `entry.to_json()`), so that callers can render it outside the writer.
-pub(crate) fn insert_entry_json(
-    conn: &Connection,
-    session: &SessionId,
-    seq: Seq,
-    entry: &LogEntry,
-    body: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO entries (session_id, seq, ts, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        session.as_str(),
-        seq.get(),
-        entry.ts(),
-        entry.kind(),
-        body
-    ])?;
-    Ok(())
 }
 
 #[cfg(test)]

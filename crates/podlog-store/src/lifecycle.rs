@@ -36,10 +36,9 @@ use podlog_entry::{Committed, Conversation, EntryRef, LogEntry, Message, Seq, Se
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::error::Context;
-use crate::rows::{read_rows, Span};
-use crate::{
-    insert_entry, session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS,
-};
+use crate::payloads::{insert_rendered, render};
+use crate::rows::{read_rows, Form, Span};
+use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
 
 impl Store {
     /// Continues `session` in a new session that starts from `summary`.
@@ -123,7 +122,7 @@ impl Store {
                 reason: format!("the session has seqs 1 to {last}"),
             });
         }
-        let entries = read_rows(&tx, parent.as_str(), Span::upto(cut), |rows| {
+        let entries = read_rows(&tx, parent.as_str(), Span::upto(cut), Form::Full, |rows| {
             let mut entries = Vec::new();
             while let Some(row) = rows.next_checked()? {
                 entries.push(row.entry);
@@ -154,9 +153,10 @@ impl Store {
             ],
         )
         .context(ctx)?;
-        insert_entry(&tx, &id, Seq::FIRST, &entry).context(ctx)?;
+        let rendered = render(&entry);
+        insert_rendered(&tx, &id, Seq::FIRST, &entry, &rendered).context(ctx)?;
         tx.commit().context(ctx)?;
-        Ok((id, Committed::new(Seq::FIRST, entry)))
+        Ok((id, rendered.committed(Seq::FIRST, &entry)))
     }
 
     /// The chain of sessions `session` descends from: its parent first, the

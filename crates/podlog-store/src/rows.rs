@@ -25,15 +25,28 @@
 //! * SQLite failing while stepping through the rows is
 //!   [`RowError::Sqlite`]; no row follows it.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use podlog_entry::{DecodeError, LogEntry, Seq};
+use podlog_entry::payload::inline;
+use podlog_entry::{DecodeError, LogEntry, PayloadRef, Seq};
 use rusqlite::fallible_streaming_iterator::FallibleStreamingIterator;
 use rusqlite::types::{Type, ValueRef};
 use rusqlite::{params, Connection, Row, Rows};
 
 use crate::error::Context;
+use crate::payloads::payload_text;
 use crate::{stored_id, Result, StoreError};
+
+/// Which form of a lean row (one with payload references) a reader gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// The whole entry: every payload read and put back in place.
+    Full,
+    /// The entry as stored, with previews, and its references: what the
+    /// mirror and the wire carry. Reads no payload.
+    Preview,
+}
 
 /// Which rows of a session to read: those after a seq, up to a seq, at most
 /// so many.
@@ -106,10 +119,14 @@ impl Span {
 #[derive(Debug)]
 pub(crate) struct StoredRow<'r> {
     pub seq: Seq,
-    /// The body exactly as stored.
-    pub body: &'r str,
-    /// The body decoded.
+    /// The body exactly as stored, or, read in [`Form::Full`], the whole
+    /// entry's JSON with its payloads put back.
+    pub body: Cow<'r, str>,
+    /// The body decoded (the whole entry in [`Form::Full`]).
     pub entry: LogEntry,
+    /// The payload references of a lean row read in [`Form::Preview`];
+    /// empty otherwise.
+    pub payloads: Vec<PayloadRef>,
     /// The `ts` column, if it is a whole number. It is not checked against
     /// the body; verify does that.
     pub ts_column: Option<i64>,
@@ -133,6 +150,15 @@ pub(crate) enum RowError {
     },
     /// The body does not decode.
     Undecodable { seq: Seq, error: DecodeError },
+    /// The `payloads` column does not read as a list of references, or one
+    /// of them does not name a string of the body.
+    BadPayloadRefs { seq: Seq, reason: String },
+    /// A reference names a payload the database does not hold.
+    MissingPayload {
+        seq: Seq,
+        path: String,
+        hash: String,
+    },
     /// Seq 1 holds an entry of this kind, not a `SessionStart`.
     NoSessionStart { kind: String },
     /// A `SessionStart` at a seq after 1.
@@ -149,6 +175,8 @@ impl RowError {
             RowError::NotText { seq, .. }
             | RowError::NotUtf8 { seq, .. }
             | RowError::Undecodable { seq, .. }
+            | RowError::BadPayloadRefs { seq, .. }
+            | RowError::MissingPayload { seq, .. }
             | RowError::LateSessionStart { seq } => Some(*seq),
             RowError::NoSessionStart { .. } => Some(Seq::FIRST),
             RowError::SeqBelowOne(_) | RowError::Sqlite(_) => None,
@@ -181,6 +209,8 @@ impl RowError {
                 reason: problem,
             },
             RowError::Missing { .. }
+            | RowError::BadPayloadRefs { .. }
+            | RowError::MissingPayload { .. }
             | RowError::NoSessionStart { .. }
             | RowError::LateSessionStart { .. } => StoreError::Corrupt {
                 seq: self.seq().unwrap_or(Seq::ZERO),
@@ -205,6 +235,12 @@ impl fmt::Display for RowError {
             RowError::NotText { found, .. } => write!(f, "body is {found:?}, not JSON text"),
             RowError::NotUtf8 { error, .. } => write!(f, "body is not UTF-8: {error}"),
             RowError::Undecodable { error, .. } => write!(f, "body does not decode: {error}"),
+            RowError::BadPayloadRefs { reason, .. } => {
+                write!(f, "payload references are malformed: {reason}")
+            }
+            RowError::MissingPayload { path, hash, .. } => {
+                write!(f, "payload {hash} (the string at {path}) is missing")
+            }
             RowError::NoSessionStart { kind } => {
                 write!(f, "seq 1 holds a {kind} instead of a SessionStart")
             }
@@ -217,15 +253,16 @@ impl fmt::Display for RowError {
 }
 
 /// The query every reader runs; the columns are read by index below.
-const SELECT_ROWS: &str = "SELECT seq, ts, kind, body FROM entries \
+const SELECT_ROWS: &str = "SELECT seq, ts, kind, body, payloads FROM entries \
      WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4";
 
 /// Runs `read` over the rows of session `session` (its id as stored) in
-/// `span`, on `conn`, and returns what `read` returns.
+/// `span`, on `conn`, in `form`, and returns what `read` returns.
 pub(crate) fn read_rows<T>(
     conn: &Connection,
     session: &str,
     span: Span,
+    form: Form,
     read: impl FnOnce(&mut SessionRows<'_>) -> Result<T>,
 ) -> Result<T> {
     let ctx = || format!("reading the entries of session {}", stored_id(session));
@@ -236,6 +273,8 @@ pub(crate) fn read_rows<T>(
         .context(ctx)?;
     let mut rows = SessionRows {
         session,
+        conn,
+        form,
         rows,
         want: span.after.next(),
         pending: None,
@@ -250,6 +289,8 @@ pub(crate) fn read_rows<T>(
 /// [`read_rows`].
 pub(crate) struct SessionRows<'s> {
     session: &'s str,
+    conn: &'s Connection,
+    form: Form,
     rows: Rows<'s>,
     /// The seq the next row should have.
     want: Seq,
@@ -268,8 +309,11 @@ impl SessionRows<'_> {
     /// the module docs for the order.
     pub(crate) fn next_row(&mut self) -> Option<Result<StoredRow<'_>, RowError>> {
         if let Some((seq, entry)) = self.held.take() {
+            let (conn, form) = (self.conn, self.form);
             let row = self.rows.get()?;
-            return Some(body(row, seq).map(|text| stored_row(row, seq, text, entry)));
+            return Some(
+                body(row, seq).and_then(|text| stored_row(conn, form, row, seq, text, entry)),
+            );
         }
         let seq = match self.pending.take() {
             Some(seq) => seq,
@@ -319,7 +363,7 @@ impl SessionRows<'_> {
             self.held = Some((seq, entry));
             return Some(Err(error));
         }
-        Some(Ok(stored_row(row, seq, text, entry)))
+        Some(stored_row(self.conn, self.form, row, seq, text, entry))
     }
 
     /// The next row of a sound session: `Ok(None)` after the last one, and
@@ -376,15 +420,74 @@ fn body<'r>(row: &'r Row<'_>, seq: Seq) -> Result<&'r str, RowError> {
     }
 }
 
-/// `row`, at `seq`, whose body `text` decoded to `entry`.
-fn stored_row<'r>(row: &'r Row<'_>, seq: Seq, text: &'r str, entry: LogEntry) -> StoredRow<'r> {
-    StoredRow {
+/// `row`, at `seq`, whose body `text` decoded to `entry`, in `form`: a lean
+/// row read in full has its payloads put back from `conn`.
+fn stored_row<'r>(
+    conn: &Connection,
+    form: Form,
+    row: &'r Row<'_>,
+    seq: Seq,
+    text: &'r str,
+    entry: LogEntry,
+) -> Result<StoredRow<'r>, RowError> {
+    let refs = payload_refs(row, seq)?;
+    let mut stored = StoredRow {
         seq,
-        body: text,
+        body: Cow::Borrowed(text),
         entry,
+        payloads: Vec::new(),
         ts_column: row.get(1).ok(),
         kind_column: row.get_ref(2).ok().and_then(|v| v.as_str().ok()),
+    };
+    if refs.is_empty() {
+        return Ok(stored);
     }
+    match form {
+        Form::Preview => stored.payloads = refs,
+        Form::Full => {
+            let (body, entry) = put_back(conn, seq, text, refs)?;
+            stored.body = Cow::Owned(body);
+            stored.entry = entry;
+        }
+    }
+    Ok(stored)
+}
+
+/// The references in the `payloads` column of `row` (none when NULL).
+fn payload_refs(row: &Row<'_>, seq: Seq) -> Result<Vec<PayloadRef>, RowError> {
+    let bad = |reason: String| RowError::BadPayloadRefs { seq, reason };
+    match row.get_ref(4).map_err(RowError::Sqlite)? {
+        ValueRef::Null => Ok(Vec::new()),
+        ValueRef::Text(bytes) => serde_json::from_slice(bytes).map_err(|e| bad(e.to_string())),
+        other => Err(bad(format!("{:?}, not JSON text", other.data_type()))),
+    }
+}
+
+/// The whole JSON and entry of the lean body `text`: each payload `refs`
+/// names read from `conn` and put back at its path.
+fn put_back(
+    conn: &Connection,
+    seq: Seq,
+    text: &str,
+    refs: Vec<PayloadRef>,
+) -> Result<(String, LogEntry), RowError> {
+    let bad = |reason: String| RowError::BadPayloadRefs { seq, reason };
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    for r in refs {
+        let payload = payload_text(conn, r.hash.as_str()).map_err(RowError::Sqlite)?;
+        let Some(payload) = payload else {
+            return Err(RowError::MissingPayload {
+                seq,
+                path: r.path,
+                hash: r.hash.to_string(),
+            });
+        };
+        inline(&mut value, &r.path, payload).map_err(|e| bad(e.to_string()))?;
+    }
+    let body = value.to_string();
+    let entry = LogEntry::from_json(&body).map_err(|error| RowError::Undecodable { seq, error })?;
+    Ok((body, entry))
 }
 
 #[cfg(test)]

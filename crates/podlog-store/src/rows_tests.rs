@@ -9,7 +9,7 @@ use std::sync::Arc;
 use podlog_entry::{LogEntry, Seq, StepClock};
 use podlog_sink::SessionLogSink;
 
-use super::{read_rows, Span};
+use super::{read_rows, Form, Span};
 use crate::{NewSession, SequentialIds, Store, StoreOptions};
 
 /// Session s-0001: its `SessionStart` and turn ends at seqs 2 to 6. After
@@ -48,7 +48,7 @@ fn check(sql: &str, span: Span) -> String {
     store
         .with_reader(|conn| {
             let mut out = Vec::new();
-            read_rows(conn, id.as_str(), span, |rows| {
+            read_rows(conn, id.as_str(), span, Form::Full, |rows| {
                 while let Some(item) = rows.next_row() {
                     out.push(match item {
                         Ok(row) => format!("{} {}", row.seq, row.entry.kind()),
@@ -61,7 +61,7 @@ fn check(sql: &str, span: Span) -> String {
                 out.push(format!("read {}, last {}", rows.count(), rows.last()));
                 Ok(())
             })?;
-            let sound = read_rows(conn, id.as_str(), span, |rows| {
+            let sound = read_rows(conn, id.as_str(), span, Form::Full, |rows| {
                 while rows.next_checked()?.is_some() {}
                 Ok(())
             });
@@ -193,7 +193,7 @@ fn check_end_holds_the_rows_to_the_session_row() {
     let end = |end: u64, last_seq: u64| {
         store
             .with_reader(|conn| {
-                read_rows(conn, id.as_str(), Span::ALL, |rows| {
+                read_rows(conn, id.as_str(), Span::ALL, Form::Full, |rows| {
                     while rows.next_checked()?.is_some() {}
                     rows.check_end(Seq(end), Seq(last_seq))
                 })

@@ -32,6 +32,10 @@
 //!   - every body decodes ([`LogEntry::from_json`]; entries of newer kinds
 //!     decode as unknown and pass), and the `kind` and `ts` columns agree
 //!     with the body;
+//!   - every payload an entry references is stored (the row reader puts each
+//!     back at its path, and reports one that is missing or a path that
+//!     names no string), and every payload's text matches its hash and size:
+//!     a corrupt payload is reported at each entry that references it;
 //!   - every `forked_from` / `compacted_from` of a `SessionStart`, and the
 //!     session row's `parent_id` / `parent_seq`, name an existing
 //!     `(session, seq)`, and the `SessionStart` at seq 1 says what the row
@@ -44,7 +48,7 @@ use podlog_entry::{EntryRef, LogEntry, Seq, SessionId};
 use rusqlite::{params, Connection};
 
 use crate::error::Context;
-use crate::rows::{read_rows, RowError, Span};
+use crate::rows::{read_rows, Form, RowError, Span};
 use crate::{stored_id, Result, Store, StoreError};
 
 /// One broken invariant, with the session and seq it concerns where there is
@@ -83,6 +87,8 @@ struct RawSession {
 struct Report<'c> {
     conn: &'c Connection,
     problems: Vec<Problem>,
+    /// Payloads whose text does not match their hash or size, and why.
+    bad_payloads: Vec<(String, String)>,
 }
 
 impl Report<'_> {
@@ -113,6 +119,79 @@ impl Report<'_> {
         }
         if let Err(e) = run {
             self.push(None, None, format!("integrity check could not finish: {e}"));
+        }
+    }
+
+    /// Hashes every payload the session `only` references (every payload,
+    /// when `None`), once, and keeps those whose text does not match their
+    /// hash or size, for [`Report::corrupt_payloads`] to report at each
+    /// entry that references them.
+    fn payloads(&mut self, only: Option<&str>) {
+        let found = self.conn.prepare(
+            "SELECT hash, size, text FROM payloads              WHERE ?1 IS NULL OR hash IN (                SELECT json_extract(r.value, '$.hash')                FROM entries AS e, json_each(e.payloads) AS r                WHERE e.session_id = ?1)              ORDER BY hash",
+        );
+        let mut bad = Vec::new();
+        let read = found.and_then(|mut stmt| {
+            let mut rows = stmt.query([only])?;
+            while let Some(row) = rows.next()? {
+                let hash: String = row.get(0)?;
+                let size: i64 = row.get(1)?;
+                let text = match row.get_ref(2)? {
+                    rusqlite::types::ValueRef::Text(bytes) => bytes,
+                    other => {
+                        bad.push((hash, format!("is {:?}, not text", other.data_type())));
+                        continue;
+                    }
+                };
+                let actual = blake3::hash(text).to_hex().to_string();
+                if actual != hash {
+                    bad.push((hash, format!("its text hashes to {actual}")));
+                } else if usize::try_from(size).ok() != Some(text.len()) {
+                    bad.push((
+                        hash,
+                        format!("its size says {size} bytes but it holds {}", text.len()),
+                    ));
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            self.push(None, None, format!("cannot read the payloads: {e}"));
+        }
+        self.bad_payloads = bad;
+    }
+
+    /// Reports each corrupt payload found by [`Report::payloads`] at every
+    /// entry of `session` that references it.
+    fn corrupt_payloads(&mut self, session: &str) {
+        for (hash, why) in self.bad_payloads.clone() {
+            let users = self
+                .conn
+                .prepare(
+                    "SELECT e.session_id, e.seq, json_extract(r.value, '$.path')                      FROM entries AS e, json_each(e.payloads) AS r                      WHERE json_extract(r.value, '$.hash') = ?1                        AND (?2 IS NULL OR e.session_id = ?2)                      ORDER BY e.session_id, e.seq",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![hash, session], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                });
+            match users {
+                Ok(users) => {
+                    for (session, seq, path) in users {
+                        self.push(
+                            Some(&session),
+                            Some(seq),
+                            format!("payload {hash} (the string at {path}) is corrupt: {why}"),
+                        );
+                    }
+                }
+                Err(e) => self.push(
+                    Some(session),
+                    None,
+                    format!("payload {hash} is corrupt ({why}); cannot find its entries: {e}"),
+                ),
+            }
         }
     }
 
@@ -199,7 +278,7 @@ impl Report<'_> {
     fn check_entries(&mut self, row: &RawSession) {
         let id = Some(row.id.as_str());
         let conn = self.conn;
-        let read = read_rows(conn, &row.id, Span::ALL, |rows| {
+        let read = read_rows(conn, &row.id, Span::ALL, Form::Full, |rows| {
             let mut starts = Vec::new();
             while let Some(item) = rows.next_row() {
                 let stored = match item {
@@ -421,8 +500,10 @@ impl Store {
             let mut report = Report {
                 conn: &tx,
                 problems: Vec::new(),
+                bad_payloads: Vec::new(),
             };
             report.integrity();
+            report.payloads(session.map(SessionId::as_str));
             if session.is_none() {
                 report.orphans();
             }
@@ -431,6 +512,7 @@ impl Store {
                     for row in &rows {
                         report.check_row(row);
                         report.check_entries(row);
+                        report.corrupt_payloads(&row.id);
                     }
                 }
                 Err(e) => report.push(None, None, format!("cannot read the session rows: {e}")),

@@ -230,7 +230,7 @@ fn hold(db: &Path, session: &SessionId, delta_ms: u64) -> Result<(), String> {
     )?;
     for line in std::io::stdin().lock().lines() {
         let text = line.map_err(|e| format!("reading stdin: {e}"))?;
-        let (snapshot, mut rx) = pod.subscribe();
+        let (snapshot, mut rx) = pod.subscribe().unwrap();
         let mut seen = snapshot.watermark();
         pod.submit_input(text).map_err(|e| e.to_string())?;
         let end = 'run: loop {
@@ -238,7 +238,7 @@ fn hold(db: &Path, session: &SessionId, delta_ms: u64) -> Result<(), String> {
                 Ok(event) => vec![event],
                 Err(RecvError::Lagged(_)) => {
                     // Runs never span sessions: resume within this one.
-                    let (missed, fresh) = pod.resume(session, seen);
+                    let (missed, fresh) = pod.resume(session, seen).unwrap();
                     rx = fresh;
                     missed
                 }

@@ -73,7 +73,7 @@ type Views = Vec<(SessionId, Vec<Committed>)>;
 /// Follows `pod` from a fresh subscription until its event channel closes,
 /// resuming after a lag, and returns the log rebuilt for each session.
 fn follow_to_close(pod: &Pod) -> Views {
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).expect("snapshot applies");
     let mut views = Views::new();
@@ -87,7 +87,7 @@ fn follow_to_close(pod: &Pod) -> Views {
             Ok(event) => vec![event],
             Err(TryRecvError::Lagged(_)) => {
                 let session = replica.current().cloned().expect("a session");
-                let (missed, fresh) = pod.resume(&session, replica.last_seq());
+                let (missed, fresh) = pod.resume(&session, replica.last_seq()).unwrap();
                 rx = fresh;
                 missed
             }
@@ -111,7 +111,7 @@ fn follow_to_close(pod: &Pod) -> Views {
 /// Submits one input and waits for the end of its run; checks the pod's
 /// own view of the run against the store.
 fn turn(pod: &Pod, text: &str) -> Event {
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).expect("snapshot applies");
     pod.submit_input(text.to_owned()).expect("submit");
@@ -260,7 +260,7 @@ fn subscribers_rebuild_the_stored_log_across_compactions_forks_and_a_restore() {
     )
     .expect("restore");
     assert_eq!(pod.session_id(), last);
-    let (snapshot, _) = pod.subscribe();
+    let (snapshot, _) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).expect("snapshot applies");
     assert_eq!(

@@ -539,6 +539,51 @@ async fn a_tail_first_attach_follows_live_and_pages_back_to_the_whole_session() 
         message.contains("400") && message.contains("tail=0"),
         "{message}"
     );
+    let word = client.events_at("/pods/p/events?tail=most", None).await;
+    let message = word.unwrap_err().to_string();
+    assert!(
+        message.contains("400") && message.contains("\"most\""),
+        "{message}"
+    );
     drop(stream);
+    server.shutdown().await.unwrap();
+}
+
+/// The first event of a fresh attach to pod `p` at `path`: the snapshot's
+/// seqs and end.
+async fn first_snapshot(client: &podlog_protocol::client::Client, path: &str) -> (Vec<u64>, u64) {
+    let mut stream = client.events_at(path, None).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    match first.pod_event().unwrap().unwrap() {
+        Event::Snapshot {
+            entries, end_seq, ..
+        } => (entries.iter().map(|w| w.seq.get()).collect(), end_seq.get()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// With no `tail`, an attach starts tail-first, so its cost does not grow
+/// with the session; `tail=all` asks for the whole session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_attach_is_tail_first_and_tail_all_is_the_whole_session() {
+    let bench = Bench::new();
+    let pod = scripted_pod(&bench.store);
+    let (server, client) = serve_tcp(&bench.store, &pod).await;
+    let extra = podlog_server::DEFAULT_TAIL as u64 + 50;
+    for n in 0..extra {
+        pod.commit(LogEntry::TurnEnd {
+            ts: n,
+            turn_count: n,
+        })
+        .unwrap();
+    }
+    let end = pod.end_seq().get();
+    let (seqs, end_seq) = first_snapshot(&client, "/pods/p/events").await;
+    assert_eq!(end_seq, end);
+    let tail = podlog_server::DEFAULT_TAIL as u64;
+    assert_eq!(seqs, (end - tail + 1..=end).collect::<Vec<_>>());
+    let (seqs, end_seq) = first_snapshot(&client, "/pods/p/events?tail=all").await;
+    assert_eq!(end_seq, end);
+    assert_eq!(seqs, (1..=end).collect::<Vec<_>>());
     server.shutdown().await.unwrap();
 }

@@ -91,7 +91,7 @@ pub mod scripted;
 pub use async_trait::async_trait;
 pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
-pub use pod::{Pod, PodStatus};
+pub use pod::{Pod, PodStatus, MIRROR_WINDOW};
 pub use scripted::ScriptedDriver;
 
 #[cfg(test)]

@@ -29,6 +29,14 @@ use podlog_protocol::{Event, SharedEvent, WireEntry};
 /// channel carries text deltas too, so it is larger than the sink's).
 pub const EVENT_CAPACITY: usize = 1024;
 
+/// How many of the session's last entries the pod's mirror keeps at least
+/// (it keeps up to [`podlog_sink::entries::CHUNK`] more, and the
+/// `SessionStart`). Lean entries (large strings as 512-byte previews) of
+/// this many take a few MiB at most; anything older is read from the store
+/// when a client asks for it. Larger than both channels, so a receiver that
+/// lags catches up from memory.
+pub const MIRROR_WINDOW: usize = 4096;
+
 /// The message of the `RunErrored` that closes a run found open on restore.
 pub const INTERRUPTED_ON_RESTORE: &str = "the pod stopped during this run";
 
@@ -135,11 +143,79 @@ impl Core {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// The conversation as the mirror holds it: large strings as previews.
-    /// Enough for what needs only its shape (which tool calls are open).
-    fn mirrored_conversation(&self) -> Conversation {
+    /// The tool calls of the open run that have no result yet. From the
+    /// mirror when it holds the run's `UserInput` (the window is a suffix of
+    /// the session, so its last `UserInput` is the session's), else from the
+    /// run's entries in the store.
+    fn open_calls(&self) -> Result<Vec<String>, PodError> {
         let snapshot = self.sink.snapshot();
-        Conversation::from_entries(snapshot.entries.iter().map(|c| &*c.entry))
+        let holds_run = snapshot.first_seq() == Seq::FIRST
+            || snapshot
+                .entries
+                .iter()
+                .any(|c| matches!(*c.entry, LogEntry::UserInput { .. }));
+        if holds_run {
+            let entries = snapshot.entries.iter().map(|c| &*c.entry);
+            return Ok(Conversation::from_entries(entries).pending_calls);
+        }
+        let session = self.session_id();
+        let Some(input) = self.store.open_run(&session)? else {
+            return Ok(Vec::new());
+        };
+        let run = self
+            .store
+            .previews_after(&session, Seq(input.get() - 1), usize::MAX)?;
+        Ok(Conversation::from_entries(run.iter().map(|c| &*c.entry)).pending_calls)
+    }
+
+    /// The committed entries of `session` after `after`, in the form the
+    /// mirror holds them: from `snapshot` (taken with the session under the
+    /// pod mutex), and those the window no longer holds from the store,
+    /// where they can no longer change.
+    fn entries_after(
+        &self,
+        session: &SessionId,
+        snapshot: &Snapshot,
+        after: Seq,
+    ) -> Result<Vec<Committed>, PodError> {
+        let mut out = Vec::new();
+        if !snapshot.holds_after(after) {
+            let first = snapshot.first_seq();
+            let missing = usize::try_from(first.get() - after.get() - 1).unwrap_or(usize::MAX);
+            out = self.store.previews_after(session, after, missing)?;
+            let got = out.last().map_or(after, |c| c.seq);
+            if got.next() != first {
+                return Err(PodError::Store(podlog_store::StoreError::Corrupt {
+                    session: session.clone(),
+                    seq: got.next(),
+                    problem: format!("entries {} to {} are missing", got.next(), first.get() - 1),
+                }));
+            }
+        }
+        out.extend(snapshot.after(after).iter().cloned());
+        Ok(out)
+    }
+
+    /// The snapshot event of `session`: its last `tail` entries (every
+    /// entry with `None`), read from the store where the window ends.
+    fn snapshot_event(
+        &self,
+        session: SessionId,
+        snapshot: &Snapshot,
+        tail: Option<usize>,
+    ) -> Result<SharedEvent, PodError> {
+        let end = snapshot.end_seq();
+        let after = match tail {
+            Some(n) => Seq(end.get().saturating_sub(n.max(1) as u64)),
+            None => Seq::ZERO,
+        };
+        let entries = self.entries_after(&session, snapshot, after)?;
+        let event = Event::Snapshot {
+            session_id: session.clone(),
+            end_seq: end,
+            entries: entries.iter().map(WireEntry::from).collect(),
+        };
+        Ok(SharedEvent::new(session, event))
     }
 
     /// The whole conversation, every payload in place: folded from the
@@ -148,7 +224,9 @@ impl Core {
     pub(crate) fn conversation(&self) -> Result<Conversation, PodError> {
         let session = self.session_id();
         let snapshot = self.sink.snapshot();
-        if snapshot.entries.iter().all(|c| c.payloads.is_none()) {
+        if snapshot.first_seq() == Seq::FIRST
+            && snapshot.entries.iter().all(|c| c.payloads.is_none())
+        {
             return Ok(Conversation::from_entries(
                 snapshot.entries.iter().map(|c| &*c.entry),
             ));
@@ -328,7 +406,16 @@ impl Core {
         ends_run: bool,
     ) -> Result<Seq, PodError> {
         let mut first_error = None;
-        for call_id in self.mirrored_conversation().pending_calls {
+        let open_calls = match self.open_calls() {
+            Ok(calls) => calls,
+            Err(e) => {
+                // The run is closed all the same; a call left without its
+                // result reads as open until the next restore closes it.
+                first_error = Some(e);
+                Vec::new()
+            }
+        };
+        for call_id in open_calls {
             let result = self.commit(
                 LogEntry::ToolResult {
                     ts: self.clock().now_millis(),
@@ -457,37 +544,6 @@ impl RunHost for Core {
 fn closed_receiver() -> broadcast::Receiver<SharedEvent> {
     let (_, rx) = broadcast::channel(1);
     rx
-}
-
-/// The snapshot event of `session`: every entry, or with `tail`, the last
-/// `tail` of them (at least one).
-fn snapshot_event(session: SessionId, snapshot: &Snapshot, tail: Option<usize>) -> SharedEvent {
-    let entries = match tail {
-        Some(n) => snapshot
-            .entries
-            .skip(snapshot.entries.len().saturating_sub(n.max(1))),
-        None => snapshot.entries.clone(),
-    };
-    let event = Event::Snapshot {
-        session_id: session.clone(),
-        end_seq: snapshot.end_seq(),
-        entries: entries.iter().map(WireEntry::from).collect(),
-    };
-    SharedEvent::new(session, event)
-}
-
-/// The seq of the `UserInput` of a run that `entries` leave open (no
-/// `RunCompleted` or `RunErrored` after it).
-fn open_run(entries: &[Committed]) -> Option<Seq> {
-    let mut open = None;
-    for c in entries {
-        match &*c.entry {
-            LogEntry::UserInput { .. } => open = Some(c.seq),
-            e if e.ends_run() => open = None,
-            _ => {}
-        }
-    }
-    open
 }
 
 /// A run handed to the run loop.
@@ -655,32 +711,60 @@ impl Pod {
     ) -> Result<Pod, PodError> {
         let (id, start) = store.create_session(new)?;
         let writer = open_writer(&store, &id)?;
-        let sink = SessionLogSink::with_initial([start]).map_err(|source| PodError::Mirror {
-            session: id.clone(),
-            seq: Seq::FIRST,
-            source,
+        let sink = SessionLogSink::windowed(MIRROR_WINDOW, start, []).map_err(|source| {
+            PodError::Mirror {
+                session: id.clone(),
+                seq: Seq::FIRST,
+                source,
+            }
         })?;
         Ok(Self::start(store, id, writer, sink, driver))
     }
 
     /// Reopens `session` for writing: takes its write lock (failing with
     /// [`PodError::SessionLocked`], naming the holder, if another live
-    /// process has it), loads its entries in seq order into the mirror before
-    /// anyone can subscribe, and closes a run the log leaves open (see the
-    /// crate docs).
+    /// process has it), loads the mirror before anyone can subscribe, and
+    /// closes a run the log leaves open (see the crate docs).
+    ///
+    /// Tail-first: the mirror gets the session's `SessionStart` and its last
+    /// [`MIRROR_WINDOW`] entries, lean (large strings as previews), so the
+    /// time and memory a restore takes do not grow with the session.
     pub fn restore(
         store: Arc<Store>,
         session: &SessionId,
         driver: Box<dyn AgentDriver>,
     ) -> Result<Pod, PodError> {
         let writer = open_writer(&store, session)?;
-        let entries = store.entries(session)?;
-        let last = entries.last().map_or(Seq::ZERO, |c| c.seq);
-        let open = open_run(&entries);
-        let sink = SessionLogSink::with_initial(entries).map_err(|source| PodError::Mirror {
-            session: session.clone(),
-            seq: last,
-            source,
+        let last = writer.last_seq();
+        let tail = store.previews_before(session, last.next(), MIRROR_WINDOW)?;
+        let ends = tail.last().map_or(Seq::ZERO, |c| c.seq);
+        if ends != last {
+            return Err(PodError::Store(podlog_store::StoreError::Corrupt {
+                session: session.clone(),
+                seq: ends.next(),
+                problem: format!(
+                    "the session row's last_seq is {last} but the entries end at seq {ends}"
+                ),
+            }));
+        }
+        let start = match tail.first() {
+            Some(first) if first.seq == Seq::FIRST => first.clone(),
+            _ => store
+                .previews_after(session, Seq::ZERO, 1)?
+                .pop()
+                .ok_or_else(|| podlog_store::StoreError::Corrupt {
+                    session: session.clone(),
+                    seq: Seq::FIRST,
+                    problem: "the SessionStart at seq 1 is missing".to_owned(),
+                })?,
+        };
+        let open = store.open_run(session)?;
+        let sink = SessionLogSink::windowed(MIRROR_WINDOW, start, tail).map_err(|source| {
+            PodError::Mirror {
+                session: session.clone(),
+                seq: last,
+                source,
+            }
         })?;
         let pod = Self::start(store, session.clone(), writer, sink, driver);
         if open.is_some() {
@@ -796,6 +880,14 @@ impl Pod {
         self.core().sink.clone()
     }
 
+    /// The current session's conversation, every payload whole: what a
+    /// driver builds its model request from. Read from the store once the
+    /// mirror holds lean entries or has dropped old ones, so call it off the
+    /// async workers.
+    pub fn conversation(&self) -> Result<Conversation, PodError> {
+        self.core().conversation()
+    }
+
     /// The seq of the last committed entry of the current session.
     pub fn end_seq(&self) -> Seq {
         self.core().sink.end_seq()
@@ -832,9 +924,13 @@ impl Pod {
     /// The current session's snapshot (the first event a client gets) and a
     /// receiver of every later event, split cleanly: each committed entry is
     /// in the snapshot or arrives on the receiver, never both, never neither.
-    pub fn subscribe(&self) -> (SharedEvent, broadcast::Receiver<SharedEvent>) {
+    ///
+    /// The whole session: entries older than the mirror's window are read
+    /// from the store (call it off the async workers). Fails with
+    /// [`PodError::Store`] if they cannot be read.
+    pub fn subscribe(&self) -> Result<(SharedEvent, broadcast::Receiver<SharedEvent>), PodError> {
         let (session, snapshot, rx) = self.core().split();
-        (snapshot_event(session, &snapshot, None), rx)
+        Ok((self.core().snapshot_event(session, &snapshot, None)?, rx))
     }
 
     /// [`Pod::subscribe`], tail-first: the snapshot holds only the last `n`
@@ -842,9 +938,12 @@ impl Pod {
     /// fewer), so attaching costs the same however long the session is. A
     /// client pages back with the store's `entries_before` from the first
     /// seq it got. The split with the receiver is as clean as `subscribe`'s.
-    pub fn subscribe_tail(&self, n: usize) -> (SharedEvent, broadcast::Receiver<SharedEvent>) {
+    pub fn subscribe_tail(
+        &self,
+        n: usize,
+    ) -> Result<(SharedEvent, broadcast::Receiver<SharedEvent>), PodError> {
         let (session, snapshot, rx) = self.core().split();
-        (snapshot_event(session, &snapshot, Some(n)), rx)
+        Ok((self.core().snapshot_event(session, &snapshot, Some(n))?, rx))
     }
 
     /// For a client that reconnects or a receiver that lagged, having seen
@@ -856,7 +955,7 @@ impl Pod {
         &self,
         session: &SessionId,
         after: Seq,
-    ) -> (Vec<SharedEvent>, broadcast::Receiver<SharedEvent>) {
+    ) -> Result<(Vec<SharedEvent>, broadcast::Receiver<SharedEvent>), PodError> {
         self.resume_tail(session, after, None)
     }
 
@@ -868,18 +967,19 @@ impl Pod {
         session: &SessionId,
         after: Seq,
         tail: Option<usize>,
-    ) -> (Vec<SharedEvent>, broadcast::Receiver<SharedEvent>) {
-        let (current, snapshot, rx) = self.core().split();
+    ) -> Result<(Vec<SharedEvent>, broadcast::Receiver<SharedEvent>), PodError> {
+        let core = self.core();
+        let (current, snapshot, rx) = core.split();
         if *session == current && after <= snapshot.end_seq() {
-            let missed = snapshot
-                .after(after)
+            let missed = core
+                .entries_after(&current, &snapshot, after)?
                 .iter()
                 .map(|c| SharedEvent::new(current.clone(), Event::from_committed(c)))
                 .collect();
-            return (missed, rx);
+            return Ok((missed, rx));
         }
         let mut events = Vec::with_capacity(2);
-        if let Some(start) = snapshot.entries.front() {
+        if let Some(start) = &snapshot.session_start {
             let rotated = Event::SessionRotated {
                 session_id: current.clone(),
                 seq: start.seq,
@@ -888,8 +988,8 @@ impl Pod {
             };
             events.push(SharedEvent::new(current.clone(), rotated));
         }
-        events.push(snapshot_event(current, &snapshot, tail));
-        (events, rx)
+        events.push(core.snapshot_event(current, &snapshot, tail)?);
+        Ok((events, rx))
     }
 
     /// Commits `text` as a `UserInput` and hands the run to the driver

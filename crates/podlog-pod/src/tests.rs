@@ -9,8 +9,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use podlog_entry::{
-    AssistantContent, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId, StepClock,
-    SystemItem,
+    AssistantContent, Committed, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId,
+    StepClock, SystemItem,
 };
 use podlog_store::{NewSession, Origin, SequentialIds, Store, StoreError, StoreOptions};
 use serde_json::json;
@@ -106,7 +106,7 @@ fn follow(
             Ok(event) => vec![event],
             Err(TryRecvError::Lagged(_)) => {
                 let session = replica.current().cloned().unwrap();
-                let (missed, fresh) = pod.resume(&session, replica.last_seq());
+                let (missed, fresh) = pod.resume(&session, replica.last_seq()).unwrap();
                 *rx = fresh;
                 plain(missed)
             }
@@ -129,7 +129,7 @@ fn ends_run(event: &Event) -> bool {
 
 /// Subscribes, submits `text`, and follows the run to its end.
 fn run_input(pod: &Pod, text: &str) -> (LogView, Vec<Event>) {
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     pod.submit_input(text.to_owned()).unwrap();
@@ -204,7 +204,7 @@ fn events_round_trip_through_json_with_a_type_tag() {
 fn every_committed_kind_turns_into_an_event_and_back_unchanged() {
     let f = fixture();
     let pod = pod(&f, scripted());
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     let unknown = LogEntry::from_json(r#"{"type":"future_kind","ts":5,"x":[1,2]}"#).unwrap();
@@ -234,7 +234,7 @@ fn a_failed_store_commit_publishes_nothing_and_sends_no_event() {
     let f = fixture();
     let pod = pod(&f, scripted());
     pod.commit(ext(1)).unwrap();
-    let (_, mut rx) = pod.subscribe();
+    let (_, mut rx) = pod.subscribe().unwrap();
     let (_, mut sink_rx) = pod.sink().subscribe_with_snapshot();
     let raw = rusqlite::Connection::open(&f.path).unwrap();
     raw.execute_batch(
@@ -276,7 +276,7 @@ fn subscribers_split_cleanly_under_concurrent_commits() {
                 while pod.end_seq() < at {
                     std::thread::yield_now();
                 }
-                let (snapshot, mut rx) = pod.subscribe();
+                let (snapshot, mut rx) = pod.subscribe().unwrap();
                 let mut replica = LogView::new();
                 replica.apply(&snapshot).unwrap();
                 if replica.last_seq() < Seq(total) {
@@ -316,7 +316,7 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
     let f = fixture();
     let pod = pod(&f, scripted());
     let session = pod.session_id();
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     for n in 0..3 {
@@ -330,7 +330,7 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
     for n in 3..6 {
         pod.commit(ext(n)).unwrap();
     }
-    let (missed, mut rx) = pod.resume(&session, replica.last_seq());
+    let (missed, mut rx) = pod.resume(&session, replica.last_seq()).unwrap();
     let missed = plain(missed);
     let want: Vec<Event> = f.store.entries(&session).unwrap()[3..]
         .iter()
@@ -347,10 +347,10 @@ fn resume_in_the_same_session_returns_exactly_the_missed_events() {
     assert_eq!(held(&replica), stored(&f.store, &session));
 
     // Nothing missed: no event, and the receiver goes on from there.
-    let (missed, _) = pod.resume(&session, pod.end_seq());
+    let (missed, _) = pod.resume(&session, pod.end_seq()).unwrap();
     assert!(missed.is_empty());
     // A seq the session never reached: start over from a snapshot.
-    let events = plain(pod.resume(&session, Seq(999)).0);
+    let events = plain(pod.resume(&session, Seq(999)).unwrap().0);
     assert!(matches!(
         events.as_slice(),
         [Event::SessionRotated { .. }, Event::Snapshot { .. }]
@@ -363,7 +363,7 @@ fn resume_with_a_session_from_before_a_compaction_returns_rotation_and_snapshot(
     let pod = pod(&f, scripted());
     let old = pod.session_id();
     run_input(&pod, "first");
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut live = LogView::new();
     live.apply(&snapshot).unwrap();
     let summary = vec![Message::System {
@@ -384,7 +384,7 @@ fn resume_with_a_session_from_before_a_compaction_returns_rotation_and_snapshot(
     assert_eq!(held(&live), stored(&f.store, &new));
 
     // A client that last saw the old session starts over on the new one.
-    let events = plain(pod.resume(&old, Seq(3)).0);
+    let events = plain(pod.resume(&old, Seq(3)).unwrap().0);
     let [Event::SessionRotated {
         session_id, entry, ..
     }, Event::Snapshot {
@@ -470,7 +470,7 @@ fn fork_moves_the_pod_to_the_branch_and_a_bad_cut_changes_nothing() {
         })
         .map(|c| c.seq)
         .unwrap();
-    let (_, mut rx) = pod.subscribe();
+    let (_, mut rx) = pod.subscribe().unwrap();
     let err = pod.fork(call_seq).unwrap_err();
     assert!(
         err.to_string().contains(&format!("seq {call_seq}")),
@@ -574,7 +574,7 @@ fn wait_for_call(rx: &mut broadcast::Receiver<SharedEvent>) {
 fn busy_while_a_run_is_in_progress_and_free_once_it_ended() {
     let f = fixture();
     let (pod, gate) = gated(&f);
-    let (_, mut rx) = pod.subscribe();
+    let (_, mut rx) = pod.subscribe().unwrap();
     pod.submit_input("one".to_owned()).unwrap();
     wait_for_call(&mut rx);
     assert!(pod.is_busy());
@@ -629,7 +629,7 @@ fn a_driver_error_or_panic_is_committed_as_run_errored_with_its_calls_closed() {
         ),
     ];
     for (how, want_kind, want_message) in cases {
-        let (snapshot, mut rx) = pod.subscribe();
+        let (snapshot, mut rx) = pod.subscribe().unwrap();
         let mut replica = LogView::new();
         replica.apply(&snapshot).unwrap();
         let input_seq = replica.last_seq().next();
@@ -666,7 +666,7 @@ fn restore_closes_an_interrupted_run_before_anyone_subscribes() {
     }
     drop((writer, sink));
     let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
-    let (snapshot, _) = pod.subscribe();
+    let (snapshot, _) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     let log = held(&replica);
@@ -718,7 +718,7 @@ fn shutdown_stops_a_run_after_its_in_flight_commit_and_closes_everything() {
     let f = fixture();
     let (pod, gate) = gated(&f);
     let id = pod.session_id();
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut replica = LogView::new();
     replica.apply(&snapshot).unwrap();
     pod.submit_input("long".to_owned()).unwrap();
@@ -763,7 +763,7 @@ fn shutdown_stops_a_run_after_its_in_flight_commit_and_closes_everything() {
     assert!(matches!(pod.compact(None), Err(PodError::Closed { .. })));
     assert!(!pod.stream(Event::RunStarted { after: Seq::ZERO }));
     // Read-only views still answer, with a closed receiver.
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     assert_eq!(snapshot.watermark(), replica.last_seq());
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
     // The session is free for another writer.
@@ -829,7 +829,7 @@ fn ephemeral_events_carry_the_watermark_and_committed_ones_cannot_be_streamed() 
     let f = fixture();
     let pod = pod(&f, scripted());
     pod.commit(ext(1)).unwrap();
-    let (_, mut rx) = pod.subscribe();
+    let (_, mut rx) = pod.subscribe().unwrap();
     assert!(pod.stream(Event::TextDelta {
         after: Seq(77),
         text: "x".to_owned(),
@@ -956,7 +956,7 @@ fn a_commit_that_outwaits_the_busy_timeout_closes_the_run_and_publishes_nothing(
         released,
     };
     let pod = Pod::create(store.clone(), NewSession::default(), Box::new(driver)).unwrap();
-    let (snapshot, mut rx) = pod.subscribe();
+    let (snapshot, mut rx) = pod.subscribe().unwrap();
     let mut view = LogView::new();
     view.apply(&snapshot).unwrap();
     pod.submit_input("hello".to_owned()).unwrap();
@@ -1066,19 +1066,19 @@ fn a_tail_first_client_gets_tails_on_attach_and_when_it_starts_over() {
         }
         other => other.kind().to_owned(),
     };
-    let (snapshot, _) = pod.subscribe_tail(3);
+    let (snapshot, _) = pod.subscribe_tail(3).unwrap();
     assert_eq!(seqs(&snapshot), "[7, 8, 9] to 9");
-    let (whole, _) = pod.subscribe_tail(100);
+    let (whole, _) = pod.subscribe_tail(100).unwrap();
     assert_eq!(seqs(&whole), "[1, 2, 3, 4, 5, 6, 7, 8, 9] to 9");
     // Still in the session: exactly what was missed, whatever the tail.
-    let (missed, _) = pod.resume_tail(&pod.session_id(), Seq(8), Some(3));
+    let (missed, _) = pod.resume_tail(&pod.session_id(), Seq(8), Some(3)).unwrap();
     assert_eq!(
         plain(missed).iter().map(seqs).collect::<Vec<_>>(),
         ["entry"]
     );
     // Another session: start over, tail-first.
     let gone = SessionId::new("gone").unwrap();
-    let (events, _) = pod.resume_tail(&gone, Seq(2), Some(2));
+    let (events, _) = pod.resume_tail(&gone, Seq(2), Some(2)).unwrap();
     let shown: Vec<String> = plain(events).iter().map(seqs).collect();
     assert_eq!(shown, ["session_rotated", "[8, 9] to 9"]);
 }
@@ -1111,4 +1111,169 @@ fn the_status_turns_idle_only_with_the_runs_closing_entry() {
             "run {run}: {last:?}"
         );
     }
+}
+
+/// A store that commits without waiting for the disk, for tests that
+/// write many thousands of entries.
+fn fast_fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podlog.db");
+    let options = StoreOptions {
+        synchronous: podlog_store::Synchronous::Normal,
+        ..options()
+    };
+    let store = Arc::new(Store::open(&path, options).unwrap());
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+    }
+}
+
+/// Writes `entries` to a new session with a writer of its own (as another
+/// process would), and returns the session.
+fn written(store: &Arc<Store>, entries: impl IntoIterator<Item = LogEntry>) -> SessionId {
+    let (id, start) = store.create_session(NewSession::default()).unwrap();
+    let sink = podlog_sink::SessionLogSink::with_initial([start]).unwrap();
+    let mut writer = store.session_writer(&id).unwrap();
+    for entry in entries {
+        writer.append(entry, &sink).unwrap();
+    }
+    id
+}
+
+#[test]
+fn a_session_far_larger_than_the_window_restores_with_every_entry_reachable() {
+    let f = fast_fixture();
+    let total = 3 * crate::MIRROR_WINDOW as u64 + 17;
+    let big = "build output line\n".repeat(1000);
+    let id = written(
+        &f.store,
+        (2..=total).map(|n| {
+            if n.is_multiple_of(500) {
+                LogEntry::ToolResult {
+                    ts: n,
+                    call_id: format!("c{n}"),
+                    output: format!("{n}: {big}"),
+                    is_error: false,
+                }
+            } else {
+                ext(n)
+            }
+        }),
+    );
+    let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
+    let mirrored = pod.sink().len();
+    assert!(
+        (crate::MIRROR_WINDOW..=crate::MIRROR_WINDOW + podlog_sink::entries::CHUNK)
+            .contains(&mirrored),
+        "the mirror holds {mirrored} of {total} entries"
+    );
+    assert!(
+        pod.sink()
+            .snapshot()
+            .entries
+            .iter()
+            .all(|c| c.payloads.is_some() == c.seq.get().is_multiple_of(500)),
+        "the mirror holds large outputs lean"
+    );
+    let stored = f.store.previews_after(&id, Seq::ZERO, usize::MAX).unwrap();
+    assert_eq!(stored.len() as u64, total);
+    let as_wire =
+        |entries: &[Committed]| -> Vec<WireEntry> { entries.iter().map(WireEntry::from).collect() };
+
+    // The whole snapshot: every entry by seq, the oldest from the store.
+    let (snapshot, _) = pod.subscribe().unwrap();
+    let Event::Snapshot {
+        entries, end_seq, ..
+    } = snapshot.event()
+    else {
+        panic!("{:?}", snapshot.event())
+    };
+    assert_eq!(*end_seq, Seq(total));
+    assert_eq!(*entries, as_wire(&stored));
+
+    // Resumes from anywhere: before the window, at its edge, inside it.
+    let first = pod.sink().snapshot().first_seq().get();
+    for after in [0, 1, 2, 777, first - 2, first - 1, first, total - 3, total] {
+        let (missed, _) = pod.resume(&id, Seq(after)).unwrap();
+        let got: Vec<Committed> = missed.iter().filter_map(|e| e.to_committed()).collect();
+        assert_eq!(got, stored[after as usize..], "after {after}");
+    }
+    // Tails of any length, across the window's edge.
+    for n in [1, 50, crate::MIRROR_WINDOW + 300, total as usize + 5] {
+        let (tail, _) = pod.subscribe_tail(n).unwrap();
+        let Event::Snapshot { entries, .. } = tail.event() else {
+            panic!()
+        };
+        let want = &stored[stored.len().saturating_sub(n)..];
+        assert_eq!(*entries, as_wire(want), "tail {n}");
+    }
+    // A client that must start over gets the session's start from the
+    // mirror, though the window moved past it.
+    let gone = SessionId::new("gone").unwrap();
+    let (events, _) = pod.resume_tail(&gone, Seq(2), Some(2)).unwrap();
+    let Event::SessionRotated { seq, entry, .. } = events[0].event() else {
+        panic!("{:?}", events[0].event())
+    };
+    assert_eq!((*seq, entry), (Seq::FIRST, &*stored[0].entry));
+
+    // The driver's conversation is whole: outputs come back from the store.
+    let conversation = pod.conversation().unwrap();
+    let outputs: Vec<usize> = conversation
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Tool { output, .. } => Some(output.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs.len() as u64, total / 500);
+    assert!(outputs.iter().all(|&len| len > big.len()));
+
+    // And it goes on writing where the session ends.
+    assert_eq!(pod.commit(ext(0)).unwrap(), Seq(total + 1));
+}
+
+#[test]
+fn restore_closes_a_run_that_began_before_the_window() {
+    let f = fast_fixture();
+    let mut entries = vec![
+        LogEntry::UserInput {
+            ts: 1,
+            text: "a long run".into(),
+            attachments: vec![],
+        },
+        LogEntry::AssistantItem {
+            ts: 2,
+            item: AssistantContent::ToolCall {
+                id: "long-call".into(),
+                name: "watch".into(),
+                arguments: json!({}),
+            },
+        },
+    ];
+    entries.extend((0..crate::MIRROR_WINDOW as u64 + 600).map(ext));
+    let id = written(&f.store, entries);
+    let pod = Pod::restore(f.store.clone(), &id, scripted()).unwrap();
+    assert!(
+        pod.sink().snapshot().first_seq() > Seq(3),
+        "the input is out of the window"
+    );
+    let log = stored(&f.store, &id);
+    let closing: Vec<&LogEntry> = log.iter().rev().take(2).map(|(_, e)| e).collect();
+    assert!(
+        matches!(closing[1], LogEntry::ToolResult { call_id, is_error: true, .. } if call_id == "long-call"),
+        "{closing:?}"
+    );
+    assert!(
+        matches!(
+            closing[0],
+            LogEntry::RunErrored {
+                kind: RunErrorKind::Interrupted,
+                ..
+            }
+        ),
+        "{closing:?}"
+    );
 }

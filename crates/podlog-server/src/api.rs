@@ -166,7 +166,30 @@ async fn pod_info(
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     after: Option<String>,
-    tail: Option<usize>,
+    tail: Option<String>,
+}
+
+/// How many entries a fresh attach starts with when the client names no
+/// `tail`: enough to fill a screen or two, few enough that attaching costs
+/// the same for a session of any length (about 100 KiB of lean entries).
+pub const DEFAULT_TAIL: usize = 200;
+
+/// The `tail` of an events request: `None` for `all` (the whole session),
+/// the number of entries otherwise ([`DEFAULT_TAIL`] when absent).
+fn parse_tail(tail: Option<&str>) -> Result<Option<usize>, ApiError> {
+    match tail {
+        None => Ok(Some(DEFAULT_TAIL)),
+        Some("all") => Ok(None),
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) => Err(ApiError::bad_request(
+                "tail=0 out of range: want at least 1 entry, or tail=all for the whole session",
+            )),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "tail={text:?} is not a number of entries or \"all\""
+            ))),
+        },
+    }
 }
 
 async fn events(
@@ -179,12 +202,8 @@ async fn events(
     let Query(query) = query.map_err(query_error)?;
     let position = sse::resume_position(headers.get("last-event-id"), query.after.as_deref())?;
     let pod = pod(&state, &name)?;
-    let start = match (&position, query.tail) {
-        (_, Some(0)) => {
-            return Err(ApiError::bad_request(
-                "tail=0 out of range: want at least 1 (or no tail for the whole snapshot)",
-            ))
-        }
+    let tail = parse_tail(query.tail.as_deref())?;
+    let start = match (&position, tail) {
         // A resume carries on from its position; the tail only shapes a
         // snapshot, should the client have to start over.
         (Some(id), tail) => Start::After(id.clone(), tail),

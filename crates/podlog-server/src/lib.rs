@@ -45,6 +45,7 @@ use podlog_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use api::DEFAULT_TAIL;
 pub use auth::{Token, TokenOrigin, TokenSource};
 pub use error::{ApiError, ServerError};
 pub use podlog_protocol::EventId;

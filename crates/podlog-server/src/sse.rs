@@ -149,28 +149,29 @@ pub(crate) async fn open(
         let pod = pod.clone();
         blocking(move || match start {
             Start::Fresh => {
-                let (snapshot, rx) = pod.subscribe();
+                let (snapshot, rx) = pod.subscribe()?;
                 let session = snapshot.session().clone();
-                (session, Seq::ZERO, vec![snapshot], rx)
+                Ok((session, Seq::ZERO, vec![snapshot], rx))
             }
             Start::Tail(n) => {
-                let (snapshot, rx) = pod.subscribe_tail(n);
+                let (snapshot, rx) = pod.subscribe_tail(n)?;
                 let session = snapshot.session().clone();
-                (session, Seq::ZERO, vec![snapshot], rx)
+                Ok((session, Seq::ZERO, vec![snapshot], rx))
             }
             Start::After(id, tail) => {
-                let (events, rx) = pod.resume_tail(&id.session, id.seq, tail);
-                (id.session, id.seq, events, rx)
+                let (events, rx) = pod.resume_tail(&id.session, id.seq, tail)?;
+                Ok((id.session, id.seq, events, rx))
             }
         })
         .await
     };
-    let (session, last, events, rx) = opened.ok_or_else(|| {
+    let opened: Result<_, podlog_pod::PodError> = opened.ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
         )
     })?;
+    let (session, last, events, rx) = opened?;
     stats.streams_opened.fetch_add(1, Ordering::Relaxed);
     let state = StreamState {
         pod,
@@ -263,9 +264,13 @@ impl StreamState {
         let session = self.session.clone();
         let last = self.last;
         match blocking(move || pod.resume(&session, last)).await {
-            Some((events, rx)) => {
+            Some(Ok((events, rx))) => {
                 self.rx = rx;
                 self.queue.extend(events);
+            }
+            Some(Err(e)) => {
+                tracing::error!(pod = %self.name, error = %e, "cannot catch up a lagged stream");
+                self.end = Some(End::Reconnect("the server could not catch up this stream"));
             }
             None => self.end = Some(End::Reconnect("the server could not catch up this stream")),
         }

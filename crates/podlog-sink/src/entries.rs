@@ -83,6 +83,15 @@ impl AppendLog {
         self.len += 1;
     }
 
+    /// Drops whole chunks from the front while at least `keep` entries stay
+    /// (never the last chunk). Views taken before keep their chunks.
+    pub(crate) fn trim_front(&mut self, keep: usize) {
+        while self.chunks.len() > 1 && self.len >= keep + CHUNK {
+            self.chunks.pop_front();
+            self.len -= CHUNK;
+        }
+    }
+
     /// The last entry.
     pub(crate) fn back(&self) -> Option<&Committed> {
         self.len.checked_sub(1).and_then(|i| cell(&self.chunks, i))

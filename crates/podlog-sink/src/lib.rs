@@ -32,11 +32,20 @@
 //!   broadcasts the `SessionStart`; subscribers keep their receiver and reset
 //!   their view when it arrives. [`SessionLogSink::replace_silent`] swaps the
 //!   mirror without broadcasting, for restores before anyone subscribed.
+//! * **Window.** A sink made with [`SessionLogSink::windowed`] keeps only the
+//!   last entries (at least its window, at most a [`entries::CHUNK`] more)
+//!   and the session's `SessionStart` ([`Snapshot::session_start`]): older
+//!   chunks are dropped as commits arrive, so its memory does not grow with
+//!   the session. Its snapshots start at [`Snapshot::first_seq`]; whoever
+//!   needs entries before it reads them from the store, where they are
+//!   immutable. A sink made otherwise keeps every entry from seq 1.
 //! * **Lag.** The channel holds [`BROADCAST_CAPACITY`] entries. A receiver
 //!   that falls further behind gets `RecvError::Lagged`; it keeps its place by
 //!   calling [`SessionLogSink::resubscribe_after`] with the last seq it saw,
 //!   which returns exactly the entries it missed (or the new session's
-//!   snapshot if the session rotated) and a fresh receiver, split cleanly.
+//!   snapshot if the session rotated, or, from a windowed sink that no
+//!   longer holds all it missed, the snapshot to complete from the store)
+//!   and a fresh receiver, split cleanly.
 //! * **No poisoning.** A panic in another thread while it held the lock does
 //!   not make the sink unusable: every critical section leaves the state
 //!   consistent, so a poisoned lock is taken over as it is.
@@ -67,6 +76,9 @@ pub enum SinkError {
     /// `reset_with_initial` with something other than a `SessionStart` at seq 1.
     #[error("a session must start with a SessionStart at seq 1, got {kind} at seq {seq}")]
     NotASessionStart { kind: String, seq: Seq },
+    /// A window of zero entries.
+    #[error("a mirror window must hold at least one entry")]
+    EmptyWindow,
 }
 
 /// A point-in-time view of the mirror. Shares memory with the mirror: cheap
@@ -76,8 +88,12 @@ pub struct Snapshot {
     /// Counts session rotations of this sink: two snapshots with the same
     /// generation hold prefixes of the same session.
     pub generation: u64,
-    /// The committed entries, in seq order from seq 1.
+    /// The committed entries, in seq order from [`Snapshot::first_seq`]:
+    /// seq 1, unless the sink is windowed.
     pub entries: Entries,
+    /// The session's `SessionStart` (seq 1), kept by a windowed sink when
+    /// its window has moved past it.
+    pub session_start: Option<Committed>,
 }
 
 impl Snapshot {
@@ -97,10 +113,27 @@ impl Snapshot {
         self.entries.is_empty()
     }
 
-    /// The entries after `seq`, sharing memory with this snapshot.
+    /// The seq of the first entry held: 1, unless a windowed sink dropped
+    /// older ones ([`Snapshot::end_seq`] + 1 when empty).
+    pub fn first_seq(&self) -> Seq {
+        self.entries
+            .front()
+            .map_or(self.end_seq().next(), |c| c.seq)
+    }
+
+    /// Whether the snapshot holds every entry after `seq` (`seq` is at or
+    /// after the one before [`Snapshot::first_seq`]).
+    pub fn holds_after(&self, seq: Seq) -> bool {
+        seq.next() >= self.first_seq()
+    }
+
+    /// The entries after `seq` that the snapshot holds, sharing memory with
+    /// it: all of them when [`Snapshot::holds_after`] says so.
     pub fn after(&self, seq: Seq) -> Entries {
-        let skip = usize::try_from(seq.get()).unwrap_or(usize::MAX);
-        self.entries.skip(skip)
+        let held_before = self.first_seq().get().saturating_sub(1);
+        let skip = seq.get().saturating_sub(held_before);
+        self.entries
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
     }
 }
 
@@ -112,6 +145,11 @@ pub enum CatchUp {
     Missed(Entries),
     /// The session rotated since: the new session's full snapshot.
     Rotated(Snapshot),
+    /// Same session, but a windowed sink no longer holds every entry after
+    /// the seq given: the snapshot, whose entries from
+    /// [`Snapshot::first_seq`] on the receiver missed too, and the entries
+    /// between to read from the store.
+    Dropped(Snapshot),
 }
 
 /// In-memory mirror + broadcast fan-out for the active session log.
@@ -134,6 +172,10 @@ struct SinkInner {
 struct State {
     generation: u64,
     mirror: AppendLog,
+    /// How many entries a windowed sink keeps at least; `None`: all.
+    window: Option<usize>,
+    /// The session's `SessionStart`, once known.
+    start: Option<Committed>,
 }
 
 impl State {
@@ -145,8 +187,28 @@ impl State {
         Snapshot {
             generation: self.generation,
             entries: self.mirror.view(),
+            session_start: self.start.clone(),
         }
     }
+
+    /// Replaces the mirror with `log`, whose session starts with `start`.
+    fn replace(&mut self, log: AppendLog, start: Option<Committed>) {
+        self.mirror = log;
+        self.start = start;
+        self.generation += 1;
+        if let Some(window) = self.window {
+            self.mirror.trim_front(window);
+        }
+    }
+}
+
+/// The `SessionStart` among `entries`, if the first of them is one at seq 1.
+fn start_of<'a>(entries: impl IntoIterator<Item = &'a Committed>) -> Option<Committed> {
+    entries
+        .into_iter()
+        .next()
+        .filter(|c| c.seq == Seq::FIRST && c.entry.is_session_start())
+        .cloned()
 }
 
 fn check_contiguous<'a>(entries: impl IntoIterator<Item = &'a Committed>) -> Result<(), SinkError> {
@@ -192,6 +254,54 @@ impl SessionLogSink {
         Ok(sink)
     }
 
+    /// A sink that keeps at least the last `window` entries of a session
+    /// and its `SessionStart`, seeded with `start` (seq 1) and `tail`, the
+    /// session's last entries (1, 2, ... or from any later seq, with no
+    /// gap). For a pod restoring a session of any length: what it loads and
+    /// keeps does not grow with the session.
+    pub fn windowed(
+        window: usize,
+        start: Committed,
+        tail: impl IntoIterator<Item = Committed>,
+    ) -> Result<Self, SinkError> {
+        if window == 0 {
+            return Err(SinkError::EmptyWindow);
+        }
+        if !start.entry.is_session_start() || start.seq != Seq::FIRST {
+            return Err(SinkError::NotASessionStart {
+                kind: start.entry.kind().to_owned(),
+                seq: start.seq,
+            });
+        }
+        let mut tail: Vec<Committed> = tail.into_iter().collect();
+        let first = tail.first().map_or(Seq(2), |c| c.seq);
+        if first <= Seq::FIRST {
+            // The tail is the whole session.
+            check_contiguous(&tail)?;
+        } else {
+            for (index, c) in tail.iter().enumerate() {
+                let want = Seq(first.get() + index as u64);
+                if c.seq != want {
+                    return Err(SinkError::NotContiguous {
+                        index,
+                        want,
+                        got: c.seq,
+                    });
+                }
+            }
+            if first == Seq(2) {
+                tail.insert(0, start.clone());
+            }
+        }
+        let sink = Self::new();
+        {
+            let mut state = sink.lock();
+            state.window = Some(window);
+            state.replace(AppendLog::from_entries(tail), Some(start));
+        }
+        Ok(sink)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section below leaves `State` consistent even if it
         // unwinds part-way (the mirror is replaced or pushed in one step), so
@@ -216,7 +326,13 @@ impl SessionLogSink {
                 got: committed.seq,
             });
         }
+        if committed.seq == Seq::FIRST && committed.entry.is_session_start() {
+            state.start = Some(committed.clone());
+        }
         state.mirror.push(committed.clone());
+        if let Some(window) = state.window {
+            state.mirror.trim_front(window);
+        }
         if is_live_relevant(&committed.entry) {
             // An error means no receiver exists: nothing to deliver. The lock
             // is still held, so no subscriber can take a snapshot without
@@ -238,8 +354,10 @@ impl SessionLogSink {
             });
         }
         let mut state = self.lock();
-        state.mirror = AppendLog::from_entries([initial.clone()]);
-        state.generation += 1;
+        state.replace(
+            AppendLog::from_entries([initial.clone()]),
+            Some(initial.clone()),
+        );
         let _ = self.inner.tx.send(initial);
         Ok(())
     }
@@ -254,10 +372,10 @@ impl SessionLogSink {
     ) -> Result<(), SinkError> {
         let entries: Vec<Committed> = entries.into_iter().collect();
         check_contiguous(&entries)?;
+        let start = start_of(&entries);
         let entries = AppendLog::from_entries(entries);
         let mut state = self.lock();
-        state.mirror = entries;
-        state.generation += 1;
+        state.replace(entries, start);
         Ok(())
     }
 
@@ -282,10 +400,12 @@ impl SessionLogSink {
         let snapshot = state.snapshot();
         let rx = self.inner.tx.subscribe();
         drop(state);
-        if snapshot.generation == generation && seq <= snapshot.end_seq() {
+        if snapshot.generation != generation || seq > snapshot.end_seq() {
+            (CatchUp::Rotated(snapshot), rx)
+        } else if snapshot.holds_after(seq) {
             (CatchUp::Missed(snapshot.after(seq)), rx)
         } else {
-            (CatchUp::Rotated(snapshot), rx)
+            (CatchUp::Dropped(snapshot), rx)
         }
     }
 
@@ -337,3 +457,6 @@ mod tests;
 
 #[cfg(test)]
 mod props;
+
+#[cfg(test)]
+mod window_tests;

@@ -147,6 +147,9 @@ proptest! {
                                 sub.last = snapshot.end_seq();
                                 sub.seen = snapshot.entries.iter().cloned().collect();
                             }
+                            CatchUp::Dropped(_) => {
+                                prop_assert!(false, "an unwindowed sink drops nothing");
+                            }
                         }
                     }
                 }

@@ -566,6 +566,31 @@ impl Store {
         self.read_span(session, Span::before(before, limit), Form::Full)
     }
 
+    /// The seq of the `UserInput` of the run `session` leaves open (no
+    /// `RunCompleted` or `RunErrored` after it), from the `kind` column: a
+    /// backward scan that stops at the last run marker, however long the
+    /// session.
+    pub fn open_run(&self, session: &SessionId) -> Result<Option<Seq>> {
+        self.with_reader(|conn| {
+            conn.prepare_cached(
+                "SELECT seq, kind FROM entries WHERE session_id = ?1 \
+                 AND kind IN ('user_input', 'run_completed', 'run_errored') \
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([session.as_str()], |r| {
+                    Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()
+            })
+            .context(|| format!("finding the open run of session {session}"))
+        })
+        .map(|last| match last {
+            Some((seq, kind)) if kind == "user_input" => Some(Seq(seq)),
+            _ => None,
+        })
+    }
+
     /// Loads `session` into a fresh sink, for restoring a pod before any
     /// subscriber exists.
     pub fn load_sink(&self, session: &SessionId) -> Result<SessionLogSink> {

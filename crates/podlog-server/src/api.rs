@@ -13,6 +13,7 @@
 //! | `GET /sessions/{id}` | one session (id or unique prefix) |
 //! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry"}], "next_after", "prev_before"}` |
 //! | `GET /sessions/{id}/entries?before=SEQ&limit=N` | the same, the page just below `SEQ`: how a client holding the tail pages back |
+//! | `GET /blobs/{hash}` | the payload `hash` names, as text: cacheable for good, with `ETag`, `If-None-Match` and single byte `Range`s |
 //!
 //! Request bodies are read up to the configured limit (1 MiB by default;
 //! more is `413`), parsed as JSON whatever the `Content-Type`, and refused
@@ -26,17 +27,19 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use podlog_entry::{Message, Seq, SessionId};
+use bytes::Bytes;
+use podlog_entry::{Message, PayloadHash, Seq, SessionId};
 use podlog_pod::Pod;
 use podlog_store::SessionInfo;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cache::{self, ByteRange};
 use crate::error::ApiError;
 use crate::sse::{self, Start};
 use crate::AppState;
@@ -54,6 +57,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", get(session_info))
         .route("/sessions/{id}/entries", get(entries))
+        .route("/blobs/{hash}", get(blob))
         .fallback(|| async { ApiError::not_found("no such route; see docs/protocol.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -375,6 +379,95 @@ async fn entries(
         "next_after": next_after,
         "prev_before": prev_before,
     })))
+}
+
+/// A header value the server built itself (an entity tag, a range).
+fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(text)
+        .map_err(|e| ApiError::internal(format!("cannot send header value {text:?}: {e}")))
+}
+
+/// `304 Not Modified`: the client's copy, named by `etag`, is current.
+fn not_modified(etag: &str, cache_control: &'static str) -> Result<Response, ApiError> {
+    Ok((
+        StatusCode::NOT_MODIFIED,
+        [
+            (header::ETAG, header_value(etag)?),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            ),
+        ],
+    )
+        .into_response())
+}
+
+/// `GET /blobs/{hash}`: the payload's text. A hash names one text forever,
+/// so the answer is cacheable for good: its entity tag is the hash itself.
+async fn blob(
+    State(state): State<AppState>,
+    hash: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(text) = hash.map_err(path_error)?;
+    let hash = PayloadHash::new(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = state.inner.store.clone();
+    let wanted = hash.clone();
+    let payload = blocking(move || Ok(store.payload(&wanted)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown payload {hash}")))?;
+    let etag = format!("\"{hash}\"");
+    let cache_control = cache::immutable(state.token_required);
+    if cache::none_match(&headers, &etag) {
+        return not_modified(&etag, cache_control);
+    }
+    let body = Bytes::from(payload.text);
+    let size = body.len() as u64;
+    let range = if cache::if_range_allows(&headers, &etag) {
+        cache::byte_range(&headers, size)
+    } else {
+        ByteRange::Whole
+    };
+    let common = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ),
+        (header::ETAG, header_value(&etag)?),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        ),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ];
+    Ok(match range {
+        ByteRange::Whole => (common, body).into_response(),
+        ByteRange::Part { start, end } => {
+            let part = body.slice(start as usize..=end as usize);
+            let content_range = header_value(&format!("bytes {start}-{end}/{size}"))?;
+            (
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [(header::CONTENT_RANGE, content_range)],
+                part,
+            )
+                .into_response()
+        }
+        ByteRange::Unsatisfiable => {
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable: payload {hash} is {size} bytes"),
+            )
+            .into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}"))?,
+            );
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            response
+        }
+    })
 }
 
 #[cfg(test)]

@@ -10,13 +10,21 @@
 //! what it missed; `--from SESSION:SEQ` starts that way. Ctrl-C exits with
 //! status 0. The token, when the server needs one, comes from `--token-file`
 //! or `$PODLOG_TOKEN`.
+//!
+//! An entry that holds large strings arrives lean: each such string is a
+//! preview, and a reference names the payload holding it whole. Its line
+//! shows the preview and each payload's size (`… [+97.5 KiB]`). With
+//! `--full`, tail fetches those payloads (`GET /blobs/HASH`), puts them back
+//! into the entry, and prints the whole entry: its line, then each large
+//! string in full under the path it was cut at.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use podlog_entry::{iso8601, AssistantContent, Committed, LogEntry};
+use podlog_entry::{iso8601, AssistantContent, Committed, LogEntry, PayloadHash};
 use podlog_protocol::client::{Client, ClientError, Endpoint};
 use podlog_protocol::Event;
 use podlog_protocol::EventId;
@@ -48,6 +56,12 @@ pub struct TailArgs {
     /// Start with the whole session instead of its last entries.
     #[arg(long)]
     all: bool,
+    /// Print entries whole. An entry's large strings (8 KiB or more: tool
+    /// outputs, attachments, long answers) arrive as 512-byte previews, shown
+    /// with each one's size, as in `… [+97.5 KiB]`; with --full, tail fetches
+    /// each one from the server and prints it in full below the entry's line.
+    #[arg(long)]
+    full: bool,
 }
 
 /// Runs `podlog tail`.
@@ -80,6 +94,7 @@ pub fn run(args: &TailArgs) -> Result<ExitCode, String> {
         out: std::io::stdout(),
         view: LogView::new(),
         in_text: false,
+        full: args.full,
     };
     runtime.block_on(async {
         tokio::select! {
@@ -97,7 +112,12 @@ struct Tail {
     view: LogView,
     /// A line of streamed text is open.
     in_text: bool,
+    /// Fetch and print the payloads of lean entries (`--full`).
+    full: bool,
 }
+
+/// The payloads fetched for one event, by hash.
+type Texts = HashMap<PayloadHash, String>;
 
 /// Why one stream ended.
 enum Ended {
@@ -137,7 +157,7 @@ impl Tail {
                     }
                     attached = true;
                     waiting = false;
-                    let ended = self.read(&mut stream).await;
+                    let ended = self.read(client, &mut stream).await;
                     last_id = stream.last_id().map(str::to_owned);
                     match ended {
                         Ended::OutputClosed => return Ok(ExitCode::SUCCESS),
@@ -169,7 +189,11 @@ impl Tail {
     }
 
     /// Renders one stream until it ends.
-    async fn read(&mut self, stream: &mut podlog_protocol::client::EventStream) -> Ended {
+    async fn read(
+        &mut self,
+        client: &Client,
+        stream: &mut podlog_protocol::client::EventStream,
+    ) -> Ended {
         loop {
             let message = match stream.next().await {
                 Ok(Some(message)) => message,
@@ -191,7 +215,12 @@ impl Tail {
                 self.view = LogView::new();
                 return Ended::Reconnect;
             }
-            if self.render(&event).is_err() {
+            let texts = if self.full {
+                fetch(client, &event).await
+            } else {
+                Texts::new()
+            };
+            if self.render(&event, &texts).is_err() {
                 return Ended::OutputClosed;
             }
         }
@@ -205,18 +234,53 @@ impl Tail {
         let _ = self.out.flush();
     }
 
-    fn line(&mut self, c: &Committed) -> std::io::Result<()> {
+    /// One entry's line; a lean entry's line ends with the size of each
+    /// payload, unless `texts` holds them all, when the whole entry is
+    /// printed: its line, then each large string in full.
+    fn line(&mut self, c: &Committed, texts: &Texts) -> std::io::Result<()> {
+        let refs = c.payload_refs();
+        if !refs.is_empty() && refs.iter().all(|r| texts.contains_key(&r.hash)) {
+            match whole(c, texts) {
+                Ok(entry) => {
+                    self.entry_line(c, &entry, "")?;
+                    for r in refs {
+                        let text = &texts[&r.hash];
+                        writeln!(
+                            self.out,
+                            "{:>5}  ── {} ({})",
+                            "",
+                            r.path,
+                            human_size(r.size)
+                        )?;
+                        write!(self.out, "{text}")?;
+                        if !text.ends_with('\n') {
+                            writeln!(self.out)?;
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) => eprintln!("podlog: seq {}: {e}; printing its preview", c.seq),
+            }
+        }
+        let markers: String = refs
+            .iter()
+            .map(|r| format!(" [+{}]", human_size(r.size)))
+            .collect();
+        self.entry_line(c, &c.entry, &markers)
+    }
+
+    fn entry_line(&mut self, c: &Committed, entry: &LogEntry, end: &str) -> std::io::Result<()> {
         writeln!(
             self.out,
-            "{:>5}  {}  {:<14}  {}",
+            "{:>5}  {}  {:<14}  {}{end}",
             c.seq,
-            iso8601(c.entry.ts()),
-            c.entry.kind(),
-            c.entry.summary()
+            iso8601(entry.ts()),
+            entry.kind(),
+            entry.summary()
         )
     }
 
-    fn render(&mut self, event: &Event) -> std::io::Result<()> {
+    fn render(&mut self, event: &Event, texts: &Texts) -> std::io::Result<()> {
         match event {
             Event::Snapshot {
                 session_id,
@@ -238,14 +302,14 @@ impl Tail {
                     )?,
                 }
                 for w in entries {
-                    self.line(&Committed::from(w))?;
+                    self.line(&Committed::from(w), texts)?;
                 }
             }
             Event::SessionRotated {
                 session_id,
                 seq,
                 entry,
-                ..
+                payloads,
             } => {
                 self.finish_line();
                 let why = match entry {
@@ -260,7 +324,12 @@ impl Tail {
                     _ => "new session".to_owned(),
                 };
                 writeln!(self.out, "── session {session_id} ({why})")?;
-                self.line(&Committed::new(*seq, entry.clone()))?;
+                let c = Committed {
+                    seq: *seq,
+                    entry: std::sync::Arc::new(entry.clone()),
+                    payloads: payloads.clone(),
+                };
+                self.line(&c, texts)?;
             }
             Event::TextDelta { after, text } => {
                 if !self.in_text {
@@ -287,10 +356,92 @@ impl Tail {
             other => {
                 if let Some(c) = other.to_committed() {
                     self.finish_line();
-                    self.line(&c)?;
+                    self.line(&c, texts)?;
                 }
             }
         }
         self.out.flush()
+    }
+}
+
+/// Fetches every payload the lean entries of `event` refer to. One that
+/// cannot be fetched is reported and left out: its entry prints lean.
+async fn fetch(client: &Client, event: &Event) -> Texts {
+    let refs: Vec<podlog_entry::PayloadRef> = match event {
+        Event::Snapshot { entries, .. } => entries
+            .iter()
+            .flat_map(|w| w.payloads.iter().flat_map(|p| p.iter()))
+            .cloned()
+            .collect(),
+        Event::SessionRotated { payloads, .. } | Event::Entry { payloads, .. } => {
+            payloads.iter().flat_map(|p| p.iter()).cloned().collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut texts = Texts::new();
+    for r in refs {
+        if texts.contains_key(&r.hash) {
+            continue;
+        }
+        match client.blob(&r.hash).await {
+            Ok(text) if text.len() as u64 == r.size => {
+                texts.insert(r.hash, text);
+            }
+            Ok(text) => eprintln!(
+                "podlog: payload {} is {} bytes, its reference says {}",
+                r.hash,
+                text.len(),
+                r.size
+            ),
+            Err(e) => eprintln!("podlog: payload {}: {e}", r.hash),
+        }
+    }
+    texts
+}
+
+/// The entry `c` whole: its payloads put back where they were cut.
+fn whole(c: &Committed, texts: &Texts) -> Result<LogEntry, String> {
+    let mut value = serde_json::to_value(&*c.entry).map_err(|e| e.to_string())?;
+    for r in c.payload_refs() {
+        podlog_entry::payload::inline(&mut value, &r.path, texts[&r.hash].clone())
+            .map_err(|e| e.to_string())?;
+    }
+    serde_json::from_value(value).map_err(|e| format!("the whole entry does not decode: {e}"))
+}
+
+/// `bytes` for people: `512 B`, `97.5 KiB`, `1.2 MiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        for (bytes, want) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (8 * 1024, "8.0 KiB"),
+            (99_840, "97.5 KiB"),
+            (1024 * 1024 - 1, "1.0 MiB"),
+            (3 * 1024 * 1024 / 2, "1.5 MiB"),
+            (5 << 30, "5.0 GiB"),
+            (u64::MAX, "16777216.0 TiB"),
+        ] {
+            assert_eq!(human_size(bytes), want, "{bytes}");
+        }
     }
 }

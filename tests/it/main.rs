@@ -3,6 +3,7 @@
 //! machine): one module per area.
 
 mod binary;
+mod blobs;
 mod child;
 mod cli;
 mod concurrency;

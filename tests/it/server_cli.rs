@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use crate::support::TempDb;
 
 /// Lines of a child's output, read on a thread.
-struct Lines {
+pub(crate) struct Lines {
     rx: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Lines {
-    fn of(stream: impl std::io::Read + Send + 'static) -> Self {
+    pub(crate) fn of(stream: impl std::io::Read + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
@@ -36,7 +36,12 @@ impl Lines {
     }
 
     /// Reads lines until one satisfies `want`; fails after `timeout`.
-    fn until(&mut self, what: &str, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -66,7 +71,7 @@ impl Lines {
 
 /// A child process killed when dropped, so a failing test leaves no server
 /// or tail running.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {

@@ -6,8 +6,12 @@
 //!
 //! * [`Client`] opens one HTTP/1.1 connection per request (hyper's
 //!   low-level client), sends the bearer token when it has one, and gives
-//!   back the status and body. A non-2xx answer to [`Client::events`] is
-//!   [`ClientError::Status`] with the server's `{"error"}` message.
+//!   back the status, headers and body. A non-2xx answer to
+//!   [`Client::events`], [`Client::get_json`], [`Client::post_json`] or
+//!   [`Client::blob`] is [`ClientError::Status`] with the server's
+//!   `{"error"}` message.
+//! * [`Client::blob`] fetches the whole text of a payload that a lean
+//!   entry's reference names (`GET /blobs/{hash}`).
 //! * [`EventStream::next`] yields each SSE message as it arrives (comments,
 //!   the heartbeats, are counted, not yielded) and `None` when the server
 //!   ends the stream. [`EventStream::last_id`] is the `id:` of the last
@@ -21,6 +25,7 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use podlog_entry::PayloadHash;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -101,10 +106,11 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// A raw answer: status and body.
+/// A raw answer: status, headers and body.
 #[derive(Clone, Debug)]
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -214,9 +220,8 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> Result<Answer, ClientError> {
         let (response, conn) = self.send(method, path, headers, body.into()).await?;
-        let status = response.status();
-        let body = response
-            .into_body()
+        let (parts, body) = response.into_parts();
+        let body = body
             .collect()
             .await
             .map_err(|source| ClientError::Http {
@@ -225,7 +230,11 @@ impl Client {
             })?
             .to_bytes();
         conn.abort();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// `GET path`, as JSON; an error status is [`ClientError::Status`].
@@ -241,6 +250,19 @@ impl Client {
             .request(Method::POST, path, &[], body.to_string())
             .await?;
         ok_json(answer)
+    }
+
+    /// The whole text of the payload `hash` names (`GET /blobs/{hash}`),
+    /// which a lean entry's [`PayloadRef`](podlog_entry::PayloadRef) points
+    /// to; an error status is [`ClientError::Status`].
+    pub async fn blob(&self, hash: &PayloadHash) -> Result<String, ClientError> {
+        let path = format!("/blobs/{hash}");
+        let answer = self.request(Method::GET, &path, &[], Bytes::new()).await?;
+        if !answer.status.is_success() {
+            return Err(status_error(answer.status, &answer.body));
+        }
+        String::from_utf8(answer.body.into())
+            .map_err(|e| ClientError::Malformed(format!("payload {hash} is not UTF-8: {e}")))
     }
 
     /// Opens the SSE stream of `pod`, resuming after `last_id`

@@ -11,8 +11,16 @@
 //! | `POST /pods/{pod}/fork` | body `{"at": SEQ}`: `{"session_id"}` of the new session |
 //! | `GET /sessions` | `{"sessions": [session, ...]}`, newest first |
 //! | `GET /sessions/{id}` | one session (id or unique prefix) |
-//! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry"}], "next_after", "prev_before"}` |
+//! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry", "payloads"?}], "next_after", "prev_before"}` |
 //! | `GET /sessions/{id}/entries?before=SEQ&limit=N` | the same, the page just below `SEQ`: how a client holding the tail pages back |
+//! | `GET /blobs/{hash}` | the payload `hash` names, as text: cacheable for good, with `ETag`, `If-None-Match` and single byte `Range`s |
+//!
+//! Entry pages are lean: an entry's large strings are previews and its
+//! `payloads` name the blobs that hold them whole. A page that does not
+//! reach the end of its session can never change (history is never
+//! rewritten), so it carries a weak `ETag` and an immutable
+//! `Cache-Control` (see [`page_etag`]); the page that reaches the end can
+//! still grow and gets `Cache-Control: no-cache`.
 //!
 //! Request bodies are read up to the configured limit (1 MiB by default;
 //! more is `413`), parsed as JSON whatever the `Content-Type`, and refused
@@ -26,17 +34,20 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use podlog_entry::{Message, Seq, SessionId};
+use bytes::Bytes;
+use podlog_entry::{Message, PayloadHash, Seq, SessionId};
 use podlog_pod::Pod;
+use podlog_protocol::WireEntry;
 use podlog_store::SessionInfo;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cache::{self, ByteRange};
 use crate::error::ApiError;
 use crate::sse::{self, Start};
 use crate::AppState;
@@ -54,6 +65,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", get(session_info))
         .route("/sessions/{id}/entries", get(entries))
+        .route("/blobs/{hash}", get(blob))
         .fallback(|| async { ApiError::not_found("no such route; see docs/protocol.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -343,7 +355,8 @@ async fn entries(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<EntriesQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let Path(text) = id.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
     let max = state.inner.options.max_page;
@@ -361,20 +374,41 @@ async fn entries(
         }
         (after, before) => (Seq(after.unwrap_or(0)), before.map(Seq)),
     };
-    let (id, info, page) = blocking(move || {
+    let cache_control = cache::immutable(state.token_required);
+    let (id, info, span, page) = blocking(move || {
         let id = resolve(&state, &text)?;
         let info = state.inner.store.session(&id)?;
+        // Only a page named by the session's whole id is cached: a prefix
+        // that names one session today may be ambiguous tomorrow.
+        let span = (text == id.as_str())
+            .then(|| immutable_span(after, before, limit, info.last_seq))
+            .flatten();
+        if let Some(span) = span {
+            if cache::none_match(&headers, &page_etag(&id, span)) {
+                return Ok((id, info, Some(span), None));
+            }
+        }
         let page = match before {
             // Past the end means from the end.
             Some(before) => {
                 let before = before.min(info.last_seq.next());
-                state.inner.store.entries_before(&id, before, limit)?
+                state.inner.store.previews_before(&id, before, limit)?
             }
-            None => state.inner.store.entries_after(&id, after, limit)?,
+            None => state.inner.store.previews_after(&id, after, limit)?,
         };
-        Ok((id, info, page))
+        Ok((id, info, span, Some(page)))
     })
     .await?;
+    let Some(page) = page else {
+        let etag = span.map(|span| page_etag(&id, span)).unwrap_or_default();
+        return not_modified(&etag, cache_control);
+    };
+    // The rows are contiguous, so the page read is the span foreseen; a
+    // page that is not gets no ETag rather than a wrong one.
+    let read = page.first().zip(page.last()).map(|(f, l)| (f.seq, l.seq));
+    let etag = span
+        .filter(|&span| read == Some(span))
+        .map(|span| page_etag(&id, span));
     let next_after = match page.last().map(|c| c.seq) {
         Some(seq) if seq < info.last_seq => Some(seq),
         _ => None,
@@ -383,17 +417,165 @@ async fn entries(
         Some(seq) if seq > Seq::FIRST => Some(seq),
         _ => None,
     };
-    let entries: Vec<Value> = page
-        .iter()
-        .map(|c| json!({ "seq": c.seq, "entry": &*c.entry }))
-        .collect();
-    Ok(Json(json!({
+    let entries: Vec<WireEntry> = page.iter().map(WireEntry::from).collect();
+    let body = Json(json!({
         "session_id": id,
         "last_seq": info.last_seq,
         "entries": entries,
         "next_after": next_after,
         "prev_before": prev_before,
-    })))
+    }));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    match etag {
+        Some(etag) => {
+            headers.insert(header::ETAG, header_value(&etag)?);
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            );
+        }
+        None => {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+    }
+    Ok(response)
+}
+
+/// The seqs `(first, last)` of the page a request asks for, when that page
+/// can never change, else `None`.
+///
+/// History is never rewritten, so a page is fixed once every seq it covers
+/// exists; it must also end before the session's last entry, or its
+/// `next_after` (null at the end) would change as the session grows. That
+/// leaves a `before` page with `before <= last_seq` and an `after` page
+/// that comes back full short of the end. Empty pages are not cached.
+fn immutable_span(
+    after: Seq,
+    before: Option<Seq>,
+    limit: usize,
+    last_seq: Seq,
+) -> Option<(Seq, Seq)> {
+    let limit = limit as u64;
+    let (first, last) = match before {
+        Some(before) => (
+            before.get().saturating_sub(limit).max(1),
+            before.get().checked_sub(1)?,
+        ),
+        None => (
+            after.get().checked_add(1)?,
+            after.get().saturating_add(limit),
+        ),
+    };
+    (first <= last && last < last_seq.get()).then_some((Seq(first), Seq(last)))
+}
+
+/// The entity tag of an immutable page: weak, because the page's
+/// `last_seq` says how long the session was when it was served, while its
+/// entries, `next_after` and `prev_before` never change. It names the
+/// session (bytes an entity tag cannot hold percent-encoded), the page's
+/// first and last seq, and the page format (`v1`: lean entries with their
+/// `payloads`).
+fn page_etag(session: &SessionId, (first, last): (Seq, Seq)) -> String {
+    let mut tag = String::from("W/\"");
+    for b in session.as_str().bytes() {
+        if b.is_ascii_graphic() && b != b'"' && b != b'%' {
+            tag.push(char::from(b));
+        } else {
+            tag.push_str(&format!("%{b:02X}"));
+        }
+    }
+    tag.push_str(&format!(":{first}-{last}:v1\""));
+    tag
+}
+
+/// A header value the server built itself (an entity tag, a range).
+fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(text)
+        .map_err(|e| ApiError::internal(format!("cannot send header value {text:?}: {e}")))
+}
+
+/// `304 Not Modified`: the client's copy, named by `etag`, is current.
+fn not_modified(etag: &str, cache_control: &'static str) -> Result<Response, ApiError> {
+    Ok((
+        StatusCode::NOT_MODIFIED,
+        [
+            (header::ETAG, header_value(etag)?),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            ),
+        ],
+    )
+        .into_response())
+}
+
+/// `GET /blobs/{hash}`: the payload's text. A hash names one text forever,
+/// so the answer is cacheable for good: its entity tag is the hash itself.
+async fn blob(
+    State(state): State<AppState>,
+    hash: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(text) = hash.map_err(path_error)?;
+    let hash = PayloadHash::new(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = state.inner.store.clone();
+    let wanted = hash.clone();
+    let payload = blocking(move || Ok(store.payload(&wanted)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown payload {hash}")))?;
+    let etag = format!("\"{hash}\"");
+    let cache_control = cache::immutable(state.token_required);
+    if cache::none_match(&headers, &etag) {
+        return not_modified(&etag, cache_control);
+    }
+    let body = Bytes::from(payload.text);
+    let size = body.len() as u64;
+    let range = if cache::if_range_allows(&headers, &etag) {
+        cache::byte_range(&headers, size)
+    } else {
+        ByteRange::Whole
+    };
+    let common = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ),
+        (header::ETAG, header_value(&etag)?),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        ),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ];
+    Ok(match range {
+        ByteRange::Whole => (common, body).into_response(),
+        ByteRange::Part { start, end } => {
+            let part = body.slice(start as usize..=end as usize);
+            let content_range = header_value(&format!("bytes {start}-{end}/{size}"))?;
+            (
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [(header::CONTENT_RANGE, content_range)],
+                part,
+            )
+                .into_response()
+        }
+        ByteRange::Unsatisfiable => {
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable: payload {hash} is {size} bytes"),
+            )
+            .into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{size}"))?,
+            );
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            response
+        }
+    })
 }
 
 #[cfg(test)]
@@ -423,5 +605,38 @@ mod tests {
         }
         let plain = ApiError::not_found("unknown pod \"x\"");
         assert_eq!(plain.log_text(), plain.message);
+    }
+
+    #[test]
+    fn only_pages_short_of_the_end_are_immutable() {
+        let span = |after: u64, before: Option<u64>, limit: usize, last: u64| {
+            immutable_span(Seq(after), before.map(Seq), limit, Seq(last))
+                .map(|(f, l)| (f.get(), l.get()))
+        };
+        // Forward: a full page short of the end.
+        assert_eq!(span(0, None, 7, 30), Some((1, 7)));
+        assert_eq!(span(22, None, 7, 30), Some((23, 29)));
+        assert_eq!(span(23, None, 7, 30), None, "it reaches the end");
+        assert_eq!(span(28, None, 7, 30), None, "not full");
+        assert_eq!(span(40, None, 7, 30), None, "past the end");
+        assert_eq!(span(u64::MAX, None, 7, 30), None);
+        // Back: every seq below `before` exists and the page ends short.
+        assert_eq!(span(0, Some(30), 5, 30), Some((25, 29)));
+        assert_eq!(span(0, Some(4), 5, 30), Some((1, 3)));
+        assert_eq!(span(0, Some(2), 5, 30), Some((1, 1)));
+        assert_eq!(span(0, Some(31), 5, 30), None, "it reaches the end");
+        assert_eq!(span(0, Some(99), 5, 30), None, "clamped to the end");
+        assert_eq!(span(0, Some(1), 5, 30), None, "empty");
+        assert_eq!(span(0, Some(0), 5, 30), None, "empty");
+    }
+
+    #[test]
+    fn a_page_etag_is_weak_and_names_session_span_and_format() {
+        let id = SessionId::new("s-1").unwrap();
+        assert_eq!(page_etag(&id, (Seq(3), Seq(9))), "W/\"s-1:3-9:v1\"");
+        let odd = SessionId::new("a\"b%cé").unwrap();
+        let tag = page_etag(&odd, (Seq(1), Seq(2)));
+        assert_eq!(tag, "W/\"a%22b%25c%C3%A9:1-2:v1\"");
+        assert!(header_value(&tag).is_ok());
     }
 }

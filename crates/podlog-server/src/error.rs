@@ -9,13 +9,14 @@
 //!
 //! | status | when |
 //! |---|---|
-//! | 400 | malformed request: bad JSON, wrong types, a bad query or `Last-Event-ID`, an impossible fork cut |
+//! | 400 | malformed request: bad JSON, wrong types, a bad query or `Last-Event-ID`, an impossible fork cut, a malformed payload hash |
 //! | 401 | the listener needs a bearer token and the request has none or a wrong one |
-//! | 404 | unknown route, pod or session |
+//! | 404 | unknown route, pod, session or payload |
 //! | 405 | a route that exists, with the wrong method |
 //! | 409 | conflict: the pod is busy with a run, or another process writes the session |
 //! | 413 | the body is over the limit |
-//! | 500 | the store or the pod failed (its files, a corrupt row, a panic); the message says how |
+//! | 416 | a byte `Range` of a blob that starts past its end (with `Content-Range: bytes */SIZE`) |
+//! | 500 | the store or the pod failed (its files, a corrupt row or payload, a panic); the message says how |
 //! | 502 | the pod's driver failed to summarise for a compaction |
 //! | 503 | the pod or the server is shutting down, or the database is locked by another connection |
 //! | 507 | the disk or database is full |

@@ -26,6 +26,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+mod cache;
 pub mod demo;
 pub mod error;
 pub mod listen;
@@ -202,6 +203,9 @@ pub(crate) enum Phase {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) inner: Arc<Inner>,
+    /// Whether this listener requires a bearer token: what it serves for
+    /// good is then `Cache-Control: private`, kept by no shared cache.
+    pub(crate) token_required: bool,
 }
 
 pub(crate) struct Inner {
@@ -215,6 +219,10 @@ pub(crate) struct Inner {
 
 /// The router with authentication for a listener whose token is `token`.
 fn app(state: AppState, token: Option<Token>) -> Router {
+    let state = AppState {
+        token_required: token.is_some(),
+        ..state
+    };
     let body_limit = state.inner.options.body_limit;
     // The body is read (or, when refused, drained) before anything answers:
     // see [`body`].
@@ -299,6 +307,7 @@ impl Server {
                 closing: closing_rx,
                 stats: stats.clone(),
             }),
+            token_required: false,
         };
         let graceful = Arc::new(GracefulShutdown::new());
         let mut accept_tasks = Vec::new();

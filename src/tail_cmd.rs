@@ -147,7 +147,7 @@ impl Tail {
             // last event id.
             let path = match tail {
                 Some(n) => format!("/pods/{pod}/events?tail={n}"),
-                None => format!("/pods/{pod}/events"),
+                None => format!("/pods/{pod}/events?tail=all"),
             };
             match client.events_at(&path, last_id.as_deref()).await {
                 Ok(mut stream) => {

@@ -1,4 +1,8 @@
-//! `podlog tail POD`: a terminal client of `podlog serve`.
+//! `podlog tail POD` (or `podlog tail SESSION`): a terminal client of
+//! `podlog serve`. A name that is not one of the server's pods is taken for
+//! a session id (or a unique prefix of one), which the server follows
+//! whoever writes it (`GET /sessions/{id}/events`): another process, an
+//! import, or a pod of its own.
 //!
 //! It attaches to the pod's event stream (over TCP, `--url`, by default
 //! `http://127.0.0.1:7878`, or a Unix socket, `--unix`), prints the session's
@@ -33,7 +37,8 @@ use podlog_protocol::LogView;
 /// Arguments of `podlog tail`.
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
-    /// The pod to watch (`demo` for `podlog serve --demo`).
+    /// The pod to watch (`demo` for `podlog serve --demo`), or a session id
+    /// (or a unique prefix of one) to follow, whoever writes it.
     pod: String,
     /// Resume after this position (an event id, SESSION:SEQ) instead of
     /// printing the whole snapshot.
@@ -140,14 +145,17 @@ impl Tail {
         let mut backoff = Duration::from_millis(250);
         let mut waiting = false;
         let mut attached = false;
+        // A pod of the server, until the server says it has none by that
+        // name: then a session, followed whoever writes it.
+        let mut base = format!("/pods/{pod}/events");
         loop {
             // Tail-first unless asked otherwise: a first attach, and a
             // reconnect that has to start over on another session, begin
             // with the last entries; a reconnect otherwise resumes from the
             // last event id.
             let path = match tail {
-                Some(n) => format!("/pods/{pod}/events?tail={n}"),
-                None => format!("/pods/{pod}/events?tail=all"),
+                Some(n) => format!("{base}?tail={n}"),
+                None => format!("{base}?tail=all"),
             };
             match client.events_at(&path, last_id.as_deref()).await {
                 Ok(mut stream) => {
@@ -169,6 +177,12 @@ impl Tail {
                             );
                         }
                     }
+                }
+                Err(ClientError::Status { status, .. })
+                    if status == 404 && !attached && base.starts_with("/pods/") =>
+                {
+                    base = format!("/sessions/{pod}/events");
+                    continue;
                 }
                 Err(ClientError::Status { status, message }) if status.is_client_error() => {
                     return Err(format!(

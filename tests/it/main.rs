@@ -11,6 +11,7 @@ mod corrupt;
 mod crash;
 mod faults;
 mod fixtures;
+mod follow;
 mod http_props;
 mod import_props;
 mod inspect;

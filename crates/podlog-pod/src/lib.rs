@@ -84,6 +84,8 @@
 
 pub mod driver;
 pub mod error;
+pub mod follow;
+mod live;
 pub mod pod;
 pub mod script;
 pub mod scripted;
@@ -91,7 +93,9 @@ pub mod scripted;
 pub use async_trait::async_trait;
 pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
-pub use pod::{Pod, PodStatus, MIRROR_WINDOW};
+pub use follow::{Follow, Followers};
+pub use live::MIRROR_WINDOW;
+pub use pod::{Pod, PodStatus};
 pub use scripted::ScriptedDriver;
 
 #[cfg(test)]

@@ -23,19 +23,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::driver::{on_blocking_pool, AgentDriver, DriverError, RunContext, RunHost};
 use crate::error::PodError;
-use podlog_protocol::{Event, SharedEvent, WireEntry};
+use crate::live::{self, MIRROR_WINDOW};
+use podlog_protocol::{Event, SharedEvent};
 
 /// How many events a receiver may fall behind before it lags (the pod's
 /// channel carries text deltas too, so it is larger than the sink's).
 pub const EVENT_CAPACITY: usize = 1024;
-
-/// How many of the session's last entries the pod's mirror keeps at least
-/// (it keeps up to [`podlog_sink::entries::CHUNK`] more, and the
-/// `SessionStart`). Lean entries (large strings as 512-byte previews) of
-/// this many take a few MiB at most; anything older is read from the store
-/// when a client asks for it. Larger than both channels, so a receiver that
-/// lags catches up from memory.
-pub const MIRROR_WINDOW: usize = 4096;
 
 /// The message of the `RunErrored` that closes a run found open on restore.
 pub const INTERRUPTED_ON_RESTORE: &str = "the pod stopped during this run";
@@ -168,54 +161,14 @@ impl Core {
         Ok(Conversation::from_entries(run.iter().map(|c| &*c.entry)).pending_calls)
     }
 
-    /// The committed entries of `session` after `after`, in the form the
-    /// mirror holds them: from `snapshot` (taken with the session under the
-    /// pod mutex), and those the window no longer holds from the store,
-    /// where they can no longer change.
-    fn entries_after(
-        &self,
-        session: &SessionId,
-        snapshot: &Snapshot,
-        after: Seq,
-    ) -> Result<Vec<Committed>, PodError> {
-        let mut out = Vec::new();
-        if !snapshot.holds_after(after) {
-            let first = snapshot.first_seq();
-            let missing = usize::try_from(first.get() - after.get() - 1).unwrap_or(usize::MAX);
-            out = self.store.previews_after(session, after, missing)?;
-            let got = out.last().map_or(after, |c| c.seq);
-            if got.next() != first {
-                return Err(PodError::Store(podlog_store::StoreError::Corrupt {
-                    session: session.clone(),
-                    seq: got.next(),
-                    problem: format!("entries {} to {} are missing", got.next(), first.get() - 1),
-                }));
-            }
-        }
-        out.extend(snapshot.after(after).iter().cloned());
-        Ok(out)
-    }
-
-    /// The snapshot event of `session`: its last `tail` entries (every
-    /// entry with `None`), read from the store where the window ends.
+    /// The snapshot event of `session` (see [`live::snapshot_event`]).
     fn snapshot_event(
         &self,
         session: SessionId,
         snapshot: &Snapshot,
         tail: Option<usize>,
     ) -> Result<SharedEvent, PodError> {
-        let end = snapshot.end_seq();
-        let after = match tail {
-            Some(n) => Seq(end.get().saturating_sub(n.max(1) as u64)),
-            None => Seq::ZERO,
-        };
-        let entries = self.entries_after(&session, snapshot, after)?;
-        let event = Event::Snapshot {
-            session_id: session.clone(),
-            end_seq: end,
-            entries: entries.iter().map(WireEntry::from).collect(),
-        };
-        Ok(SharedEvent::new(session, event))
+        live::snapshot_event(&self.store, session, snapshot, tail)
     }
 
     /// The whole conversation, every payload in place: folded from the
@@ -735,37 +688,8 @@ impl Pod {
         driver: Box<dyn AgentDriver>,
     ) -> Result<Pod, PodError> {
         let writer = open_writer(&store, session)?;
-        let last = writer.last_seq();
-        let tail = store.previews_before(session, last.next(), MIRROR_WINDOW)?;
-        let ends = tail.last().map_or(Seq::ZERO, |c| c.seq);
-        if ends != last {
-            return Err(PodError::Store(podlog_store::StoreError::Corrupt {
-                session: session.clone(),
-                seq: ends.next(),
-                problem: format!(
-                    "the session row's last_seq is {last} but the entries end at seq {ends}"
-                ),
-            }));
-        }
-        let start = match tail.first() {
-            Some(first) if first.seq == Seq::FIRST => first.clone(),
-            _ => store
-                .previews_after(session, Seq::ZERO, 1)?
-                .pop()
-                .ok_or_else(|| podlog_store::StoreError::Corrupt {
-                    session: session.clone(),
-                    seq: Seq::FIRST,
-                    problem: "the SessionStart at seq 1 is missing".to_owned(),
-                })?,
-        };
+        let sink = live::load_tail(&store, session, writer.last_seq())?;
         let open = store.open_run(session)?;
-        let sink = SessionLogSink::windowed(MIRROR_WINDOW, start, tail).map_err(|source| {
-            PodError::Mirror {
-                session: session.clone(),
-                seq: last,
-                source,
-            }
-        })?;
         let pod = Self::start(store, session.clone(), writer, sink, driver);
         if open.is_some() {
             pod.shared
@@ -970,25 +894,7 @@ impl Pod {
     ) -> Result<(Vec<SharedEvent>, broadcast::Receiver<SharedEvent>), PodError> {
         let core = self.core();
         let (current, snapshot, rx) = core.split();
-        if *session == current && after <= snapshot.end_seq() {
-            let missed = core
-                .entries_after(&current, &snapshot, after)?
-                .iter()
-                .map(|c| SharedEvent::new(current.clone(), Event::from_committed(c)))
-                .collect();
-            return Ok((missed, rx));
-        }
-        let mut events = Vec::with_capacity(2);
-        if let Some(start) = &snapshot.session_start {
-            let rotated = Event::SessionRotated {
-                session_id: current.clone(),
-                seq: start.seq,
-                entry: (*start.entry).clone(),
-                payloads: start.payloads.clone(),
-            };
-            events.push(SharedEvent::new(current.clone(), rotated));
-        }
-        events.push(core.snapshot_event(current, &snapshot, tail)?);
+        let events = live::resume_events(&core.store, &current, &snapshot, session, after, tail)?;
         Ok((events, rx))
     }
 

@@ -13,6 +13,7 @@
 //! | `GET /sessions/{id}` | one session (id or unique prefix) |
 //! | `GET /sessions/{id}/entries?after=SEQ&limit=N` | `{"session_id", "last_seq", "entries": [{"seq", "entry", "payloads"?}], "next_after", "prev_before"}` |
 //! | `GET /sessions/{id}/entries?before=SEQ&limit=N` | the same, the page just below `SEQ`: how a client holding the tail pages back |
+//! | `GET /sessions/{id}/events` | the session's SSE stream, whoever writes it, followed through the store (`podlog_pod::follow`) |
 //! | `GET /blobs/{hash}` | the payload `hash` names, as text: cacheable for good, with `ETag`, `If-None-Match` and single byte `Range`s |
 //!
 //! Entry pages are lean: an entry's large strings are previews and its
@@ -49,7 +50,7 @@ use serde_json::{json, Value};
 
 use crate::cache::{self, ByteRange};
 use crate::error::ApiError;
-use crate::sse::{self, Start};
+use crate::sse::{self, Source, Start};
 use crate::AppState;
 
 /// The router of one listener (without authentication; see
@@ -65,6 +66,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", get(session_info))
         .route("/sessions/{id}/entries", get(entries))
+        .route("/sessions/{id}/events", get(session_events))
         .route("/blobs/{hash}", get(blob))
         .fallback(|| async { ApiError::not_found("no such route; see docs/protocol.md") })
         .method_not_allowed_fallback(|| async {
@@ -204,6 +206,19 @@ fn parse_tail(tail: Option<&str>) -> Result<Option<usize>, ApiError> {
     }
 }
 
+/// How a stream asked for with `query` and `headers` starts.
+fn stream_start(query: &EventsQuery, headers: &HeaderMap) -> Result<Start, ApiError> {
+    let position = sse::resume_position(headers.get("last-event-id"), query.after.as_deref())?;
+    let tail = parse_tail(query.tail.as_deref())?;
+    Ok(match (position, tail) {
+        // A resume carries on from its position; the tail only shapes a
+        // snapshot, should the client have to start over.
+        (Some(id), tail) => Start::After(id, tail),
+        (None, Some(n)) => Start::Tail(n),
+        (None, None) => Start::Fresh,
+    })
+}
+
 async fn events(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
@@ -212,24 +227,46 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let Path(name) = name.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
-    let position = sse::resume_position(headers.get("last-event-id"), query.after.as_deref())?;
+    let start = stream_start(&query, &headers)?;
     let pod = pod(&state, &name)?;
-    let tail = parse_tail(query.tail.as_deref())?;
-    let start = match (&position, tail) {
-        // A resume carries on from its position; the tail only shapes a
-        // snapshot, should the client have to start over.
-        (Some(id), tail) => Start::After(id.clone(), tail),
-        (None, Some(n)) => Start::Tail(n),
-        (None, None) => Start::Fresh,
+    tracing::info!(pod = %name, "event stream opened");
+    event_stream(&state, Source::Pod(pod), &name, start).await
+}
+
+/// `GET /sessions/{id}/events`: the session's stream, whoever writes it,
+/// followed through the store (see `podlog_pod::follow`).
+async fn session_events(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(text) = id.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let start = stream_start(&query, &headers)?;
+    let follow = {
+        let state = state.clone();
+        blocking(move || {
+            let id = resolve(&state, &text)?;
+            Ok(state.inner.followers.follow(&id)?)
+        })
+        .await?
     };
-    tracing::info!(
-        pod = %name,
-        resume = position.as_ref().map(ToString::to_string).as_deref().unwrap_or("-"),
-        "event stream opened"
-    );
+    let name = follow.session_id().to_string();
+    tracing::info!(session = %name, "session stream opened");
+    event_stream(&state, Source::Session(follow), &name, start).await
+}
+
+/// The SSE response of `source` for one client.
+async fn event_stream(
+    state: &AppState,
+    source: Source,
+    name: &str,
+    start: Start,
+) -> Result<Response, ApiError> {
     let stream = sse::open(
-        pod,
-        Arc::from(name.as_str()),
+        source,
+        Arc::from(name),
         start,
         state.inner.closing.clone(),
         state.inner.stats.clone(),

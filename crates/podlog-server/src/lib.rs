@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
-use podlog_pod::Pod;
+use podlog_pod::{Followers, Pod};
 use podlog_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -215,6 +215,8 @@ pub(crate) struct Inner {
     /// Where the server is in its shutdown: SSE streams end on it.
     pub(crate) closing: watch::Receiver<Phase>,
     pub(crate) stats: Arc<Stats>,
+    /// The sessions followed through the store, with their watcher.
+    pub(crate) followers: Followers,
 }
 
 /// The router with authentication for a listener whose token is `token`.
@@ -306,6 +308,7 @@ impl Server {
                 options: config.http.clone(),
                 closing: closing_rx,
                 stats: stats.clone(),
+                followers: Followers::new(store.clone()),
             }),
             token_required: false,
         };

@@ -57,7 +57,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use podlog_entry::{Seq, SessionId};
-use podlog_pod::Pod;
+use podlog_pod::{Follow, Pod, PodError};
 use podlog_protocol::sse::control_frame;
 use podlog_protocol::{Event, EventId, SharedEvent};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -102,6 +102,60 @@ pub(crate) enum Start {
     After(EventId, Option<usize>),
 }
 
+/// Where a stream's events come from: a pod of this server, or a session
+/// followed through the store, whoever writes it.
+#[derive(Clone)]
+pub(crate) enum Source {
+    Pod(Pod),
+    Session(Follow),
+}
+
+/// What a stream starts with: the session and seq of the client's view,
+/// the events to send first, and the receiver of what follows.
+type Opened = (
+    SessionId,
+    Seq,
+    Vec<SharedEvent>,
+    broadcast::Receiver<SharedEvent>,
+);
+
+impl Source {
+    /// The first events of a stream that starts at `start`, split cleanly
+    /// from the receiver. Reads the store: runs on the blocking pool.
+    fn open(&self, start: Start) -> Result<Opened, PodError> {
+        let (tail, after) = match start {
+            Start::Fresh => (None, None),
+            Start::Tail(n) => (Some(n), None),
+            Start::After(id, tail) => (tail, Some(id)),
+        };
+        if let Some(id) = after {
+            let (events, rx) = self.resume_tail(&id.session, id.seq, tail)?;
+            return Ok((id.session, id.seq, events, rx));
+        }
+        let (snapshot, rx) = match self {
+            Source::Pod(pod) => match tail {
+                Some(n) => pod.subscribe_tail(n)?,
+                None => pod.subscribe()?,
+            },
+            Source::Session(follow) => follow.subscribe_tail(tail)?,
+        };
+        let session = snapshot.session().clone();
+        Ok((session, Seq::ZERO, vec![snapshot], rx))
+    }
+
+    fn resume_tail(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        tail: Option<usize>,
+    ) -> Result<(Vec<SharedEvent>, broadcast::Receiver<SharedEvent>), PodError> {
+        match self {
+            Source::Pod(pod) => pod.resume_tail(session, after, tail),
+            Source::Session(follow) => follow.resume_tail(session, after, tail),
+        }
+    }
+}
+
 /// Why a stream ends.
 #[derive(Clone, Copy)]
 enum End {
@@ -112,7 +166,7 @@ enum End {
 /// One client's stream: what it has been sent, and where the next events
 /// come from.
 struct StreamState {
-    pod: Pod,
+    source: Source,
     name: Arc<str>,
     /// The session and seq of the client's view: the `id:` of what it got.
     session: SessionId,
@@ -135,10 +189,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
-/// Opens the stream of `pod` for one client. Fails only if the blocking pool
-/// is gone (the runtime is shutting down).
+/// Opens the stream of `source` for one client. Fails if the blocking pool
+/// is gone (the runtime is shutting down) or the store cannot be read.
 pub(crate) async fn open(
-    pod: Pod,
+    source: Source,
     name: Arc<str>,
     start: Start,
     closing: watch::Receiver<Phase>,
@@ -146,26 +200,10 @@ pub(crate) async fn open(
     heartbeat: Duration,
 ) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
     let opened = {
-        let pod = pod.clone();
-        blocking(move || match start {
-            Start::Fresh => {
-                let (snapshot, rx) = pod.subscribe()?;
-                let session = snapshot.session().clone();
-                Ok((session, Seq::ZERO, vec![snapshot], rx))
-            }
-            Start::Tail(n) => {
-                let (snapshot, rx) = pod.subscribe_tail(n)?;
-                let session = snapshot.session().clone();
-                Ok((session, Seq::ZERO, vec![snapshot], rx))
-            }
-            Start::After(id, tail) => {
-                let (events, rx) = pod.resume_tail(&id.session, id.seq, tail)?;
-                Ok((id.session, id.seq, events, rx))
-            }
-        })
-        .await
+        let source = source.clone();
+        blocking(move || source.open(start)).await
     };
-    let opened: Result<_, podlog_pod::PodError> = opened.ok_or_else(|| {
+    let opened: Result<Opened, PodError> = opened.ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
@@ -174,7 +212,7 @@ pub(crate) async fn open(
     let (session, last, events, rx) = opened?;
     stats.streams_opened.fetch_add(1, Ordering::Relaxed);
     let state = StreamState {
-        pod,
+        source,
         name,
         session,
         last,
@@ -260,10 +298,10 @@ impl StreamState {
             missed,
             "slow client lagged; catching up from the mirror"
         );
-        let pod = self.pod.clone();
+        let source = self.source.clone();
         let session = self.session.clone();
         let last = self.last;
-        match blocking(move || pod.resume(&session, last)).await {
+        match blocking(move || source.resume_tail(&session, last, None)).await {
             Some(Ok((events, rx))) => {
                 self.rx = rx;
                 self.queue.extend(events);

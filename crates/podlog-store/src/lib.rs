@@ -34,6 +34,7 @@ pub mod payloads;
 mod rows;
 pub mod schema;
 pub mod verify;
+pub mod watch;
 pub mod writer;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -57,6 +58,7 @@ use payloads::{insert_rendered, render};
 use rows::{read_rows, Form, Span};
 pub use schema::SCHEMA_VERSION;
 pub use verify::Problem;
+pub use watch::ChangeWatch;
 pub use writer::SessionWriter;
 
 /// Result of a store operation.

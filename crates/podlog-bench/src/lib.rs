@@ -15,7 +15,8 @@
 //! | P8 | [`fanout::measure_fanout`]: `podlog-server` streaming to 1,000 clients | the same with one client (latency); the expected deliveries |
 //! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
 //!
-//! [`quick()`] runs them all and returns a [`Report`] (what the
+//! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and
+//! returns a [`Report`] (what the
 //! `podlog-bench` program, `src/main.rs`, prints). The benches in `benches/`
 //! run the same functions: `suite` (criterion, P1 to P6), `memory` (P7 with
 //! a counting allocator) and `fanout` (P8 and P9).
@@ -42,7 +43,7 @@ pub mod stats;
 
 pub use error::{BenchError, Result};
 pub use memory::{CountingAlloc, HeapGauge, Mallinfo};
-pub use quick::{quick, Outcome, QuickOptions, Report, Row, Scale, Target};
+pub use quick::{quick, Outcome, QuickOptions, Report, Row, Scale, Selection, Target, GROUPS};
 
 #[cfg(test)]
 mod tests;

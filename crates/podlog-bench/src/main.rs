@@ -14,6 +14,8 @@
 //! hidden `--fanout-clients SPEC`, so that the server's memory per client
 //! is measured without theirs.
 //!
+//! `--only P1,P6` runs some rows only.
+//!
 //! Exit codes: 0 on success, 1 when the run failed (the message says why),
 //! 2 when the arguments are wrong.
 
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use podlog_bench::fanout::{client_main, ClientLauncher};
-use podlog_bench::{quick, Mallinfo, QuickOptions, Scale};
+use podlog_bench::{quick, Mallinfo, QuickOptions, Scale, Selection};
 
 /// Measure podlog against baselines run on the same disk and print the
 /// ratio table of docs/performance.md.
@@ -43,6 +45,11 @@ struct Args {
     /// How many times each measurement runs; the table shows medians.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
+
+    /// The rows to run: a comma-separated list of P1 to P9 (each with its
+    /// reference rows), or all.
+    #[arg(long, value_name = "ROWS", default_value = "all")]
+    only: Selection,
 
     /// Run P8's clients as described by SPEC (JSON) and report on stdout:
     /// what the benchmark starts this program with.
@@ -83,9 +90,11 @@ fn run(args: &Args) -> Result<(), String> {
         repeats: usize::from(args.repeats),
         scale: Scale::quick(),
         clients,
+        rows: args.only.clone(),
     };
     eprintln!(
-        "podlog-bench: {} repetitions, files in {}",
+        "podlog-bench: rows {}, {} repetitions, files in {}",
+        options.rows.groups().join(","),
         options.repeats,
         options.dir.display()
     );
@@ -177,5 +186,19 @@ mod tests {
         }
         let args = Args::try_parse_from(["podlog-bench", "--repeats", "7"]).expect("valid");
         assert_eq!(args.repeats, 7);
+    }
+
+    #[test]
+    fn only_picks_rows() {
+        let args = Args::try_parse_from(["podlog-bench"]).expect("valid");
+        assert_eq!(args.only.groups().len(), 9);
+        let args = Args::try_parse_from(["podlog-bench", "--only", "p6,P1"]).expect("valid");
+        assert_eq!(args.only.groups(), ["P1", "P6"]);
+        for bad in ["P10", ","] {
+            assert!(
+                Args::try_parse_from(["podlog-bench", "--only", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use podlog_entry::LogEntry;
 use crate::corpus::{Corpus, MAX_TOOL_OUTPUT, MIN_TOOL_OUTPUT};
 use crate::fanout::ClientLauncher;
 use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
-use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Target};
+use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Selection, Target, GROUPS};
 use crate::stats::{median, percentile};
 
 /// Measurements read the process's heap and time threads: run them one at
@@ -141,6 +141,7 @@ fn a_quick_run_measures_every_row() {
             repeats: 2,
             scale: Scale::tiny(),
             clients: ClientLauncher::InProcess,
+            rows: Selection::all(),
         },
         &Mallinfo,
         &mut |what| heard.push(what.to_owned()),
@@ -236,4 +237,44 @@ fn a_quick_run_measures_every_row() {
     // The run's files are gone; the folder given stays.
     assert!(!report.workdir.exists());
     assert!(dir.path().is_dir());
+}
+
+#[test]
+fn only_the_selected_rows_are_shown_and_what_they_need_still_runs() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut heard = Vec::new();
+    let report = quick(
+        &QuickOptions {
+            dir: dir.path().to_owned(),
+            repeats: 1,
+            scale: Scale::tiny(),
+            clients: ClientLauncher::InProcess,
+            rows: "p3, P9".parse().unwrap(),
+        },
+        &Mallinfo,
+        &mut |what| heard.push(what.to_owned()),
+    )
+    .unwrap();
+    let ids: Vec<&str> = report.rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["P3", "P9"], "{report}");
+    // P3's baseline is P1's rate and P9 serves P6's session: both ran.
+    assert!(heard[0].starts_with("P1:"), "{heard:?}");
+    assert!(heard.iter().any(|h| h.starts_with("P6:")), "{heard:?}");
+    assert!(!heard.iter().any(|h| h.starts_with("P2:")), "{heard:?}");
+    assert!(report.row("P3").unwrap().baseline.unwrap().value > 0.0);
+}
+
+#[test]
+fn a_selection_names_groups_in_any_case_and_keeps_the_table_order() {
+    let all = Selection::all();
+    assert_eq!(all.groups(), GROUPS);
+    assert_eq!("all".parse::<Selection>().unwrap(), all);
+    let some: Selection = " p9 ,P1,p6,P1".parse().unwrap();
+    assert_eq!(some.groups(), ["P1", "P6", "P9"]);
+    assert!(some.has("P6") && !some.has("P2"));
+    for bad in ["", ",", "P10", "P1,X"] {
+        let e = bad.parse::<Selection>().unwrap_err();
+        assert!(e.contains("P1,P2"), "{bad:?}: {e}");
+    }
 }

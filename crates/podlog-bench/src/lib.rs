@@ -14,6 +14,7 @@
 //! | P7 | [`memory::measure_mirror`] heap | the JSON text of the same entries |
 //! | P8 | [`fanout::measure_fanout`]: `podlog-server` streaming to 1,000 clients | the same with one client (latency); the expected deliveries |
 //! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
+//! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint, on a [`huge`] session (10k entries, 1 GiB of tool output) | the session's JSONL export |
 //!
 //! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and
 //! returns a [`Report`] (what the
@@ -33,6 +34,7 @@ pub mod baseline;
 pub mod corpus;
 pub mod error;
 pub mod fanout;
+pub mod huge;
 pub mod memory;
 pub mod mirror;
 pub mod quick;

@@ -14,7 +14,8 @@
 //! hidden `--fanout-clients SPEC`, so that the server's memory per client
 //! is measured without theirs.
 //!
-//! `--only P1,P6` runs some rows only.
+//! `--only P1,P6` runs some rows only; `--huge-mb` sizes the long session
+//! of row H4.
 //!
 //! Exit codes: 0 on success, 1 when the run failed (the message says why),
 //! 2 when the arguments are wrong.
@@ -46,10 +47,15 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
 
-    /// The rows to run: a comma-separated list of P1 to P9 (each with its
-    /// reference rows), or all.
+    /// The rows to run: a comma-separated list of P1 to P9 and H4 (each
+    /// with its reference rows), or all.
     #[arg(long, value_name = "ROWS", default_value = "all")]
     only: Selection,
+
+    /// The tool output of the long session of row H4, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    huge_mb: u64,
 
     /// Run P8's clients as described by SPEC (JSON) and report on stdout:
     /// what the benchmark starts this program with.
@@ -88,7 +94,10 @@ fn run(args: &Args) -> Result<(), String> {
     let options = QuickOptions {
         dir: files_dir(args)?,
         repeats: usize::from(args.repeats),
-        scale: Scale::quick(),
+        scale: Scale {
+            huge_output_bytes: args.huge_mb << 20,
+            ..Scale::quick()
+        },
         clients,
         rows: args.only.clone(),
     };
@@ -189,14 +198,22 @@ mod tests {
     }
 
     #[test]
-    fn only_picks_rows() {
+    fn only_picks_rows_and_huge_mb_sizes_the_long_session() {
         let args = Args::try_parse_from(["podlog-bench"]).expect("valid");
-        assert_eq!(args.only.groups().len(), 9);
-        let args = Args::try_parse_from(["podlog-bench", "--only", "p6,P1"]).expect("valid");
-        assert_eq!(args.only.groups(), ["P1", "P6"]);
-        for bad in ["P10", ","] {
+        assert_eq!(args.only.groups().len(), 10);
+        assert_eq!(args.huge_mb, 1024);
+        let args = Args::try_parse_from(["podlog-bench", "--only", "h4,P1", "--huge-mb", "8"])
+            .expect("valid");
+        assert_eq!(args.only.groups(), ["P1", "H4"]);
+        assert_eq!(args.huge_mb, 8);
+        for bad in [
+            &["--only", "P10"][..],
+            &["--only", ","],
+            &["--huge-mb", "0"],
+        ] {
             assert!(
-                Args::try_parse_from(["podlog-bench", "--only", bad]).is_err(),
+                Args::try_parse_from(std::iter::once("podlog-bench").chain(bad.iter().copied()))
+                    .is_err(),
                 "{bad:?}"
             );
         }

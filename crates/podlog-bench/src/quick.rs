@@ -14,9 +14,10 @@
 //!   target. Notes under the table add what a figure needs to be read
 //!   (entries per transaction, attach rate, where P8's clients ran).
 //!
-//! A failure in rows P1 to P7 fails the run (it is a bug or a broken disk).
-//! P8 and P9 need a loopback server, a second process and many sockets; when
-//! they cannot run, their rows say "not measured" with the reason.
+//! A failure in rows P1 to P7 and H4 fails the run (it is a bug or a
+//! broken disk). P8 and P9 need a loopback server, a second process and
+//! many sockets; when they cannot run, their rows say "not measured" with
+//! the reason.
 //!
 //! [`QuickOptions::rows`] picks the rows to run, by group (`P1` brings its
 //! reference rows): `--only P2,P6` on the command line. A group another
@@ -48,6 +49,8 @@ use crate::mirror::{
 use crate::restore::RestoreFixture;
 use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
+
+mod huge_rows;
 
 /// How many entries, samples and threads each row uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,11 +95,15 @@ pub struct Scale {
     pub fanout_runs: usize,
     /// P9: entries the reconnecting client is behind.
     pub resume_behind: u64,
+    /// H4: entries in the long session.
+    pub huge_entries: usize,
+    /// H4: the long session's tool output, in bytes.
+    pub huge_output_bytes: u64,
 }
 
 impl Scale {
-    /// The sizes of the targets, in well under a minute on two
-    /// cores.
+    /// The sizes of the targets: P1 to P9 in well under a minute
+    /// on two cores, H4 (a gigabyte of tool output) in under another.
     pub fn quick() -> Self {
         Self {
             durable_appends: 500,
@@ -120,6 +127,8 @@ impl Scale {
             fanout_history: 50,
             fanout_runs: 3,
             resume_behind: 10,
+            huge_entries: 10_000,
+            huge_output_bytes: 1024 << 20,
         }
     }
 
@@ -148,6 +157,8 @@ impl Scale {
             fanout_history: 5,
             fanout_runs: 1,
             resume_behind: 3,
+            huge_entries: 300,
+            huge_output_bytes: 4 << 20,
         }
     }
 }
@@ -172,7 +183,7 @@ pub struct QuickOptions {
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 9] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"];
+pub const GROUPS: [&str; 10] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H4"];
 
 /// Which groups of rows a run measures: all of them, or those named in a
 /// comma-separated list such as `P2,P6,p9` (any case; `all` for every one).
@@ -910,6 +921,8 @@ pub fn quick(
             Err(e) => Row::not_measured("P9", what, Target::RatioAtMost(0.02), e.to_string()),
         });
     }
+
+    rows.extend(huge_rows::rows(dir, scale, selected, progress)?);
 
     let workdir_path = workdir.path().to_owned();
     workdir

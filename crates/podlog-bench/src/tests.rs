@@ -4,12 +4,14 @@
 //! No test looks at how fast anything is.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::io::Read;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use podlog_entry::LogEntry;
+use podlog_entry::{Conversation, LogEntry};
 
 use crate::corpus::{Corpus, MAX_TOOL_OUTPUT, MIN_TOOL_OUTPUT};
 use crate::fanout::ClientLauncher;
+use crate::huge::{HugeCorpus, HugeSpec, MIN_ENTRIES, MIN_LARGE_OUTPUT};
 use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
 use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Selection, Target, GROUPS};
 use crate::stats::{median, percentile};
@@ -168,8 +170,11 @@ fn a_quick_run_measures_every_row() {
             "P8-delivery",
             "P8-memory",
             "P8-cpu",
-            "P9"
-        ]
+            "P9",
+            "H4",
+            "H4-payloads"
+        ],
+        "{report}"
     );
     let mut measured = vec![
         "P1",
@@ -186,6 +191,7 @@ fn a_quick_run_measures_every_row() {
         "P8",
         "P8-delivery",
         "P9",
+        "H4",
     ];
     if Mallinfo.live_bytes().is_some() {
         measured.push("P7");
@@ -221,7 +227,24 @@ fn a_quick_run_measures_every_row() {
     assert!(memory.ours.unwrap().value.is_finite(), "{memory:?}");
     assert_eq!((memory.baseline, memory.ratio), (None, None));
     assert!(memory.note.as_deref().unwrap().contains("in this process"));
-    assert_eq!(heard.len(), 9, "{heard:?}");
+    // The rows without a baseline: a figure and its target, or a reference.
+    let alone = |id: &str| {
+        let row = report.row(id).unwrap();
+        assert_eq!((row.baseline, row.ratio), (None, None), "{row:?}");
+        let ours = row.ours.unwrap().value;
+        assert!(ours.is_finite() && ours > 0.0, "{row:?}");
+        match row.target {
+            Target::OursAtMost(t, _) if ours <= t => assert_eq!(row.outcome, Outcome::Met),
+            Target::OursAtMost(..) => assert_eq!(row.outcome, Outcome::Missed),
+            _ => assert_eq!(row.outcome, Outcome::Reference, "{row:?}"),
+        }
+        ours
+    };
+    // Half the output repeats: the database holds it once.
+    assert!(report.row("H4").unwrap().ratio.unwrap() < 0.8, "{report}");
+    let payloads = alone("H4-payloads");
+    assert!(payloads < report.row("H4").unwrap().ours.unwrap().value);
+    assert_eq!(heard.len(), 11, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {
@@ -232,6 +255,12 @@ fn a_quick_run_measures_every_row() {
     }
     assert!(
         table.contains("P8-delivery: 4 of 4 clients got every event in order"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("H4: ") && l.contains("; the session: 300 entries in ")),
         "{table}"
     );
     // The run's files are gone; the folder given stays.
@@ -250,19 +279,26 @@ fn only_the_selected_rows_are_shown_and_what_they_need_still_runs() {
             repeats: 1,
             scale: Scale::tiny(),
             clients: ClientLauncher::InProcess,
-            rows: "p3, P9".parse().unwrap(),
+            rows: "p3, P9,H4".parse().unwrap(),
         },
         &Mallinfo,
         &mut |what| heard.push(what.to_owned()),
     )
     .unwrap();
     let ids: Vec<&str> = report.rows.iter().map(|r| r.id).collect();
-    assert_eq!(ids, ["P3", "P9"], "{report}");
+    assert_eq!(ids, ["P3", "P9", "H4", "H4-payloads"], "{report}");
     // P3's baseline is P1's rate and P9 serves P6's session: both ran.
     assert!(heard[0].starts_with("P1:"), "{heard:?}");
     assert!(heard.iter().any(|h| h.starts_with("P6:")), "{heard:?}");
     assert!(!heard.iter().any(|h| h.starts_with("P2:")), "{heard:?}");
     assert!(report.row("P3").unwrap().baseline.unwrap().value > 0.0);
+    assert!(report
+        .row("H4")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("the session: 300 entries"));
 }
 
 #[test]
@@ -270,11 +306,119 @@ fn a_selection_names_groups_in_any_case_and_keeps_the_table_order() {
     let all = Selection::all();
     assert_eq!(all.groups(), GROUPS);
     assert_eq!("all".parse::<Selection>().unwrap(), all);
-    let some: Selection = " p9 ,P1,p6,P1".parse().unwrap();
-    assert_eq!(some.groups(), ["P1", "P6", "P9"]);
+    let some: Selection = " h4 ,P1,p6,P1".parse().unwrap();
+    assert_eq!(some.groups(), ["P1", "P6", "H4"]);
     assert!(some.has("P6") && !some.has("P2"));
-    for bad in ["", ",", "P10", "P1,X"] {
+    for bad in ["", ",", "P10", "H1", "P1,X"] {
         let e = bad.parse::<Selection>().unwrap_err();
         assert!(e.contains("P1,P2"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn the_long_session_is_deterministic_closed_and_half_repeats() {
+    let spec = HugeSpec {
+        entries: 400,
+        output_bytes: 6 << 20,
+        seed: 5,
+    };
+    let corpus = HugeCorpus::plan(&spec);
+    let entries: Vec<LogEntry> = corpus.entries().collect();
+    assert_eq!(entries.len(), 400);
+    assert!(entries[0].is_session_start());
+    assert!(entries[1..].iter().all(|e| !e.is_session_start()));
+    assert!(matches!(
+        entries.last(),
+        Some(LogEntry::RunCompleted { .. })
+    ));
+    // Every call has its result: no run is left open.
+    let conversation = Conversation::from_entries(&entries);
+    assert!(conversation.pending_calls.is_empty());
+    let runs = entries.iter().filter(|e| e.ends_run()).count();
+    let inputs = entries.iter().filter(|e| e.kind() == "user_input").count();
+    assert_eq!(runs, inputs);
+    let stats = corpus.stats().clone();
+    assert_eq!((stats.entries, stats.runs), (400, runs as u64));
+
+    let outputs: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::ToolResult { output, .. } => Some(output.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs.len() as u64, stats.tool_results);
+    let share = outputs.len() as f64 / entries.len() as f64;
+    assert!((0.15..0.35).contains(&share), "{share}");
+    let total: u64 = outputs.iter().map(|o| o.len() as u64).sum();
+    assert_eq!(total, stats.output_bytes);
+    // Within 2% of the size asked for.
+    assert!(
+        total.abs_diff(spec.output_bytes) * 50 < spec.output_bytes,
+        "{total}"
+    );
+    // Repeats are exact copies of earlier outputs, about half the bytes.
+    let mut seen = std::collections::HashSet::new();
+    let repeated: u64 = outputs
+        .iter()
+        .filter(|o| !seen.insert(**o))
+        .map(|o| o.len() as u64)
+        .sum();
+    assert!(repeated >= stats.repeated_bytes, "{repeated} {stats:?}");
+    assert!((0.4..0.6).contains(&stats.repeated_share()), "{stats:?}");
+    let large: Vec<&&str> = outputs.iter().filter(|o| o.len() >= 8 * 1024).collect();
+    assert_eq!(large.len() as u64, stats.large_results);
+    assert!(large.iter().all(|o| o.len() >= MIN_LARGE_OUTPUT));
+    let distinct: std::collections::HashSet<&&&str> = large.iter().collect();
+    assert_eq!(distinct.len() as u64, stats.distinct_large);
+    assert!(outputs.iter().any(|o| o.len() < 8 * 1024));
+    assert!(outputs.iter().any(|o| o.contains(" ... ok\n")));
+    assert!(outputs.iter().any(|o| o.contains("   Compiling ")));
+    assert!(outputs.iter().any(|o| o.contains("\tpub fn ")));
+
+    // The same spec gives the same export, byte for byte; another seed not.
+    let jsonl = |spec: &HugeSpec| {
+        let mut text = String::new();
+        HugeCorpus::plan(spec)
+            .jsonl()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let text = jsonl(&spec);
+    assert_eq!(text, jsonl(&spec));
+    assert_ne!(
+        text,
+        jsonl(&HugeSpec {
+            seed: 6,
+            ..spec.clone()
+        })
+    );
+    assert_eq!(text.lines().count(), 401);
+    assert!(
+        text.starts_with("{\"type\":\"podlog.session\""),
+        "{}",
+        &text[..80]
+    );
+}
+
+#[test]
+fn the_long_session_has_exactly_the_entries_asked_for() {
+    for entries in [0, MIN_ENTRIES, MIN_ENTRIES + 1, 10, 23, 57, 1_000] {
+        let corpus = HugeCorpus::plan(&HugeSpec {
+            entries,
+            output_bytes: 1 << 20,
+            seed: entries as u64,
+        });
+        let all: Vec<LogEntry> = corpus.entries().collect();
+        assert_eq!(all.len(), entries.max(MIN_ENTRIES), "{entries}");
+        assert!(
+            matches!(all.last(), Some(LogEntry::RunCompleted { .. })),
+            "{entries}"
+        );
+        assert!(
+            Conversation::from_entries(&all).pending_calls.is_empty(),
+            "{entries}"
+        );
     }
 }

@@ -14,7 +14,9 @@
 //! | P7 | [`memory::measure_mirror`] heap | the JSON text of the same entries |
 //! | P8 | [`fanout::measure_fanout`]: `podlog-server` streaming to 1,000 clients | the same with one client (latency); the expected deliveries |
 //! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
-//! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint, on a [`huge`] session (10k entries, 1 GiB of tool output) | the session's JSONL export |
+//! | H1 | [`restored::measure_restored`]: a server's resident memory once it serves a restored [`huge`] session (10k entries, 1 GiB of tool output) | 64 MiB |
+//! | H2 | the same run: bytes of a default first attach's snapshot event | 1 MiB; the `?tail=100` attach |
+//! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint | the session's JSONL export |
 //!
 //! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and
 //! returns a [`Report`] (what the
@@ -23,8 +25,9 @@
 //! a counting allocator) and `fanout` (P8 and P9).
 //!
 //! Nothing here prints: progress goes to a callback, results are values
-//! (the one exception is [`fanout::client_main`], the client process of P8,
-//! which writes its report to the writer it is given).
+//! (the exceptions are [`fanout::client_main`], the client process of P8,
+//! and [`restored::server_main`], the server process of H1 and H2, which
+//! write their reports to the writer they are given).
 //! Every measurement checks that it did the work it timed (the entries are in
 //! the mirror, the restore returned every entry) and fails with a
 //! [`BenchError`] otherwise. Files go in the folder the caller names.
@@ -39,6 +42,7 @@ pub mod memory;
 pub mod mirror;
 pub mod quick;
 pub mod restore;
+pub mod restored;
 pub mod resume;
 pub mod sse_client;
 pub mod stats;

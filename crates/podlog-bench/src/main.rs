@@ -12,10 +12,11 @@
 //!
 //! Row P8's clients run in a second process: this program again, with the
 //! hidden `--fanout-clients SPEC`, so that the server's memory per client
-//! is measured without theirs.
+//! is measured without theirs. So does the server of rows H1 and H2, with
+//! the hidden `--serve-restored SPEC`, so that its memory is its own.
 //!
-//! `--only P1,P6` runs some rows only; `--huge-mb` sizes the long session
-//! of row H4.
+//! `--only H1,H2` runs some rows only; `--huge-mb` sizes the long session
+//! of rows H1, H2 and H4.
 //!
 //! Exit codes: 0 on success, 1 when the run failed (the message says why),
 //! 2 when the arguments are wrong.
@@ -26,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use podlog_bench::fanout::{client_main, ClientLauncher};
+use podlog_bench::restored::{server_main, ServerLauncher};
 use podlog_bench::{quick, Mallinfo, QuickOptions, Scale, Selection};
 
 /// Measure podlog against baselines run on the same disk and print the
@@ -47,12 +49,12 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
 
-    /// The rows to run: a comma-separated list of P1 to P9 and H4 (each
-    /// with its reference rows), or all.
+    /// The rows to run: a comma-separated list of P1 to P9, H1, H2 and H4
+    /// (each with its reference rows), or all.
     #[arg(long, value_name = "ROWS", default_value = "all")]
     only: Selection,
 
-    /// The tool output of the long session of row H4, in MiB.
+    /// The tool output of the long session of rows H1, H2 and H4, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     huge_mb: u64,
@@ -61,6 +63,17 @@ struct Args {
     /// what the benchmark starts this program with.
     #[arg(long, hide = true, value_name = "SPEC")]
     fanout_clients: Option<String>,
+
+    /// Serve the restored session of H1 and H2 as described by SPEC (JSON)
+    /// and report on stdout until stdin ends: what the benchmark starts
+    /// this program with.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "SPEC",
+        conflicts_with = "fanout_clients"
+    )]
+    serve_restored: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -82,14 +95,27 @@ fn run(args: &Args) -> Result<(), String> {
         client_main(spec, &mut out).map_err(|e| format!("benchmark clients: {e}"))?;
         return out.flush().map_err(|e| format!("benchmark clients: {e}"));
     }
-    let clients = match std::env::current_exe() {
-        Ok(program) => ClientLauncher::Command {
-            program,
+    if let Some(spec) = &args.serve_restored {
+        let mut input = std::io::stdin().lock();
+        return server_main(spec, &mut input, &mut out)
+            .map_err(|e| format!("benchmark server: {e}"));
+    }
+    // Without its own path, the program cannot start its clients or the
+    // server apart: they run in this process and the memory rows say so.
+    let program = std::env::current_exe().ok();
+    let clients = match &program {
+        Some(program) => ClientLauncher::Command {
+            program: program.clone(),
             args: vec!["--fanout-clients".to_owned()],
         },
-        // Without its own path, the program cannot start its clients apart:
-        // they run in this process and P8's memory figure says so.
-        Err(_) => ClientLauncher::InProcess,
+        None => ClientLauncher::InProcess,
+    };
+    let server = match &program {
+        Some(program) => ServerLauncher::Command {
+            program: program.clone(),
+            args: vec!["--serve-restored".to_owned()],
+        },
+        None => ServerLauncher::InProcess,
     };
     let options = QuickOptions {
         dir: files_dir(args)?,
@@ -99,6 +125,7 @@ fn run(args: &Args) -> Result<(), String> {
             ..Scale::quick()
         },
         clients,
+        server,
         rows: args.only.clone(),
     };
     eprintln!(
@@ -200,11 +227,11 @@ mod tests {
     #[test]
     fn only_picks_rows_and_huge_mb_sizes_the_long_session() {
         let args = Args::try_parse_from(["podlog-bench"]).expect("valid");
-        assert_eq!(args.only.groups().len(), 10);
+        assert_eq!(args.only.groups().len(), 12);
         assert_eq!(args.huge_mb, 1024);
-        let args = Args::try_parse_from(["podlog-bench", "--only", "h4,P1", "--huge-mb", "8"])
+        let args = Args::try_parse_from(["podlog-bench", "--only", "h4,H1", "--huge-mb", "8"])
             .expect("valid");
-        assert_eq!(args.only.groups(), ["P1", "H4"]);
+        assert_eq!(args.only.groups(), ["H1", "H4"]);
         assert_eq!(args.huge_mb, 8);
         for bad in [
             &["--only", "P10"][..],

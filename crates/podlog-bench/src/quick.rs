@@ -15,14 +15,14 @@
 //!   (entries per transaction, attach rate, where P8's clients ran).
 //!
 //! A failure in rows P1 to P7 and H4 fails the run (it is a bug or a
-//! broken disk). P8 and P9 need a loopback server, a second process and
-//! many sockets; when they cannot run, their rows say "not measured" with
-//! the reason.
+//! broken disk). P8, P9, H1 and H2 need a loopback server, a second process
+//! and many sockets; when they cannot run, their rows say "not measured"
+//! with the reason.
 //!
 //! [`QuickOptions::rows`] picks the rows to run, by group (`P1` brings its
-//! reference rows): `--only P2,P6` on the command line. A group another
-//! needs is measured without being shown: P3's baseline is P1's rate, P9
-//! serves P6's session.
+//! reference rows, `H1` its peak): `--only H1,H2` on the command line. A
+//! group another needs is measured without being shown: P3's baseline is
+//! P1's rate, P9 serves P6's session.
 //!
 //! All files live in a fresh temporary folder inside [`QuickOptions::dir`]
 //! and are removed when the run ends, whether it succeeded or not.
@@ -47,6 +47,7 @@ use crate::mirror::{
     PublishUnderAttach,
 };
 use crate::restore::RestoreFixture;
+use crate::restored::ServerLauncher;
 use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
 
@@ -95,15 +96,18 @@ pub struct Scale {
     pub fanout_runs: usize,
     /// P9: entries the reconnecting client is behind.
     pub resume_behind: u64,
-    /// H4: entries in the long session.
+    /// H1, H2 and H4: entries in the long session.
     pub huge_entries: usize,
-    /// H4: the long session's tool output, in bytes.
+    /// H1, H2 and H4: the long session's tool output, in bytes.
     pub huge_output_bytes: u64,
+    /// H2: entries of the tail-first attach.
+    pub attach_tail: usize,
 }
 
 impl Scale {
     /// The sizes of the targets: P1 to P9 in well under a minute
-    /// on two cores, H4 (a gigabyte of tool output) in under another.
+    /// on two cores, H1, H2 and H4 (a gigabyte of tool output) in about one
+    /// more.
     pub fn quick() -> Self {
         Self {
             durable_appends: 500,
@@ -129,6 +133,7 @@ impl Scale {
             resume_behind: 10,
             huge_entries: 10_000,
             huge_output_bytes: 1024 << 20,
+            attach_tail: 100,
         }
     }
 
@@ -159,6 +164,7 @@ impl Scale {
             resume_behind: 3,
             huge_entries: 300,
             huge_output_bytes: 4 << 20,
+            attach_tail: 10,
         }
     }
 }
@@ -177,16 +183,21 @@ pub struct QuickOptions {
     /// Where P8's clients run: another process keeps their memory out of
     /// the server's.
     pub clients: ClientLauncher,
+    /// Where the server of H1 and H2 runs: in a process of its own, its
+    /// memory is its own.
+    pub server: ServerLauncher,
     /// The rows to run.
     pub rows: Selection,
 }
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 10] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H4"];
+pub const GROUPS: [&str; 12] = [
+    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H4",
+];
 
 /// Which groups of rows a run measures: all of them, or those named in a
-/// comma-separated list such as `P2,P6,p9` (any case; `all` for every one).
+/// comma-separated list such as `H1,H2,p9` (any case; `all` for every one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     groups: Vec<&'static str>,
@@ -922,7 +933,13 @@ pub fn quick(
         });
     }
 
-    rows.extend(huge_rows::rows(dir, scale, selected, progress)?);
+    rows.extend(huge_rows::rows(
+        dir,
+        scale,
+        selected,
+        &options.server,
+        progress,
+    )?);
 
     let workdir_path = workdir.path().to_owned();
     workdir

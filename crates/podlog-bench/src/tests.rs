@@ -14,6 +14,8 @@ use crate::fanout::ClientLauncher;
 use crate::huge::{HugeCorpus, HugeSpec, MIN_ENTRIES, MIN_LARGE_OUTPUT};
 use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
 use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Selection, Target, GROUPS};
+use crate::restored::ServerLauncher;
+use crate::sse_client::FrameMeter;
 use crate::stats::{median, percentile};
 
 /// Measurements read the process's heap and time threads: run them one at
@@ -143,6 +145,7 @@ fn a_quick_run_measures_every_row() {
             repeats: 2,
             scale: Scale::tiny(),
             clients: ClientLauncher::InProcess,
+            server: ServerLauncher::InProcess,
             rows: Selection::all(),
         },
         &Mallinfo,
@@ -171,6 +174,10 @@ fn a_quick_run_measures_every_row() {
             "P8-memory",
             "P8-cpu",
             "P9",
+            "H1",
+            "H1-peak",
+            "H2",
+            "H2-tail",
             "H4",
             "H4-payloads"
         ],
@@ -240,11 +247,33 @@ fn a_quick_run_measures_every_row() {
         }
         ours
     };
+    let (rss, peak) = (alone("H1"), alone("H1-peak"));
+    assert!(peak >= rss, "VmHWM {peak} < VmRSS {rss}");
+    assert!(report
+        .row("H1")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("in this process"));
+    // The tail-first attach holds 10 of the 300 entries: it is the smaller.
+    let (first, tail_kib) = (alone("H2"), alone("H2-tail"));
+    assert!(
+        tail_kib / 1024.0 < first,
+        "tail {tail_kib} KiB, whole {first} MiB"
+    );
+    assert!(report
+        .row("H2-tail")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("10 entries"));
     // Half the output repeats: the database holds it once.
     assert!(report.row("H4").unwrap().ratio.unwrap() < 0.8, "{report}");
     let payloads = alone("H4-payloads");
     assert!(payloads < report.row("H4").unwrap().ours.unwrap().value);
-    assert_eq!(heard.len(), 11, "{heard:?}");
+    assert_eq!(heard.len(), 12, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {
@@ -260,7 +289,7 @@ fn a_quick_run_measures_every_row() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with("H4: ") && l.contains("; the session: 300 entries in ")),
+            .any(|l| l.starts_with("H1: ") && l.contains("; the session: 300 entries in ")),
         "{table}"
     );
     // The run's files are gone; the folder given stays.
@@ -279,6 +308,7 @@ fn only_the_selected_rows_are_shown_and_what_they_need_still_runs() {
             repeats: 1,
             scale: Scale::tiny(),
             clients: ClientLauncher::InProcess,
+            server: ServerLauncher::InProcess,
             rows: "p3, P9,H4".parse().unwrap(),
         },
         &Mallinfo,
@@ -290,7 +320,7 @@ fn only_the_selected_rows_are_shown_and_what_they_need_still_runs() {
     // P3's baseline is P1's rate and P9 serves P6's session: both ran.
     assert!(heard[0].starts_with("P1:"), "{heard:?}");
     assert!(heard.iter().any(|h| h.starts_with("P6:")), "{heard:?}");
-    assert!(!heard.iter().any(|h| h.starts_with("P2:")), "{heard:?}");
+    assert!(!heard.iter().any(|h| h.starts_with("H1, H2:")), "{heard:?}");
     assert!(report.row("P3").unwrap().baseline.unwrap().value > 0.0);
     assert!(report
         .row("H4")
@@ -306,10 +336,10 @@ fn a_selection_names_groups_in_any_case_and_keeps_the_table_order() {
     let all = Selection::all();
     assert_eq!(all.groups(), GROUPS);
     assert_eq!("all".parse::<Selection>().unwrap(), all);
-    let some: Selection = " h4 ,P1,p6,P1".parse().unwrap();
-    assert_eq!(some.groups(), ["P1", "P6", "H4"]);
-    assert!(some.has("P6") && !some.has("P2"));
-    for bad in ["", ",", "P10", "H1", "P1,X"] {
+    let some: Selection = " h4 ,P1,h1,P1".parse().unwrap();
+    assert_eq!(some.groups(), ["P1", "H1", "H4"]);
+    assert!(some.has("H1") && !some.has("H2") && !some.has("P2"));
+    for bad in ["", ",", "P10", "H1,X"] {
         let e = bad.parse::<Selection>().unwrap_err();
         assert!(e.contains("P1,P2"), "{bad:?}: {e}");
     }
@@ -421,4 +451,36 @@ fn the_long_session_has_exactly_the_entries_asked_for() {
             "{entries}"
         );
     }
+}
+
+#[test]
+fn the_frame_meter_sizes_the_first_message_and_keeps_only_short_data() {
+    let stream = b": heartbeat\n\nid: s-1:7\nevent: snapshot\ndata: {\"a\":1}\ndata: {\"b\":2}\n\nid: s-1:8\n";
+    let message = "id: s-1:7\nevent: snapshot\ndata: {\"a\":1}\ndata: {\"b\":2}\n\n".len() as u64;
+    // Whatever the pieces the bytes arrive in.
+    for piece in [1, 2, 5, stream.len()] {
+        let mut meter = FrameMeter::new(64);
+        let mut done = false;
+        for chunk in stream.chunks(piece) {
+            if meter.feed(chunk) {
+                done = true;
+                break;
+            }
+        }
+        assert!(done, "{piece}");
+        let frame = meter.finish(1_000);
+        assert_eq!(frame.bytes, message, "{piece}");
+        assert_eq!(frame.id_seq(), Some(7));
+        assert_eq!(frame.event, "snapshot");
+        assert_eq!(frame.data.as_deref(), Some("{\"a\":1}\n{\"b\":2}"));
+        assert_eq!(frame.wire_bytes, 1_000);
+    }
+    // Data over the bytes to keep is counted, not kept.
+    let mut meter = FrameMeter::new(4);
+    assert!(meter.feed(b"event: snapshot\ndata: 0123456789\n\n"));
+    let frame = meter.finish(0);
+    assert_eq!(frame.bytes, 34);
+    assert_eq!(frame.data, None);
+    // A stream that ends inside its message never ends it.
+    assert!(!FrameMeter::new(4).feed(b"event: snapshot\ndata: 01\n"));
 }

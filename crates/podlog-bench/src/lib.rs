@@ -16,6 +16,7 @@
 //! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
 //! | H1 | [`restored::measure_restored`]: a server's resident memory once it serves a restored [`huge`] session (10k entries, 1 GiB of tool output) | 64 MiB |
 //! | H2 | the same run: bytes of a default first attach's snapshot event | 1 MiB; the `?tail=100` attach |
+//! | H3 | [`restore::RestoreFixture::pod_restore`] on a 1M-entry session | the same on a 10k-entry session |
 //! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint | the session's JSONL export |
 //!
 //! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and

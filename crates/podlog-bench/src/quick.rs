@@ -14,7 +14,7 @@
 //!   target. Notes under the table add what a figure needs to be read
 //!   (entries per transaction, attach rate, where P8's clients ran).
 //!
-//! A failure in rows P1 to P7 and H4 fails the run (it is a bug or a
+//! A failure in rows P1 to P7, H3 and H4 fails the run (it is a bug or a
 //! broken disk). P8, P9, H1 and H2 need a loopback server, a second process
 //! and many sockets; when they cannot run, their rows say "not measured"
 //! with the reason.
@@ -102,12 +102,15 @@ pub struct Scale {
     pub huge_output_bytes: u64,
     /// H2: entries of the tail-first attach.
     pub attach_tail: usize,
+    /// H3: entries in the short and in the long restored session.
+    pub restore_short: usize,
+    pub restore_long: usize,
 }
 
 impl Scale {
     /// The sizes of the targets: P1 to P9 in well under a minute
-    /// on two cores, H1, H2 and H4 (a gigabyte of tool output) in about one
-    /// more.
+    /// on two cores, H1 to H4 (a gigabyte of tool output, a
+    /// million-entry restore) in about two more.
     pub fn quick() -> Self {
         Self {
             durable_appends: 500,
@@ -134,6 +137,8 @@ impl Scale {
             huge_entries: 10_000,
             huge_output_bytes: 1024 << 20,
             attach_tail: 100,
+            restore_short: 10_000,
+            restore_long: 1_000_000,
         }
     }
 
@@ -165,6 +170,8 @@ impl Scale {
             huge_entries: 300,
             huge_output_bytes: 4 << 20,
             attach_tail: 10,
+            restore_short: 100,
+            restore_long: 2_000,
         }
     }
 }
@@ -192,12 +199,12 @@ pub struct QuickOptions {
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 12] = [
-    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H4",
+pub const GROUPS: [&str; 13] = [
+    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4",
 ];
 
 /// Which groups of rows a run measures: all of them, or those named in a
-/// comma-separated list such as `H1,H2,p9` (any case; `all` for every one).
+/// comma-separated list such as `H1,H2,h3` (any case; `all` for every one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     groups: Vec<&'static str>,
@@ -936,6 +943,7 @@ pub fn quick(
     rows.extend(huge_rows::rows(
         dir,
         scale,
+        repeats,
         selected,
         &options.server,
         progress,

@@ -14,6 +14,7 @@ use crate::fanout::ClientLauncher;
 use crate::huge::{HugeCorpus, HugeSpec, MIN_ENTRIES, MIN_LARGE_OUTPUT};
 use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
 use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Selection, Target, GROUPS};
+use crate::restore::RestoreFixture;
 use crate::restored::ServerLauncher;
 use crate::sse_client::FrameMeter;
 use crate::stats::{median, percentile};
@@ -178,6 +179,7 @@ fn a_quick_run_measures_every_row() {
             "H1-peak",
             "H2",
             "H2-tail",
+            "H3",
             "H4",
             "H4-payloads"
         ],
@@ -198,6 +200,7 @@ fn a_quick_run_measures_every_row() {
         "P8",
         "P8-delivery",
         "P9",
+        "H3",
         "H4",
     ];
     if Mallinfo.live_bytes().is_some() {
@@ -273,7 +276,7 @@ fn a_quick_run_measures_every_row() {
     assert!(report.row("H4").unwrap().ratio.unwrap() < 0.8, "{report}");
     let payloads = alone("H4-payloads");
     assert!(payloads < report.row("H4").unwrap().ours.unwrap().value);
-    assert_eq!(heard.len(), 12, "{heard:?}");
+    assert_eq!(heard.len(), 13, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {
@@ -483,4 +486,40 @@ fn the_frame_meter_sizes_the_first_message_and_keeps_only_short_data() {
     assert_eq!(frame.data, None);
     // A stream that ends inside its message never ends it.
     assert!(!FrameMeter::new(4).feed(b"event: snapshot\ndata: 01\n"));
+}
+
+#[test]
+fn a_closed_restore_fixture_restores_a_pod_that_writes_nothing() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // The corpus's first run is longer than 4 entries: a 5-entry session
+    // of it ends inside that run.
+    let open = RestoreFixture::build(dir.path(), "open.db", 5).unwrap();
+    let e = open.pod_restore().unwrap_err().to_string();
+    assert!(e.contains("want 5"), "{e}");
+    for len in [1, 2, 5, 50, 137] {
+        let closed =
+            RestoreFixture::build_closed("H3", dir.path(), &format!("c{len}.db"), len).unwrap();
+        // Twice: the first pod gave its writer back.
+        for _ in 0..2 {
+            let t = closed.pod_restore().unwrap();
+            assert!(t > std::time::Duration::ZERO);
+        }
+        let entries = closed.store().entries(closed.session()).unwrap();
+        assert_eq!(entries.len(), len);
+        assert!(open_run_free(&entries), "{len}");
+    }
+}
+
+/// Whether every user input in `entries` is followed by its run's end.
+fn open_run_free(entries: &[podlog_entry::Committed]) -> bool {
+    let mut open = false;
+    for c in entries {
+        match &*c.entry {
+            LogEntry::UserInput { .. } => open = true,
+            e if e.ends_run() => open = false,
+            _ => {}
+        }
+    }
+    !open
 }

@@ -1,13 +1,16 @@
-//! The H rows of the quick mode: a long session with a gigabyte of tool
+//! Rows H1 to H4 of the quick mode: a long session with a gigabyte of tool
 //! output (H1 server memory after a restore, H2 the first attach's bytes,
-//! H4 the database against the export). See [`crate::huge`] and
-//! [`crate::restored`] for the methods.
+//! H4 the database against the export) and restore time against the
+//! session's length (H3). See [`crate::huge`], [`crate::restored`] and
+//! [`crate::restore`] for the methods.
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::{count, Figure, Row, Scale, Selection, Target, Unit};
+use super::{count, run_rotated, Figure, Row, Scale, Selection, Sides, Target, Unit};
 use crate::error::Result;
 use crate::huge::{HugeFixture, HugeSpec};
+use crate::restore::RestoreFixture;
 use crate::restored::{measure_restored, RestoredResult, ServerLauncher};
 
 /// The seed of the long session.
@@ -21,6 +24,7 @@ fn mib(bytes: u64) -> f64 {
 pub(super) fn rows(
     dir: &Path,
     scale: &Scale,
+    repeats: usize,
     selected: &Selection,
     server: &ServerLauncher,
     progress: &mut dyn FnMut(&str),
@@ -98,6 +102,14 @@ pub(super) fn rows(
             rows.extend(server_rows(selected, scale, measured));
         }
         corpus_note = Some(corpus);
+    }
+    if selected.has("H3") {
+        progress(&format!(
+            "H3: restoring a {}-entry session against a {}-entry one",
+            count(scale.restore_long),
+            count(scale.restore_short)
+        ));
+        rows.push(restore_row(dir, scale, repeats)?);
     }
     rows.extend(h4_rows);
     // What the long session holds, said once, under its first row.
@@ -212,4 +224,36 @@ fn server_rows(selected: &Selection, scale: &Scale, measured: Result<RestoredRes
         rows.push(tail);
     }
     rows
+}
+
+/// Row H3: `Pod::restore` on the long session against the short one,
+/// `repeats` times each, alternating which goes first.
+fn restore_row(dir: &Path, scale: &Scale, repeats: usize) -> Result<Row> {
+    let short = RestoreFixture::build_closed("H3", dir, "h3-short.db", scale.restore_short)?;
+    let long = RestoreFixture::build_closed("H3", dir, "h3-long.db", scale.restore_long)?;
+    let millis = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut h3 = Sides::default();
+    for r in 0..repeats {
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+            &mut || {
+                h3.ours.push(millis(long.pod_restore()?));
+                Ok(())
+            },
+            &mut || {
+                h3.baseline.push(millis(short.pod_restore()?));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
+    Ok(h3.row(
+        "H3",
+        format!(
+            "Pod::restore of a {}-entry session vs a {}-entry one",
+            count(long.len()),
+            count(short.len())
+        ),
+        Unit::Millis,
+        Target::RatioAtMost(2.0),
+    ))
 }

@@ -19,7 +19,8 @@
 //! one-line acknowledgement). Those that read, test or build are large:
 //! their sizes are drawn log-uniformly over a range of 1 to 64 and scaled
 //! so that all outputs add up to [`HugeSpec::output_bytes`] (none below
-//! 16 KiB, twice the out-of-line threshold); the rest are under 8 KiB.
+//! 16 KiB, twice the out-of-line threshold; the outputs never repeated
+//! share what the scaling leaves over); the rest are under 8 KiB.
 //!
 //! Half the output bytes are exact repeats, as repeated `cat`s and test
 //! runs are: whenever the repeated bytes so far are fewer than the fresh
@@ -44,6 +45,7 @@
 //! the export has every entry and that the store holds exactly one payload
 //! per distinct large output.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -503,6 +505,32 @@ fn size_outputs(slots: &[Slot], spec: &HugeSpec) -> Vec<Output> {
         scale *= want as f64 / got as f64;
         outputs = assign(slots, scale, spec.seed);
     }
+    // What the corrections leave over or under is spread over the fresh
+    // large outputs that are never repeated, so the outputs add up to the
+    // bytes asked for (unless that would take one below its smallest).
+    let total: u64 = outputs.iter().map(|o| o.size as u64).sum();
+    let mut uses: HashMap<Output, usize> = HashMap::new();
+    for o in &outputs {
+        *uses.entry(*o).or_default() += 1;
+    }
+    let alone: Vec<usize> = (0..outputs.len())
+        .filter(|&i| outputs[i].size >= MIN_LARGE_OUTPUT && uses[&outputs[i]] == 1)
+        .collect();
+    let left = spec.output_bytes as i64 - total as i64;
+    if let Some(n) = i64::try_from(alone.len()).ok().filter(|&n| n > 0) {
+        // Shares of `left` that add up to it exactly, negative or not.
+        let (each, rest) = (left.div_euclid(n), left.rem_euclid(n));
+        let sized = |k: usize| {
+            let share = each + i64::from((k as i64) < rest);
+            outputs[alone[k]].size as i64 + share
+        };
+        if (0..alone.len()).all(|k| sized(k) >= MIN_LARGE_OUTPUT as i64) {
+            let sizes: Vec<i64> = (0..alone.len()).map(sized).collect();
+            for (k, size) in sizes.into_iter().enumerate() {
+                outputs[alone[k]].size = size as usize;
+            }
+        }
+    }
     outputs
 }
 
@@ -554,7 +582,7 @@ fn assign(slots: &[Slot], scale: f64, seed: u64) -> Vec<Output> {
 
 fn tally(outputs: &[Output]) -> HugeStats {
     let mut stats = HugeStats::default();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for o in outputs {
         stats.tool_results += 1;
         stats.output_bytes += o.size as u64;

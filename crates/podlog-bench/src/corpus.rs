@@ -121,10 +121,10 @@ fn tool_output(rng: &mut SplitMix, tool: &str) -> String {
 
 /// SplitMix64: a small, fast, deterministic generator; statistical quality
 /// is irrelevant here, repeatability is what matters.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -133,7 +133,7 @@ impl SplitMix {
     }
 
     /// A draw in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

@@ -14,15 +14,21 @@
 //! | P7 | [`memory::measure_mirror`] heap | the JSON text of the same entries |
 //! | P8 | [`fanout::measure_fanout`]: `podlog-server` streaming to 1,000 clients | the same with one client (latency); the expected deliveries |
 //! | P9 | [`resume::measure_resume`]: bytes of a reconnect a few entries behind | the bytes of a fresh attach's snapshot |
+//! | H1 | [`restored::measure_restored`]: a server's resident memory once it serves a restored [`huge`] session (10k entries, 1 GiB of tool output) | 64 MiB |
+//! | H2 | the same run: bytes of a default first attach's snapshot event | 1 MiB; the `?tail=100` attach |
+//! | H3 | [`restore::RestoreFixture::pod_restore`] on a 1M-entry session | the same on a 10k-entry session |
+//! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint | the session's JSONL export |
 //!
-//! [`quick()`] runs them all and returns a [`Report`] (what the
+//! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and
+//! returns a [`Report`] (what the
 //! `podlog-bench` program, `src/main.rs`, prints). The benches in `benches/`
 //! run the same functions: `suite` (criterion, P1 to P6), `memory` (P7 with
 //! a counting allocator) and `fanout` (P8 and P9).
 //!
 //! Nothing here prints: progress goes to a callback, results are values
-//! (the one exception is [`fanout::client_main`], the client process of P8,
-//! which writes its report to the writer it is given).
+//! (the exceptions are [`fanout::client_main`], the client process of P8,
+//! and [`restored::server_main`], the server process of H1 and H2, which
+//! write their reports to the writer they are given).
 //! Every measurement checks that it did the work it timed (the entries are in
 //! the mirror, the restore returned every entry) and fails with a
 //! [`BenchError`] otherwise. Files go in the folder the caller names.
@@ -32,17 +38,19 @@ pub mod baseline;
 pub mod corpus;
 pub mod error;
 pub mod fanout;
+pub mod huge;
 pub mod memory;
 pub mod mirror;
 pub mod quick;
 pub mod restore;
+pub mod restored;
 pub mod resume;
 pub mod sse_client;
 pub mod stats;
 
 pub use error::{BenchError, Result};
 pub use memory::{CountingAlloc, HeapGauge, Mallinfo};
-pub use quick::{quick, Outcome, QuickOptions, Report, Row, Scale, Target};
+pub use quick::{quick, Outcome, QuickOptions, Report, Row, Scale, Selection, Target, GROUPS};
 
 #[cfg(test)]
 mod tests;

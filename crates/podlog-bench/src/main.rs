@@ -12,7 +12,11 @@
 //!
 //! Row P8's clients run in a second process: this program again, with the
 //! hidden `--fanout-clients SPEC`, so that the server's memory per client
-//! is measured without theirs.
+//! is measured without theirs. So does the server of rows H1 and H2, with
+//! the hidden `--serve-restored SPEC`, so that its memory is its own.
+//!
+//! `--only H1,H2` runs some rows only; `--huge-mb` sizes the long session
+//! of rows H1, H2 and H4.
 //!
 //! Exit codes: 0 on success, 1 when the run failed (the message says why),
 //! 2 when the arguments are wrong.
@@ -23,7 +27,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use podlog_bench::fanout::{client_main, ClientLauncher};
-use podlog_bench::{quick, Mallinfo, QuickOptions, Scale};
+use podlog_bench::restored::{server_main, ServerLauncher};
+use podlog_bench::{quick, Mallinfo, QuickOptions, Scale, Selection};
 
 /// Measure podlog against baselines run on the same disk and print the
 /// ratio table of docs/performance.md.
@@ -44,10 +49,31 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
 
+    /// The rows to run: a comma-separated list of P1 to P9 and H1 to H4
+    /// (each with its reference rows), or all.
+    #[arg(long, value_name = "ROWS", default_value = "all")]
+    only: Selection,
+
+    /// The tool output of the long session of rows H1, H2 and H4, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    huge_mb: u64,
+
     /// Run P8's clients as described by SPEC (JSON) and report on stdout:
     /// what the benchmark starts this program with.
     #[arg(long, hide = true, value_name = "SPEC")]
     fanout_clients: Option<String>,
+
+    /// Serve the restored session of H1 and H2 as described by SPEC (JSON)
+    /// and report on stdout until stdin ends: what the benchmark starts
+    /// this program with.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "SPEC",
+        conflicts_with = "fanout_clients"
+    )]
+    serve_restored: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -69,23 +95,42 @@ fn run(args: &Args) -> Result<(), String> {
         client_main(spec, &mut out).map_err(|e| format!("benchmark clients: {e}"))?;
         return out.flush().map_err(|e| format!("benchmark clients: {e}"));
     }
-    let clients = match std::env::current_exe() {
-        Ok(program) => ClientLauncher::Command {
-            program,
+    if let Some(spec) = &args.serve_restored {
+        let mut input = std::io::stdin().lock();
+        return server_main(spec, &mut input, &mut out)
+            .map_err(|e| format!("benchmark server: {e}"));
+    }
+    // Without its own path, the program cannot start its clients or the
+    // server apart: they run in this process and the memory rows say so.
+    let program = std::env::current_exe().ok();
+    let clients = match &program {
+        Some(program) => ClientLauncher::Command {
+            program: program.clone(),
             args: vec!["--fanout-clients".to_owned()],
         },
-        // Without its own path, the program cannot start its clients apart:
-        // they run in this process and P8's memory figure says so.
-        Err(_) => ClientLauncher::InProcess,
+        None => ClientLauncher::InProcess,
+    };
+    let server = match &program {
+        Some(program) => ServerLauncher::Command {
+            program: program.clone(),
+            args: vec!["--serve-restored".to_owned()],
+        },
+        None => ServerLauncher::InProcess,
     };
     let options = QuickOptions {
         dir: files_dir(args)?,
         repeats: usize::from(args.repeats),
-        scale: Scale::quick(),
+        scale: Scale {
+            huge_output_bytes: args.huge_mb << 20,
+            ..Scale::quick()
+        },
         clients,
+        server,
+        rows: args.only.clone(),
     };
     eprintln!(
-        "podlog-bench: {} repetitions, files in {}",
+        "podlog-bench: rows {}, {} repetitions, files in {}",
+        options.rows.groups().join(","),
         options.repeats,
         options.dir.display()
     );
@@ -177,5 +222,27 @@ mod tests {
         }
         let args = Args::try_parse_from(["podlog-bench", "--repeats", "7"]).expect("valid");
         assert_eq!(args.repeats, 7);
+    }
+
+    #[test]
+    fn only_picks_rows_and_huge_mb_sizes_the_long_session() {
+        let args = Args::try_parse_from(["podlog-bench"]).expect("valid");
+        assert_eq!(args.only.groups().len(), 13);
+        assert_eq!(args.huge_mb, 1024);
+        let args = Args::try_parse_from(["podlog-bench", "--only", "h4,H1", "--huge-mb", "8"])
+            .expect("valid");
+        assert_eq!(args.only.groups(), ["H1", "H4"]);
+        assert_eq!(args.huge_mb, 8);
+        for bad in [
+            &["--only", "P10"][..],
+            &["--only", ","],
+            &["--huge-mb", "0"],
+        ] {
+            assert!(
+                Args::try_parse_from(std::iter::once("podlog-bench").chain(bad.iter().copied()))
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -14,15 +14,22 @@
 //!   target. Notes under the table add what a figure needs to be read
 //!   (entries per transaction, attach rate, where P8's clients ran).
 //!
-//! A failure in rows P1 to P7 fails the run (it is a bug or a broken disk).
-//! P8 and P9 need a loopback server, a second process and many sockets; when
-//! they cannot run, their rows say "not measured" with the reason.
+//! A failure in rows P1 to P7, H3 and H4 fails the run (it is a bug or a
+//! broken disk). P8, P9, H1 and H2 need a loopback server, a second process
+//! and many sockets; when they cannot run, their rows say "not measured"
+//! with the reason.
+//!
+//! [`QuickOptions::rows`] picks the rows to run, by group (`P1` brings its
+//! reference rows, `H1` its peak): `--only H1,H2` on the command line. A
+//! group another needs is measured without being shown: P3's baseline is
+//! P1's rate, P9 serves P6's session.
 //!
 //! All files live in a fresh temporary folder inside [`QuickOptions::dir`]
 //! and are removed when the run ends, whether it succeeded or not.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +47,11 @@ use crate::mirror::{
     PublishUnderAttach,
 };
 use crate::restore::RestoreFixture;
+use crate::restored::ServerLauncher;
 use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
+
+mod huge_rows;
 
 /// How many entries, samples and threads each row uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,11 +96,21 @@ pub struct Scale {
     pub fanout_runs: usize,
     /// P9: entries the reconnecting client is behind.
     pub resume_behind: u64,
+    /// H1, H2 and H4: entries in the long session.
+    pub huge_entries: usize,
+    /// H1, H2 and H4: the long session's tool output, in bytes.
+    pub huge_output_bytes: u64,
+    /// H2: entries of the tail-first attach.
+    pub attach_tail: usize,
+    /// H3: entries in the short and in the long restored session.
+    pub restore_short: usize,
+    pub restore_long: usize,
 }
 
 impl Scale {
-    /// The sizes of the targets, in well under a minute on two
-    /// cores.
+    /// The sizes of the targets: P1 to P9 in well under a minute
+    /// on two cores, H1 to H4 (a gigabyte of tool output, a
+    /// million-entry restore) in about two more.
     pub fn quick() -> Self {
         Self {
             durable_appends: 500,
@@ -114,6 +134,11 @@ impl Scale {
             fanout_history: 50,
             fanout_runs: 3,
             resume_behind: 10,
+            huge_entries: 10_000,
+            huge_output_bytes: 1024 << 20,
+            attach_tail: 100,
+            restore_short: 10_000,
+            restore_long: 1_000_000,
         }
     }
 
@@ -142,6 +167,11 @@ impl Scale {
             fanout_history: 5,
             fanout_runs: 1,
             resume_behind: 3,
+            huge_entries: 300,
+            huge_output_bytes: 4 << 20,
+            attach_tail: 10,
+            restore_short: 100,
+            restore_long: 2_000,
         }
     }
 }
@@ -160,6 +190,84 @@ pub struct QuickOptions {
     /// Where P8's clients run: another process keeps their memory out of
     /// the server's.
     pub clients: ClientLauncher,
+    /// Where the server of H1 and H2 runs: in a process of its own, its
+    /// memory is its own.
+    pub server: ServerLauncher,
+    /// The rows to run.
+    pub rows: Selection,
+}
+
+/// The groups of rows, in the table's order. A group is a row with its
+/// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
+pub const GROUPS: [&str; 13] = [
+    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4",
+];
+
+/// Which groups of rows a run measures: all of them, or those named in a
+/// comma-separated list such as `H1,H2,h3` (any case; `all` for every one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    groups: Vec<&'static str>,
+}
+
+impl Selection {
+    /// Every group.
+    pub fn all() -> Self {
+        Self {
+            groups: GROUPS.to_vec(),
+        }
+    }
+
+    /// Whether `group` is selected.
+    pub fn has(&self, group: &str) -> bool {
+        self.groups.contains(&group)
+    }
+
+    /// The selected groups, in the table's order.
+    pub fn groups(&self) -> &[&'static str] {
+        &self.groups
+    }
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl FromStr for Selection {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let mut named = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("all") {
+                return Ok(Self::all());
+            }
+            match GROUPS.iter().find(|g| g.eq_ignore_ascii_case(part)) {
+                Some(group) => named.push(*group),
+                None => {
+                    return Err(format!(
+                        "unknown row {part:?}: want some of {} (or all)",
+                        GROUPS.join(",")
+                    ))
+                }
+            }
+        }
+        if named.is_empty() {
+            return Err(format!(
+                "no row named: want some of {} (or all)",
+                GROUPS.join(",")
+            ));
+        }
+        Ok(Self {
+            groups: GROUPS
+                .iter()
+                .copied()
+                .filter(|g| named.contains(g))
+                .collect(),
+        })
+    }
 }
 
 /// A measured quantity.
@@ -182,6 +290,7 @@ pub enum Unit {
     KiB,
     /// Mebibytes.
     MiB,
+
     /// A plain count.
     Count,
 }
@@ -446,8 +555,8 @@ pub fn count(n: usize) -> String {
     }
 }
 
-/// Runs every row. `progress` hears which row is being measured; `gauge`
-/// reads the heap for P7.
+/// Runs the rows of [`QuickOptions::rows`]. `progress` hears which row is
+/// being measured; `gauge` reads the heap for P7.
 pub fn quick(
     options: &QuickOptions,
     gauge: &dyn HeapGauge,
@@ -460,346 +569,385 @@ pub fn quick(
     let dir = workdir.path();
     let repeats = options.repeats.max(1);
     let scale = &options.scale;
+    let selected = &options.rows;
     let mut rows = Vec::new();
     let mut corpus = Corpus::new(1);
 
-    // P1 and its references: one session, one entry per transaction.
-    progress("P1: durable appends (FULL) against JSONL and raw SQLite");
-    let mut ours = PodlogAppend::open("P1", dir, "p1.db", Synchronous::Full)?;
-    let mut jsonl_sync = JsonlAppend::open("P1", dir, "p1-sync.jsonl", true)?;
-    let mut jsonl_nosync = JsonlAppend::open("P1", dir, "p1-nosync.jsonl", false)?;
-    let mut raw_full =
-        RawSqliteAppend::open("P1", dir, "p1-raw.db", Synchronous::Full, RawShape::Insert)?;
-    let n = scale.durable_appends;
-    let mut p1 = Sides::default();
-    let mut p1_nosync = Vec::new();
-    let mut p1_raw = Vec::new();
-    for r in 0..repeats {
-        let batch = corpus.take_vec(n);
-        let mut sides: [&mut dyn FnMut() -> Result<()>; 4] = [
-            &mut || {
-                p1.ours.push(rate(n, ours.run(batch.clone())?));
-                Ok(())
-            },
-            &mut || {
-                let t = jsonl_sync.run(&batch)?;
-                p1.baseline.push(rate(n, t));
-                Ok(())
-            },
-            &mut || {
-                let t = jsonl_nosync.run(&batch)?;
-                p1_nosync.push(rate(n, t));
-                Ok(())
-            },
-            &mut || {
-                let t = raw_full.run(&batch)?;
-                p1_raw.push(rate(n, t));
-                Ok(())
-            },
-        ];
-        run_rotated(&mut sides, r)?;
-    }
-    let p1_rates = p1.ours.clone();
-    rows.push(p1.row(
-        "P1",
-        "durable append (FULL, 1 entry/txn) vs JSONL write+fdatasync".to_owned(),
-        Unit::PerSecond,
-        Target::RatioAtLeast(0.8),
-    ));
-    rows.push(
-        Sides {
-            ours: p1_rates.clone(),
-            baseline: p1_nosync,
+    // P1 and its references; P3's baseline is P1's rate, so P3 measures
+    // it too.
+    let mut p1_rates = Vec::new();
+    if selected.has("P1") || selected.has("P3") {
+        let mut p1_rows = Vec::new();
+        // One session, one entry per transaction.
+        progress("P1: durable appends (FULL) against JSONL and raw SQLite");
+        let mut ours = PodlogAppend::open("P1", dir, "p1.db", Synchronous::Full)?;
+        let mut jsonl_sync = JsonlAppend::open("P1", dir, "p1-sync.jsonl", true)?;
+        let mut jsonl_nosync = JsonlAppend::open("P1", dir, "p1-nosync.jsonl", false)?;
+        let mut raw_full =
+            RawSqliteAppend::open("P1", dir, "p1-raw.db", Synchronous::Full, RawShape::Insert)?;
+        let n = scale.durable_appends;
+        let mut p1 = Sides::default();
+        let mut p1_nosync = Vec::new();
+        let mut p1_raw = Vec::new();
+        for r in 0..repeats {
+            let batch = corpus.take_vec(n);
+            let mut sides: [&mut dyn FnMut() -> Result<()>; 4] = [
+                &mut || {
+                    p1.ours.push(rate(n, ours.run(batch.clone())?));
+                    Ok(())
+                },
+                &mut || {
+                    let t = jsonl_sync.run(&batch)?;
+                    p1.baseline.push(rate(n, t));
+                    Ok(())
+                },
+                &mut || {
+                    let t = jsonl_nosync.run(&batch)?;
+                    p1_nosync.push(rate(n, t));
+                    Ok(())
+                },
+                &mut || {
+                    let t = raw_full.run(&batch)?;
+                    p1_raw.push(rate(n, t));
+                    Ok(())
+                },
+            ];
+            run_rotated(&mut sides, r)?;
         }
-        .row(
-            "P1-nosync",
-            "  the same vs JSONL write, no fsync".to_owned(),
+        p1_rates = p1.ours.clone();
+        p1_rows.push(p1.row(
+            "P1",
+            "durable append (FULL, 1 entry/txn) vs JSONL write+fdatasync".to_owned(),
             Unit::PerSecond,
-            Target::Reference,
-        ),
-    );
-    rows.push(
-        Sides {
-            ours: p1_rates.clone(),
-            baseline: p1_raw,
-        }
-        .row(
-            "P1-sqlite",
-            "  the same vs raw rusqlite INSERT/txn, FULL".to_owned(),
-            Unit::PerSecond,
-            Target::Reference,
-        ),
-    );
-    drop((ours, jsonl_sync, jsonl_nosync, raw_full));
-
-    // P2: the same at NORMAL, against hand-written rusqlite.
-    progress("P2: appends (NORMAL) against raw rusqlite");
-    let mut ours = PodlogAppend::open("P2", dir, "p2.db", Synchronous::Normal)?;
-    let mut raw = RawSqliteAppend::open(
-        "P2",
-        dir,
-        "p2-raw.db",
-        Synchronous::Normal,
-        RawShape::Insert,
-    )?;
-    let mut raw_sql = RawSqliteAppend::open(
-        "P2",
-        dir,
-        "p2-raw-counters.db",
-        Synchronous::Normal,
-        RawShape::InsertWithCounters,
-    )?;
-    let n = scale.normal_appends;
-    let mut p2 = Sides::default();
-    let mut p2_sql = Vec::new();
-    for r in 0..repeats {
-        let batch = corpus.take_vec(n);
-        let mut sides: [&mut dyn FnMut() -> Result<()>; 3] = [
-            &mut || {
-                p2.ours.push(rate(n, ours.run(batch.clone())?));
-                Ok(())
-            },
-            &mut || {
-                p2.baseline.push(rate(n, raw.run(&batch)?));
-                Ok(())
-            },
-            &mut || {
-                p2_sql.push(rate(n, raw_sql.run(&batch)?));
-                Ok(())
-            },
-        ];
-        run_rotated(&mut sides, r)?;
-    }
-    let p2_rates = p2.ours.clone();
-    rows.push(p2.row(
-        "P2",
-        "append (NORMAL) vs raw rusqlite INSERT/txn, NORMAL".to_owned(),
-        Unit::PerSecond,
-        Target::RatioAtLeast(0.8),
-    ));
-    rows.push(
-        Sides {
-            ours: p2_rates,
-            baseline: p2_sql,
-        }
-        .row(
-            "P2-sql",
-            "  the same vs raw rusqlite running podlog's SQL (counters, insert)".to_owned(),
-            Unit::PerSecond,
-            Target::Reference,
-        ),
-    );
-    drop((ours, raw, raw_sql));
-
-    // P3: several sessions at once through one store, against P1's rate.
-    progress("P3: sessions appending concurrently (FULL)");
-    let mut group = GroupAppend::open("P3", dir, "p3.db", Synchronous::Full, scale.group_writers)?;
-    let mut p3 = Sides {
-        ours: Vec::new(),
-        baseline: p1_rates,
-    };
-    let stats_before = group.commit_stats();
-    for _ in 0..repeats {
-        let t = group.run(scale.group_appends)?;
-        p3.ours.push(rate(scale.group_appends * group.writers(), t));
-    }
-    let stats = group.commit_stats();
-    let per_txn = (stats.entries - stats_before.entries) as f64
-        / (stats.transactions - stats_before.transactions).max(1) as f64;
-    rows.push(p3.row(
-        "P3",
-        format!(
-            "{} sessions appending at once (FULL, {per_txn:.1} entries/txn), aggregate vs P1",
-            group.writers()
-        ),
-        Unit::PerSecond,
-        Target::RatioAtLeast(4.0),
-    ));
-    drop(group);
-
-    // P4: subscribe cost against the log's length and the seed.
-    progress("P4: subscribe_with_snapshot on long mirrors");
-    let pool: Vec<Arc<LogEntry>> = shared_pool(2, scale.pool);
-    let short = build_mirror(&pool, scale.mirror_short)?;
-    let long = build_mirror(&pool, scale.mirror_long)?;
-    let huge = build_mirror(&pool, scale.mirror_huge)?;
-    let seed = build_seed_mirror(&pool, scale.mirror_long);
-    let mut p4 = Sides::default();
-    let mut p4_scale = Sides::default();
-    for _ in 0..repeats {
-        let micros = |ns: Vec<f64>| median(&ns) / 1_000.0;
-        p4.ours
-            .push(micros(subscribe_latencies(&long, scale.subscribe_samples)));
-        p4.baseline.push(micros(seed_subscribe_latencies(
-            &seed,
-            scale.seed_subscribe_samples,
-        )));
-        p4_scale
-            .ours
-            .push(micros(subscribe_latencies(&huge, scale.subscribe_samples)));
-        p4_scale
-            .baseline
-            .push(micros(subscribe_latencies(&short, scale.subscribe_samples)));
-    }
-    rows.push(p4.row(
-        "P4",
-        format!(
-            "subscribe_with_snapshot, {} entries (median) vs seed Vec clone",
-            count(scale.mirror_long)
-        ),
-        Unit::Micros,
-        Target::OursAtMost(20.0, Unit::Micros),
-    ));
-    rows.push(p4_scale.row(
-        "P4-scale",
-        format!(
-            "  the same, {} entries vs {} entries",
-            count(scale.mirror_huge),
-            count(scale.mirror_short)
-        ),
-        Unit::Micros,
-        Target::RatioAtMost(2.0),
-    ));
-    drop((short, long, huge, seed));
-
-    // P5: publish tail latency while subscribers attach.
-    progress("P5: publish latency while subscribers attach");
-    let mut fixture = PublishUnderAttach::new(pool, scale.mirror_long, scale.subscribers)?;
-    let mut p5 = Sides::default();
-    let mut p5_paced = Vec::new();
-    let mut attach_rates = Vec::new();
-    let paced = Attach::Paced(scale.paced_attaches);
-    for r in 0..repeats {
-        // Rotate which side goes first.
-        let order = [Attach::Loop, Attach::None, paced];
-        for i in 0..order.len() {
-            let attach = order[(r + i) % order.len()];
-            let run = fixture.run(scale.publishes, attach)?;
-            let p99 = percentile(&run.latencies, 99.0) / 1_000.0;
-            match attach {
-                Attach::Loop => {
-                    p5.ours.push(p99);
-                    attach_rates.push(run.attach_rate());
-                }
-                Attach::None => p5.baseline.push(p99),
-                Attach::Paced(_) => p5_paced.push(p99),
+            Target::RatioAtLeast(0.8),
+        ));
+        p1_rows.push(
+            Sides {
+                ours: p1_rates.clone(),
+                baseline: p1_nosync,
             }
+            .row(
+                "P1-nosync",
+                "  the same vs JSONL write, no fsync".to_owned(),
+                Unit::PerSecond,
+                Target::Reference,
+            ),
+        );
+        p1_rows.push(
+            Sides {
+                ours: p1_rates.clone(),
+                baseline: p1_raw,
+            }
+            .row(
+                "P1-sqlite",
+                "  the same vs raw rusqlite INSERT/txn, FULL".to_owned(),
+                Unit::PerSecond,
+                Target::Reference,
+            ),
+        );
+        drop((ours, jsonl_sync, jsonl_nosync, raw_full));
+        if selected.has("P1") {
+            rows.extend(p1_rows);
         }
     }
-    let p5_idle = p5.baseline.clone();
-    let p5_note = format!(
-        "{} attaches/s during the attaching runs (median)",
-        round3(median(&attach_rates))
-    );
-    let mut p5_row = p5.row(
-        "P5",
-        format!(
-            "publish p99, {} subscribers attaching in a loop vs none attaching ({} entries)",
-            scale.subscribers,
-            count(scale.mirror_long)
-        ),
-        Unit::Micros,
-        Target::RatioAtMost(2.0),
-    );
-    p5_row.note = Some(p5_note);
-    rows.push(p5_row);
-    rows.push(
-        Sides {
-            ours: p5_paced,
-            baseline: p5_idle,
+
+    if selected.has("P2") {
+        // P2: the same at NORMAL, against hand-written rusqlite.
+        progress("P2: appends (NORMAL) against raw rusqlite");
+        let mut ours = PodlogAppend::open("P2", dir, "p2.db", Synchronous::Normal)?;
+        let mut raw = RawSqliteAppend::open(
+            "P2",
+            dir,
+            "p2-raw.db",
+            Synchronous::Normal,
+            RawShape::Insert,
+        )?;
+        let mut raw_sql = RawSqliteAppend::open(
+            "P2",
+            dir,
+            "p2-raw-counters.db",
+            Synchronous::Normal,
+            RawShape::InsertWithCounters,
+        )?;
+        let n = scale.normal_appends;
+        let mut p2 = Sides::default();
+        let mut p2_sql = Vec::new();
+        for r in 0..repeats {
+            let batch = corpus.take_vec(n);
+            let mut sides: [&mut dyn FnMut() -> Result<()>; 3] = [
+                &mut || {
+                    p2.ours.push(rate(n, ours.run(batch.clone())?));
+                    Ok(())
+                },
+                &mut || {
+                    p2.baseline.push(rate(n, raw.run(&batch)?));
+                    Ok(())
+                },
+                &mut || {
+                    p2_sql.push(rate(n, raw_sql.run(&batch)?));
+                    Ok(())
+                },
+            ];
+            run_rotated(&mut sides, r)?;
         }
-        .row(
-            "P5-paced",
+        let p2_rates = p2.ours.clone();
+        rows.push(p2.row(
+            "P2",
+            "append (NORMAL) vs raw rusqlite INSERT/txn, NORMAL".to_owned(),
+            Unit::PerSecond,
+            Target::RatioAtLeast(0.8),
+        ));
+        rows.push(
+            Sides {
+                ours: p2_rates,
+                baseline: p2_sql,
+            }
+            .row(
+                "P2-sql",
+                "  the same vs raw rusqlite running podlog's SQL (counters, insert)".to_owned(),
+                Unit::PerSecond,
+                Target::Reference,
+            ),
+        );
+        drop((ours, raw, raw_sql));
+    }
+
+    if selected.has("P3") {
+        // P3: several sessions at once through one store, against P1's rate.
+        progress("P3: sessions appending concurrently (FULL)");
+        let mut group =
+            GroupAppend::open("P3", dir, "p3.db", Synchronous::Full, scale.group_writers)?;
+        let mut p3 = Sides {
+            ours: Vec::new(),
+            baseline: p1_rates,
+        };
+        let stats_before = group.commit_stats();
+        for _ in 0..repeats {
+            let t = group.run(scale.group_appends)?;
+            p3.ours.push(rate(scale.group_appends * group.writers(), t));
+        }
+        let stats = group.commit_stats();
+        let per_txn = (stats.entries - stats_before.entries) as f64
+            / (stats.transactions - stats_before.transactions).max(1) as f64;
+        rows.push(p3.row(
+            "P3",
             format!(
-                "  the same, attaching at {}/s instead of back to back",
-                round3(scale.paced_attaches)
+                "{} sessions appending at once (FULL, {per_txn:.1} entries/txn), aggregate vs P1",
+                group.writers()
+            ),
+            Unit::PerSecond,
+            Target::RatioAtLeast(4.0),
+        ));
+        drop(group);
+    }
+
+    // The entries P4 and P5 share.
+    let pool: Vec<Arc<LogEntry>> = shared_pool(2, scale.pool);
+    if selected.has("P4") {
+        // P4: subscribe cost against the log's length and the seed.
+        progress("P4: subscribe_with_snapshot on long mirrors");
+        let short = build_mirror(&pool, scale.mirror_short)?;
+        let long = build_mirror(&pool, scale.mirror_long)?;
+        let huge = build_mirror(&pool, scale.mirror_huge)?;
+        let seed = build_seed_mirror(&pool, scale.mirror_long);
+        let mut p4 = Sides::default();
+        let mut p4_scale = Sides::default();
+        for _ in 0..repeats {
+            let micros = |ns: Vec<f64>| median(&ns) / 1_000.0;
+            p4.ours
+                .push(micros(subscribe_latencies(&long, scale.subscribe_samples)));
+            p4.baseline.push(micros(seed_subscribe_latencies(
+                &seed,
+                scale.seed_subscribe_samples,
+            )));
+            p4_scale
+                .ours
+                .push(micros(subscribe_latencies(&huge, scale.subscribe_samples)));
+            p4_scale
+                .baseline
+                .push(micros(subscribe_latencies(&short, scale.subscribe_samples)));
+        }
+        rows.push(p4.row(
+            "P4",
+            format!(
+                "subscribe_with_snapshot, {} entries (median) vs seed Vec clone",
+                count(scale.mirror_long)
             ),
             Unit::Micros,
-            Target::Reference,
-        ),
-    );
-    drop(fixture);
-
-    // P6: restore against the raw read.
-    progress("P6: restoring a long session");
-    let fixture = RestoreFixture::build(dir, "p6.db", scale.restore_entries)?;
-    let mut p6 = Sides::default();
-    for r in 0..repeats {
-        let millis = |d: Duration| d.as_secs_f64() * 1e3;
-        let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
-            &mut || {
-                p6.ours.push(millis(fixture.podlog()?));
-                Ok(())
-            },
-            &mut || {
-                p6.baseline.push(millis(fixture.raw()?));
-                Ok(())
-            },
-        ];
-        run_rotated(&mut sides, r)?;
+            Target::OursAtMost(20.0, Unit::Micros),
+        ));
+        rows.push(p4_scale.row(
+            "P4-scale",
+            format!(
+                "  the same, {} entries vs {} entries",
+                count(scale.mirror_huge),
+                count(scale.mirror_short)
+            ),
+            Unit::Micros,
+            Target::RatioAtMost(2.0),
+        ));
+        drop((short, long, huge, seed));
     }
-    rows.push(p6.row(
-        "P6",
-        format!(
-            "restore {}-entry session into a sink vs raw SELECT + from_str",
-            count(fixture.len())
-        ),
-        Unit::Millis,
-        Target::RatioAtMost(1.5),
-    ));
-    // Kept for P9, which serves the same session.
-    let p6_fixture = fixture;
 
-    // P7: the mirror's heap.
-    progress("P7: mirror memory");
-    let what = format!(
-        "mirror heap, {} entries vs their JSON text",
-        count(scale.memory_entries)
-    );
-    match measure_mirror(scale.memory_entries, gauge)? {
-        Some(m) => {
-            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-            rows.push(Row::measured(
-                "P7",
-                what,
-                Figure::new(mib(m.heap_bytes), Unit::MiB),
-                Figure::new(mib(m.json_bytes), Unit::MiB),
-                m.ratio(),
-                Target::RatioAtMost(2.0),
+    if selected.has("P5") {
+        // P5: publish tail latency while subscribers attach.
+        progress("P5: publish latency while subscribers attach");
+        let mut fixture = PublishUnderAttach::new(pool, scale.mirror_long, scale.subscribers)?;
+        let mut p5 = Sides::default();
+        let mut p5_paced = Vec::new();
+        let mut attach_rates = Vec::new();
+        let paced = Attach::Paced(scale.paced_attaches);
+        for r in 0..repeats {
+            // Rotate which side goes first.
+            let order = [Attach::Loop, Attach::None, paced];
+            for i in 0..order.len() {
+                let attach = order[(r + i) % order.len()];
+                let run = fixture.run(scale.publishes, attach)?;
+                let p99 = percentile(&run.latencies, 99.0) / 1_000.0;
+                match attach {
+                    Attach::Loop => {
+                        p5.ours.push(p99);
+                        attach_rates.push(run.attach_rate());
+                    }
+                    Attach::None => p5.baseline.push(p99),
+                    Attach::Paced(_) => p5_paced.push(p99),
+                }
+            }
+        }
+        let p5_idle = p5.baseline.clone();
+        let p5_note = format!(
+            "{} attaches/s during the attaching runs (median)",
+            round3(median(&attach_rates))
+        );
+        let mut p5_row = p5.row(
+            "P5",
+            format!(
+                "publish p99, {} subscribers attaching in a loop vs none attaching ({} entries)",
+                scale.subscribers,
+                count(scale.mirror_long)
+            ),
+            Unit::Micros,
+            Target::RatioAtMost(2.0),
+        );
+        p5_row.note = Some(p5_note);
+        rows.push(p5_row);
+        rows.push(
+            Sides {
+                ours: p5_paced,
+                baseline: p5_idle,
+            }
+            .row(
+                "P5-paced",
+                format!(
+                    "  the same, attaching at {}/s instead of back to back",
+                    round3(scale.paced_attaches)
+                ),
+                Unit::Micros,
+                Target::Reference,
+            ),
+        );
+        drop(fixture);
+    }
+
+    // P6: restore against the raw read; P9 serves the same session.
+    let p6_fixture = if selected.has("P6") || selected.has("P9") {
+        progress("P6: restoring a long session");
+        let fixture = RestoreFixture::build(dir, "p6.db", scale.restore_entries)?;
+        if selected.has("P6") {
+            let mut p6 = Sides::default();
+            for r in 0..repeats {
+                let millis = |d: Duration| d.as_secs_f64() * 1e3;
+                let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+                    &mut || {
+                        p6.ours.push(millis(fixture.podlog()?));
+                        Ok(())
+                    },
+                    &mut || {
+                        p6.baseline.push(millis(fixture.raw()?));
+                        Ok(())
+                    },
+                ];
+                run_rotated(&mut sides, r)?;
+            }
+            rows.push(p6.row(
+                "P6",
+                format!(
+                    "restore {}-entry session into a sink vs raw SELECT + from_str",
+                    count(fixture.len())
+                ),
+                Unit::Millis,
+                Target::RatioAtMost(1.5),
             ));
         }
-        None => rows.push(Row::not_measured(
-            "P7",
-            what,
-            Target::RatioAtMost(2.0),
-            format!(
-                "the heap gauge ({}) cannot read the heap here",
-                gauge.method()
-            ),
-        )),
+        Some(fixture)
+    } else {
+        None
+    };
+
+    if selected.has("P7") {
+        // P7: the mirror's heap.
+        progress("P7: mirror memory");
+        let what = format!(
+            "mirror heap, {} entries vs their JSON text",
+            count(scale.memory_entries)
+        );
+        match measure_mirror(scale.memory_entries, gauge)? {
+            Some(m) => {
+                let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                rows.push(Row::measured(
+                    "P7",
+                    what,
+                    Figure::new(mib(m.heap_bytes), Unit::MiB),
+                    Figure::new(mib(m.json_bytes), Unit::MiB),
+                    m.ratio(),
+                    Target::RatioAtMost(2.0),
+                ));
+            }
+            None => rows.push(Row::not_measured(
+                "P7",
+                what,
+                Target::RatioAtMost(2.0),
+                format!(
+                    "the heap gauge ({}) cannot read the heap here",
+                    gauge.method()
+                ),
+            )),
+        }
     }
 
-    progress("P8: SSE fan-out");
-    rows.extend(fanout_rows(dir, scale, repeats, &options.clients));
+    if selected.has("P8") {
+        progress("P8: SSE fan-out");
+        rows.extend(fanout_rows(dir, scale, repeats, &options.clients));
+    }
 
-    progress("P9: resume against a fresh snapshot");
-    let what = format!(
-        "resume {} entries behind on a {}-entry session: bytes vs fresh snapshot",
-        scale.resume_behind,
-        count(p6_fixture.len())
-    );
-    rows.push(match measure_resume(&p6_fixture, scale.resume_behind) {
-        Ok(cost) => Row::measured(
-            "P9",
-            what,
-            Figure::new(cost.resume_bytes as f64 / 1024.0, Unit::KiB),
-            Figure::new(cost.snapshot_bytes as f64 / 1024.0, Unit::KiB),
-            cost.ratio(),
-            Target::RatioAtMost(0.02),
-        ),
-        Err(e) => Row::not_measured("P9", what, Target::RatioAtMost(0.02), e.to_string()),
-    });
-    drop(p6_fixture);
+    if let Some(fixture) = p6_fixture.filter(|_| selected.has("P9")) {
+        progress("P9: resume against a fresh snapshot");
+        let what = format!(
+            "resume {} entries behind on a {}-entry session: bytes vs fresh snapshot",
+            scale.resume_behind,
+            count(fixture.len())
+        );
+        rows.push(match measure_resume(&fixture, scale.resume_behind) {
+            Ok(cost) => Row::measured(
+                "P9",
+                what,
+                Figure::new(cost.resume_bytes as f64 / 1024.0, Unit::KiB),
+                Figure::new(cost.snapshot_bytes as f64 / 1024.0, Unit::KiB),
+                cost.ratio(),
+                Target::RatioAtMost(0.02),
+            ),
+            Err(e) => Row::not_measured("P9", what, Target::RatioAtMost(0.02), e.to_string()),
+        });
+    }
+
+    rows.extend(huge_rows::rows(
+        dir,
+        scale,
+        repeats,
+        selected,
+        &options.server,
+        progress,
+    )?);
 
     let workdir_path = workdir.path().to_owned();
     workdir

@@ -9,12 +9,17 @@
 //! appending is what rows P1 to P3 measure. The restore then reads it back
 //! through `Store::load_sink` (decode, seq and shape checks, the mirror) and
 //! through [`crate::baseline::raw_restore`] (decode only).
+//!
+//! Row H3 restores whole pods on two such sessions, one short and one
+//! long ([`RestoreFixture::build_closed`], [`RestoreFixture::pod_restore`]):
+//! how `Pod::restore`'s time grows with the session's length.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use podlog_entry::SessionId;
+use podlog_entry::{LogEntry, SessionId, SystemItem};
+use podlog_pod::{Pod, ScriptedDriver};
 use podlog_store::{Store, Synchronous};
 use rusqlite::{params, Connection, TransactionBehavior};
 
@@ -26,6 +31,7 @@ use crate::error::{self, BenchError, Result};
 /// A store holding one session of a given length, and a raw reader on the
 /// same file.
 pub struct RestoreFixture {
+    row: &'static str,
     path: PathBuf,
     store: Arc<Store>,
     session: SessionId,
@@ -37,12 +43,31 @@ impl RestoreFixture {
     /// Writes a `len`-entry session (`len` >= 1) to a new store at
     /// `dir/name`.
     pub fn build(dir: &Path, name: &str, len: usize) -> Result<Self> {
-        let store = open_store("P6", dir, name, Synchronous::Normal)?;
-        let session = new_session("P6", &store)?.0.session().clone();
+        Self::build_as("P6", dir, name, len, false)
+    }
+
+    /// [`RestoreFixture::build`] for `row`, with a session that ends with a
+    /// closed run: where the corpus would end inside a run, that run's
+    /// entries are replaced by runtime notifications, so that restoring a
+    /// pod on it finds no run to close and writes nothing.
+    pub fn build_closed(row: &'static str, dir: &Path, name: &str, len: usize) -> Result<Self> {
+        Self::build_as(row, dir, name, len, true)
+    }
+
+    fn build_as(
+        row: &'static str,
+        dir: &Path,
+        name: &str,
+        len: usize,
+        closed: bool,
+    ) -> Result<Self> {
+        let store = open_store(row, dir, name, Synchronous::Normal)?;
+        let session = new_session(row, &store)?.0.session().clone();
         let path = store.path().to_owned();
-        fill(&path, &session, len)?;
+        fill(row, &path, &session, len, closed)?;
         let reader = open_reader(&path)?;
         Ok(Self {
+            row,
             path,
             store,
             session,
@@ -77,7 +102,7 @@ impl RestoreFixture {
         let sink = self
             .store
             .load_sink(&self.session)
-            .map_err(error::store("P6"))?;
+            .map_err(error::store(self.row))?;
         let elapsed = start.elapsed();
         self.check(sink.len())?;
         Ok(elapsed)
@@ -92,12 +117,34 @@ impl RestoreFixture {
         Ok(elapsed)
     }
 
+    /// Restores a pod on the session with `Pod::restore` (its writer, the
+    /// entries read and checked, its mirror, its run loop), then shuts it
+    /// down; returns the time `Pod::restore` took.
+    pub fn pod_restore(&self) -> Result<Duration> {
+        let start = Instant::now();
+        let pod = Pod::restore(
+            self.store.clone(),
+            &self.session,
+            Box::new(ScriptedDriver::demo()),
+        )
+        .map_err(|e| BenchError::Check {
+            row: self.row,
+            problem: format!("cannot restore a pod on session {}: {e}", self.session),
+        })?;
+        let elapsed = start.elapsed();
+        let end = pod.end_seq().get();
+        pod.shutdown();
+        drop(pod);
+        self.check(usize::try_from(end).unwrap_or(usize::MAX))?;
+        Ok(elapsed)
+    }
+
     fn check(&self, got: usize) -> Result<()> {
         if got == self.len {
             Ok(())
         } else {
             Err(BenchError::Check {
-                row: "P6",
+                row: self.row,
                 problem: format!(
                     "restored {got} entries of session {}, want {}",
                     self.session, self.len
@@ -108,9 +155,16 @@ impl RestoreFixture {
 }
 
 /// Adds seq 2..=len to `session` (which holds only its `SessionStart`) in
-/// one transaction.
-fn fill(path: &Path, session: &SessionId, len: usize) -> Result<()> {
-    let fail = error::sqlite("P6", path);
+/// one transaction; with `closed`, the entries of a run the corpus leaves
+/// open at the end become notifications.
+fn fill(
+    row: &'static str,
+    path: &Path,
+    session: &SessionId,
+    len: usize,
+    closed: bool,
+) -> Result<()> {
+    let fail = error::sqlite(row, path);
     let mut conn = Connection::open(path).map_err(&fail)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(&fail)?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")
@@ -125,7 +179,7 @@ fn fill(path: &Path, session: &SessionId, len: usize) -> Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(&fail)?;
-        for (seq, entry) in (2..=len as u64).zip(Corpus::new(6)) {
+        let mut put = |seq: u64, entry: &LogEntry| {
             insert
                 .execute(params![
                     session.as_str(),
@@ -134,7 +188,38 @@ fn fill(path: &Path, session: &SessionId, len: usize) -> Result<()> {
                     entry.kind(),
                     entry.to_json()
                 ])
-                .map_err(&fail)?;
+                .map(|_| ())
+                .map_err(&fail)
+        };
+        // Entries of the run under way, held back while `closed` until the
+        // run ends.
+        let mut open_run: Vec<LogEntry> = Vec::new();
+        let mut seq = 2u64;
+        for entry in Corpus::new(6).take(len.saturating_sub(1)) {
+            if !closed {
+                put(seq, &entry)?;
+                seq += 1;
+                continue;
+            }
+            let ends = entry.ends_run();
+            open_run.push(entry);
+            if ends {
+                for entry in open_run.drain(..) {
+                    put(seq, &entry)?;
+                    seq += 1;
+                }
+            }
+        }
+        for entry in open_run {
+            let notification = LogEntry::SystemItem {
+                ts: entry.ts(),
+                item: SystemItem::Notification {
+                    message: "the index is up to date".to_owned(),
+                    body: "[Notification] the index is up to date".to_owned(),
+                },
+            };
+            put(seq, &notification)?;
+            seq += 1;
         }
     }
     let last = len.max(1) as u64;

@@ -128,6 +128,32 @@ impl SseStream {
         self.bytes_read
     }
 
+    /// Reads the stream's first message (comment-only blocks before it,
+    /// heartbeats, are skipped) without holding it: each read is scanned
+    /// and dropped, so a message of a gigabyte costs a few kilobytes of
+    /// memory. Its data is kept when it is at most `keep` bytes.
+    pub async fn measure_first_frame(mut self, keep: usize) -> io::Result<FirstFrame> {
+        let mut meter = FrameMeter::new(keep);
+        loop {
+            let done = meter.feed(&self.body);
+            self.body.clear();
+            self.scanned = 0;
+            if done {
+                return Ok(meter.finish(self.bytes_read));
+            }
+            if self.eof || self.chunked == Some(Chunk::Done) {
+                return Err(invalid(format!(
+                    "the stream ended {} bytes into its first message",
+                    meter.bytes
+                )));
+            }
+            if self.read_more().await? == 0 {
+                self.eof = true;
+            }
+            self.decode()?;
+        }
+    }
+
     /// The next message, or `None` once the server ended the stream.
     pub async fn next_frame(&mut self) -> io::Result<Option<SseFrame>> {
         loop {
@@ -245,6 +271,150 @@ impl SseStream {
             if has_data {
                 return Some(frame);
             }
+        }
+    }
+}
+
+/// The first message of a stream, as [`SseStream::measure_first_frame`]
+/// measured it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstFrame {
+    pub id: Option<String>,
+    /// The `event:` name (`message` when absent).
+    pub event: String,
+    /// The message's bytes: its field lines and the blank line ending it.
+    pub bytes: u64,
+    /// Bytes read from the socket when the message had arrived: the HTTP
+    /// head and chunk framing included.
+    pub wire_bytes: u64,
+    /// The data (its lines joined by `\n`), when at most the bytes asked
+    /// to keep.
+    pub data: Option<String>,
+}
+
+impl FirstFrame {
+    /// The seq after the last `:` of the `id:` (`SESSION:SEQ`).
+    pub fn id_seq(&self) -> Option<u64> {
+        self.id.as_deref()?.rsplit_once(':')?.1.parse().ok()
+    }
+}
+
+/// Scans a message as its bytes arrive, keeping only its short fields.
+pub(crate) struct FrameMeter {
+    /// Data bytes to keep at most.
+    keep: usize,
+    /// The current line's first bytes (at most `cap`).
+    line: Vec<u8>,
+    cap: usize,
+    /// The current line's length.
+    line_len: u64,
+    /// The message's bytes so far.
+    bytes: u64,
+    /// A field line was seen (a block of comments alone is no message).
+    fields: bool,
+    id: Option<String>,
+    event: Option<String>,
+    data: Vec<u8>,
+    data_lines: u64,
+    data_whole: bool,
+}
+
+impl FrameMeter {
+    pub(crate) fn new(keep: usize) -> Self {
+        Self {
+            keep,
+            line: Vec::new(),
+            // Room for an `id:` or `event:` line whatever `keep` is.
+            cap: keep.max(4096) + 16,
+            line_len: 0,
+            bytes: 0,
+            fields: false,
+            id: None,
+            event: None,
+            data: Vec::new(),
+            data_lines: 0,
+            data_whole: true,
+        }
+    }
+
+    /// Takes the next bytes of the stream's body; `true` once the message
+    /// ended (the rest of `bytes` is not looked at).
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            let Some(i) = bytes.iter().position(|&b| b == b'\n') else {
+                self.take(bytes);
+                return false;
+            };
+            self.take(&bytes[..i]);
+            self.bytes += 1;
+            bytes = &bytes[i + 1..];
+            if self.end_line() {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        self.bytes += part.len() as u64;
+        self.line_len += part.len() as u64;
+        let room = self.cap.saturating_sub(self.line.len()).min(part.len());
+        self.line.extend_from_slice(&part[..room]);
+    }
+
+    /// Handles the line just ended; `true` when it ended the message.
+    fn end_line(&mut self) -> bool {
+        let line = std::mem::take(&mut self.line);
+        let len = std::mem::take(&mut self.line_len);
+        if len == 0 {
+            if self.fields {
+                return true;
+            }
+            // A block of comments (a heartbeat) before the message.
+            self.bytes = 0;
+            return false;
+        }
+        if line[0] == b':' {
+            return false;
+        }
+        self.fields = true;
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(c) => {
+                let rest = &line[c + 1..];
+                (&line[..c], rest.strip_prefix(b" ").unwrap_or(rest))
+            }
+            None => (&line[..], &line[line.len()..]),
+        };
+        let whole = len == line.len() as u64;
+        let text = || String::from_utf8_lossy(value).into_owned();
+        match field {
+            b"id" => self.id = Some(text()),
+            b"event" => self.event = Some(text()),
+            b"data" => {
+                let sep = usize::from(self.data_lines > 0);
+                if whole && self.data_whole && self.data.len() + sep + value.len() <= self.keep {
+                    if sep == 1 {
+                        self.data.push(b'\n');
+                    }
+                    self.data.extend_from_slice(value);
+                } else {
+                    self.data_whole = false;
+                }
+                self.data_lines += 1;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    pub(crate) fn finish(self, wire_bytes: u64) -> FirstFrame {
+        FirstFrame {
+            id: self.id,
+            event: self.event.unwrap_or_else(|| "message".to_owned()),
+            bytes: self.bytes,
+            wire_bytes,
+            data: (self.data_whole && self.data_lines > 0)
+                .then(|| String::from_utf8_lossy(&self.data).into_owned()),
         }
     }
 }

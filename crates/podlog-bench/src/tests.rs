@@ -4,14 +4,19 @@
 //! No test looks at how fast anything is.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::io::Read;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use podlog_entry::LogEntry;
+use podlog_entry::{Conversation, LogEntry};
 
 use crate::corpus::{Corpus, MAX_TOOL_OUTPUT, MIN_TOOL_OUTPUT};
 use crate::fanout::ClientLauncher;
+use crate::huge::{HugeCorpus, HugeSpec, MIN_ENTRIES, MIN_LARGE_OUTPUT};
 use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
-use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Target};
+use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Selection, Target, GROUPS};
+use crate::restore::RestoreFixture;
+use crate::restored::ServerLauncher;
+use crate::sse_client::FrameMeter;
 use crate::stats::{median, percentile};
 
 /// Measurements read the process's heap and time threads: run them one at
@@ -141,6 +146,8 @@ fn a_quick_run_measures_every_row() {
             repeats: 2,
             scale: Scale::tiny(),
             clients: ClientLauncher::InProcess,
+            server: ServerLauncher::InProcess,
+            rows: Selection::all(),
         },
         &Mallinfo,
         &mut |what| heard.push(what.to_owned()),
@@ -167,8 +174,16 @@ fn a_quick_run_measures_every_row() {
             "P8-delivery",
             "P8-memory",
             "P8-cpu",
-            "P9"
-        ]
+            "P9",
+            "H1",
+            "H1-peak",
+            "H2",
+            "H2-tail",
+            "H3",
+            "H4",
+            "H4-payloads"
+        ],
+        "{report}"
     );
     let mut measured = vec![
         "P1",
@@ -185,6 +200,8 @@ fn a_quick_run_measures_every_row() {
         "P8",
         "P8-delivery",
         "P9",
+        "H3",
+        "H4",
     ];
     if Mallinfo.live_bytes().is_some() {
         measured.push("P7");
@@ -220,7 +237,46 @@ fn a_quick_run_measures_every_row() {
     assert!(memory.ours.unwrap().value.is_finite(), "{memory:?}");
     assert_eq!((memory.baseline, memory.ratio), (None, None));
     assert!(memory.note.as_deref().unwrap().contains("in this process"));
-    assert_eq!(heard.len(), 9, "{heard:?}");
+    // The rows without a baseline: a figure and its target, or a reference.
+    let alone = |id: &str| {
+        let row = report.row(id).unwrap();
+        assert_eq!((row.baseline, row.ratio), (None, None), "{row:?}");
+        let ours = row.ours.unwrap().value;
+        assert!(ours.is_finite() && ours > 0.0, "{row:?}");
+        match row.target {
+            Target::OursAtMost(t, _) if ours <= t => assert_eq!(row.outcome, Outcome::Met),
+            Target::OursAtMost(..) => assert_eq!(row.outcome, Outcome::Missed),
+            _ => assert_eq!(row.outcome, Outcome::Reference, "{row:?}"),
+        }
+        ours
+    };
+    let (rss, peak) = (alone("H1"), alone("H1-peak"));
+    assert!(peak >= rss, "VmHWM {peak} < VmRSS {rss}");
+    assert!(report
+        .row("H1")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("in this process"));
+    // The tail-first attach holds 10 of the 300 entries: it is the smaller.
+    let (first, tail_kib) = (alone("H2"), alone("H2-tail"));
+    assert!(
+        tail_kib / 1024.0 < first,
+        "tail {tail_kib} KiB, whole {first} MiB"
+    );
+    assert!(report
+        .row("H2-tail")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("10 entries"));
+    // Half the output repeats: the database holds it once.
+    assert!(report.row("H4").unwrap().ratio.unwrap() < 0.8, "{report}");
+    let payloads = alone("H4-payloads");
+    assert!(payloads < report.row("H4").unwrap().ours.unwrap().value);
+    assert_eq!(heard.len(), 13, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {
@@ -233,7 +289,233 @@ fn a_quick_run_measures_every_row() {
         table.contains("P8-delivery: 4 of 4 clients got every event in order"),
         "{table}"
     );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("H1: ") && l.contains("; the session: 300 entries in ")),
+        "{table}"
+    );
     // The run's files are gone; the folder given stays.
     assert!(!report.workdir.exists());
     assert!(dir.path().is_dir());
+}
+
+#[test]
+fn only_the_selected_rows_are_shown_and_what_they_need_still_runs() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut heard = Vec::new();
+    let report = quick(
+        &QuickOptions {
+            dir: dir.path().to_owned(),
+            repeats: 1,
+            scale: Scale::tiny(),
+            clients: ClientLauncher::InProcess,
+            server: ServerLauncher::InProcess,
+            rows: "p3, P9,H4".parse().unwrap(),
+        },
+        &Mallinfo,
+        &mut |what| heard.push(what.to_owned()),
+    )
+    .unwrap();
+    let ids: Vec<&str> = report.rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["P3", "P9", "H4", "H4-payloads"], "{report}");
+    // P3's baseline is P1's rate and P9 serves P6's session: both ran.
+    assert!(heard[0].starts_with("P1:"), "{heard:?}");
+    assert!(heard.iter().any(|h| h.starts_with("P6:")), "{heard:?}");
+    assert!(!heard.iter().any(|h| h.starts_with("H1, H2:")), "{heard:?}");
+    assert!(report.row("P3").unwrap().baseline.unwrap().value > 0.0);
+    assert!(report
+        .row("H4")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("the session: 300 entries"));
+}
+
+#[test]
+fn a_selection_names_groups_in_any_case_and_keeps_the_table_order() {
+    let all = Selection::all();
+    assert_eq!(all.groups(), GROUPS);
+    assert_eq!("all".parse::<Selection>().unwrap(), all);
+    let some: Selection = " h4 ,P1,h1,P1".parse().unwrap();
+    assert_eq!(some.groups(), ["P1", "H1", "H4"]);
+    assert!(some.has("H1") && !some.has("H2") && !some.has("P2"));
+    for bad in ["", ",", "P10", "H1,X"] {
+        let e = bad.parse::<Selection>().unwrap_err();
+        assert!(e.contains("P1,P2"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn the_long_session_is_deterministic_closed_and_half_repeats() {
+    let spec = HugeSpec {
+        entries: 400,
+        output_bytes: 6 << 20,
+        seed: 5,
+    };
+    let corpus = HugeCorpus::plan(&spec);
+    let entries: Vec<LogEntry> = corpus.entries().collect();
+    assert_eq!(entries.len(), 400);
+    assert!(entries[0].is_session_start());
+    assert!(entries[1..].iter().all(|e| !e.is_session_start()));
+    assert!(matches!(
+        entries.last(),
+        Some(LogEntry::RunCompleted { .. })
+    ));
+    // Every call has its result: no run is left open.
+    let conversation = Conversation::from_entries(&entries);
+    assert!(conversation.pending_calls.is_empty());
+    let runs = entries.iter().filter(|e| e.ends_run()).count();
+    let inputs = entries.iter().filter(|e| e.kind() == "user_input").count();
+    assert_eq!(runs, inputs);
+    let stats = corpus.stats().clone();
+    assert_eq!((stats.entries, stats.runs), (400, runs as u64));
+
+    let outputs: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::ToolResult { output, .. } => Some(output.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs.len() as u64, stats.tool_results);
+    let share = outputs.len() as f64 / entries.len() as f64;
+    assert!((0.15..0.35).contains(&share), "{share}");
+    let total: u64 = outputs.iter().map(|o| o.len() as u64).sum();
+    assert_eq!(total, stats.output_bytes);
+    assert_eq!(total, spec.output_bytes);
+    // Repeats are exact copies of earlier outputs, about half the bytes.
+    let mut seen = std::collections::HashSet::new();
+    let repeated: u64 = outputs
+        .iter()
+        .filter(|o| !seen.insert(**o))
+        .map(|o| o.len() as u64)
+        .sum();
+    assert!(repeated >= stats.repeated_bytes, "{repeated} {stats:?}");
+    assert!((0.4..0.6).contains(&stats.repeated_share()), "{stats:?}");
+    let large: Vec<&&str> = outputs.iter().filter(|o| o.len() >= 8 * 1024).collect();
+    assert_eq!(large.len() as u64, stats.large_results);
+    assert!(large.iter().all(|o| o.len() >= MIN_LARGE_OUTPUT));
+    let distinct: std::collections::HashSet<&&&str> = large.iter().collect();
+    assert_eq!(distinct.len() as u64, stats.distinct_large);
+    assert!(outputs.iter().any(|o| o.len() < 8 * 1024));
+    assert!(outputs.iter().any(|o| o.contains(" ... ok\n")));
+    assert!(outputs.iter().any(|o| o.contains("   Compiling ")));
+    assert!(outputs.iter().any(|o| o.contains("\tpub fn ")));
+
+    // The same spec gives the same export, byte for byte; another seed not.
+    let jsonl = |spec: &HugeSpec| {
+        let mut text = String::new();
+        HugeCorpus::plan(spec)
+            .jsonl()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let text = jsonl(&spec);
+    assert_eq!(text, jsonl(&spec));
+    assert_ne!(
+        text,
+        jsonl(&HugeSpec {
+            seed: 6,
+            ..spec.clone()
+        })
+    );
+    assert_eq!(text.lines().count(), 401);
+    assert!(
+        text.starts_with("{\"type\":\"podlog.session\""),
+        "{}",
+        &text[..80]
+    );
+}
+
+#[test]
+fn the_long_session_has_exactly_the_entries_asked_for() {
+    for entries in [0, MIN_ENTRIES, MIN_ENTRIES + 1, 10, 23, 57, 1_000] {
+        let corpus = HugeCorpus::plan(&HugeSpec {
+            entries,
+            output_bytes: 1 << 20,
+            seed: entries as u64,
+        });
+        let all: Vec<LogEntry> = corpus.entries().collect();
+        assert_eq!(all.len(), entries.max(MIN_ENTRIES), "{entries}");
+        assert!(
+            matches!(all.last(), Some(LogEntry::RunCompleted { .. })),
+            "{entries}"
+        );
+        assert!(
+            Conversation::from_entries(&all).pending_calls.is_empty(),
+            "{entries}"
+        );
+    }
+}
+
+#[test]
+fn the_frame_meter_sizes_the_first_message_and_keeps_only_short_data() {
+    let stream = b": heartbeat\n\nid: s-1:7\nevent: snapshot\ndata: {\"a\":1}\ndata: {\"b\":2}\n\nid: s-1:8\n";
+    let message = "id: s-1:7\nevent: snapshot\ndata: {\"a\":1}\ndata: {\"b\":2}\n\n".len() as u64;
+    // Whatever the pieces the bytes arrive in.
+    for piece in [1, 2, 5, stream.len()] {
+        let mut meter = FrameMeter::new(64);
+        let mut done = false;
+        for chunk in stream.chunks(piece) {
+            if meter.feed(chunk) {
+                done = true;
+                break;
+            }
+        }
+        assert!(done, "{piece}");
+        let frame = meter.finish(1_000);
+        assert_eq!(frame.bytes, message, "{piece}");
+        assert_eq!(frame.id_seq(), Some(7));
+        assert_eq!(frame.event, "snapshot");
+        assert_eq!(frame.data.as_deref(), Some("{\"a\":1}\n{\"b\":2}"));
+        assert_eq!(frame.wire_bytes, 1_000);
+    }
+    // Data over the bytes to keep is counted, not kept.
+    let mut meter = FrameMeter::new(4);
+    assert!(meter.feed(b"event: snapshot\ndata: 0123456789\n\n"));
+    let frame = meter.finish(0);
+    assert_eq!(frame.bytes, 34);
+    assert_eq!(frame.data, None);
+    // A stream that ends inside its message never ends it.
+    assert!(!FrameMeter::new(4).feed(b"event: snapshot\ndata: 01\n"));
+}
+
+#[test]
+fn a_closed_restore_fixture_restores_a_pod_that_writes_nothing() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // The corpus's first run is longer than 4 entries: a 5-entry session
+    // of it ends inside that run.
+    let open = RestoreFixture::build(dir.path(), "open.db", 5).unwrap();
+    let e = open.pod_restore().unwrap_err().to_string();
+    assert!(e.contains("want 5"), "{e}");
+    for len in [1, 2, 5, 50, 137] {
+        let closed =
+            RestoreFixture::build_closed("H3", dir.path(), &format!("c{len}.db"), len).unwrap();
+        // Twice: the first pod gave its writer back.
+        for _ in 0..2 {
+            let t = closed.pod_restore().unwrap();
+            assert!(t > std::time::Duration::ZERO);
+        }
+        let entries = closed.store().entries(closed.session()).unwrap();
+        assert_eq!(entries.len(), len);
+        assert!(open_run_free(&entries), "{len}");
+    }
+}
+
+/// Whether every user input in `entries` is followed by its run's end.
+fn open_run_free(entries: &[podlog_entry::Committed]) -> bool {
+    let mut open = false;
+    for c in entries {
+        match &*c.entry {
+            LogEntry::UserInput { .. } => open = true,
+            e if e.ends_run() => open = false,
+            _ => {}
+        }
+    }
+    !open
 }

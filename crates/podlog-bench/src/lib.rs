@@ -38,6 +38,7 @@ pub mod baseline;
 pub mod corpus;
 pub mod error;
 pub mod fanout;
+pub mod follow;
 pub mod huge;
 pub mod memory;
 pub mod mirror;

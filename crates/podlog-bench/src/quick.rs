@@ -53,6 +53,69 @@ use crate::stats::{median, percentile};
 
 mod huge_rows;
 
+/// F1 and F2: following sessions another connection writes (see
+/// [`crate::follow`]). One run each: F1's figure is a percentile over its
+/// entries, F2's a share over its window.
+fn follow_rows(
+    dir: &std::path::Path,
+    scale: &Scale,
+    selected: &Selection,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    if selected.has("F1") {
+        progress(&format!(
+            "F1: {} commits by another connection, one every {} ms, to a follower",
+            count(scale.follow_commits),
+            scale.follow_pace.as_millis()
+        ));
+        let latencies: Vec<f64> =
+            crate::follow::measure_follow_latency(dir, scale.follow_commits, scale.follow_pace)?
+                .iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect();
+        let p99 = percentile(&latencies, 99.0);
+        let mut row = Row::alone(
+            "F1",
+            "commit by another connection to the follower's event, p99".to_owned(),
+            Figure::new(p99, Unit::Millis),
+            Target::OursAtMost(100.0, Unit::Millis),
+        );
+        row.note = Some(format!(
+            "{} entries: p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms (the watcher polls every {} ms)",
+            latencies.len(),
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 100.0),
+            podlog_pod::follow::POLL.as_millis()
+        ));
+        rows.push(row);
+    }
+    if selected.has("F2") {
+        progress(&format!(
+            "F2: CPU of an idle process following {} sessions, over {} s",
+            scale.follow_sessions,
+            scale.follow_idle.as_secs_f64()
+        ));
+        let share =
+            crate::follow::measure_idle_follow_cpu(dir, scale.follow_sessions, scale.follow_idle)?;
+        let mut row = Row::alone(
+            "F2",
+            format!(
+                "CPU of an idle process following {} sessions, % of one core",
+                scale.follow_sessions
+            ),
+            Figure::new(share, Unit::Count),
+            Target::OursAtMost(1.0, Unit::Count),
+        );
+        row.note = Some(format!(
+            "{share:.3}% of one core over {:.1} s (getrusage: user + system time of the whole process)",
+            scale.follow_idle.as_secs_f64()
+        ));
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// How many entries, samples and threads each row uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scale {
@@ -105,6 +168,12 @@ pub struct Scale {
     /// H3: entries in the short and in the long restored session.
     pub restore_short: usize,
     pub restore_long: usize,
+    /// F1: entries another connection commits, and the pause between two.
+    pub follow_commits: usize,
+    pub follow_pace: Duration,
+    /// F2: sessions followed, and how long the idle process is watched.
+    pub follow_sessions: usize,
+    pub follow_idle: Duration,
 }
 
 impl Scale {
@@ -139,6 +208,10 @@ impl Scale {
             attach_tail: 100,
             restore_short: 10_000,
             restore_long: 1_000_000,
+            follow_commits: 500,
+            follow_pace: Duration::from_millis(7),
+            follow_sessions: 100,
+            follow_idle: Duration::from_secs(10),
         }
     }
 
@@ -172,6 +245,10 @@ impl Scale {
             attach_tail: 10,
             restore_short: 100,
             restore_long: 2_000,
+            follow_commits: 20,
+            follow_pace: Duration::from_millis(2),
+            follow_sessions: 5,
+            follow_idle: Duration::from_millis(300),
         }
     }
 }
@@ -199,8 +276,8 @@ pub struct QuickOptions {
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 13] = [
-    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4",
+pub const GROUPS: [&str; 15] = [
+    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4", "F1", "F2",
 ];
 
 /// Which groups of rows a run measures: all of them, or those named in a
@@ -948,6 +1025,7 @@ pub fn quick(
         &options.server,
         progress,
     )?);
+    rows.extend(follow_rows(dir, scale, selected, progress)?);
 
     let workdir_path = workdir.path().to_owned();
     workdir

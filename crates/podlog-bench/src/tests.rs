@@ -181,7 +181,9 @@ fn a_quick_run_measures_every_row() {
             "H2-tail",
             "H3",
             "H4",
-            "H4-payloads"
+            "H4-payloads",
+            "F1",
+            "F2"
         ],
         "{report}"
     );
@@ -276,7 +278,20 @@ fn a_quick_run_measures_every_row() {
     assert!(report.row("H4").unwrap().ratio.unwrap() < 0.8, "{report}");
     let payloads = alone("H4-payloads");
     assert!(payloads < report.row("H4").unwrap().ours.unwrap().value);
-    assert_eq!(heard.len(), 13, "{heard:?}");
+    // Every entry another connection committed reached the follower, and
+    // the idle share is a share.
+    let follow = alone("F1");
+    assert!(follow < 10_000.0, "F1 p99 {follow} ms");
+    assert!(report
+        .row("F1")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("20 entries"));
+    let idle = report.row("F2").unwrap().ours.unwrap().value;
+    assert!((0.0..=200.0).contains(&idle), "F2 {idle}%");
+    assert_eq!(heard.len(), 15, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {

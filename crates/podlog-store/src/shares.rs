@@ -418,8 +418,10 @@ mod tests {
             ShareCheck::Active(_)
         ));
         assert_eq!(
-            f.store.active_shares(&[info.id.clone()]).unwrap(),
-            [info.id.clone()]
+            f.store
+                .active_shares(std::slice::from_ref(&info.id))
+                .unwrap(),
+            vec![info.id.clone()]
         );
         f.clock.0.fetch_add(1, Ordering::SeqCst);
         assert_eq!(
@@ -428,7 +430,7 @@ mod tests {
         );
         assert!(f
             .store
-            .active_shares(&[info.id.clone()])
+            .active_shares(std::slice::from_ref(&info.id))
             .unwrap()
             .is_empty());
         assert_eq!(info.state(f.store.now()), ShareState::Expired);
@@ -456,7 +458,7 @@ mod tests {
             f.store
                 .active_shares(&[info.id.clone(), kept.id.clone(), "x".into()])
                 .unwrap(),
-            [kept.id.clone()]
+            vec![kept.id.clone()]
         );
         let err = f.store.revoke_share("0123").unwrap_err();
         assert!(

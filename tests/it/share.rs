@@ -363,6 +363,49 @@ async fn revoking_a_share_from_another_process_ends_its_open_stream_at_once() {
     server.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opened_with_a_share_ends_when_the_share_expires() {
+    // The system clock: expiry is a matter of time passing, not of writes.
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        Store::open(
+            dir.path().join("podlog.db"),
+            podlog_store::StoreOptions {
+                synchronous: podlog_store::Synchronous::Normal,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let pod = scripted_pod(&store);
+    let mine = pod.session_id().to_string();
+    let (server, client) = serve(&store, &pod, tcp_config()).await;
+    let token = share(&store, &mine, Some(Duration::from_millis(600))).await;
+    let opened = Instant::now();
+    let mut stream = client
+        .events_at(&format!("/sessions/{mine}/events?share={token}"), None)
+        .await
+        .unwrap();
+    let mut last = None;
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(message) = stream.next().await.unwrap() {
+            last = Some(message.event.clone());
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its share");
+    assert_eq!(last.as_deref(), Some("revoked"));
+    assert!(
+        opened.elapsed() >= Duration::from_millis(500),
+        "ended before the share expired: {:?}",
+        opened.elapsed()
+    );
+    let again = get(&client, &format!("/sessions/{mine}?share={token}")).await;
+    assert_eq!(again.status, 401);
+    assert!(error_of(&again).contains("expired"), "{}", error_of(&again));
+    server.shutdown().await.unwrap();
+}
+
 fn ok(run: Run) -> Run {
     assert_eq!(
         run.code, 0,

@@ -23,6 +23,11 @@
 //! `Cache-Control` (see [`page_etag`]); the page that reaches the end can
 //! still grow and gets `Cache-Control: no-cache`.
 //!
+//! A share token (see [`crate::share`]) reaches only the `/sessions/{id}`
+//! routes of its own session and the `/blobs/{hash}` its entries
+//! reference; [`crate::auth::authorize`] refuses the rest before any route
+//! runs. Its event stream watches the share and ends when it is revoked.
+//!
 //! Request bodies are read up to the configured limit (1 MiB by default;
 //! more is `413`), parsed as JSON whatever the `Content-Type`, and refused
 //! with `400` when malformed, of the wrong types, or with unknown fields.

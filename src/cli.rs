@@ -60,6 +60,8 @@ enum Command {
     Serve(crate::serve_cmd::ServeArgs),
     /// Follow a served pod's live log in the terminal.
     Tail(crate::tail_cmd::TailArgs),
+    /// Make, list or revoke read-only links to one session.
+    Share(crate::share_cmd::ShareArgs),
 }
 
 /// The database path from the arguments, or the platform default.
@@ -95,6 +97,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Sessions => sessions(&store)?,
         Command::Show { session } => show(&store, &session)?,
         Command::Lifecycle(command) => return crate::lifecycle_cmd::run(&store, command, &mut out),
+        Command::Share(share) => return crate::share_cmd::run(&store, share, &mut out),
         Command::Serve(serve) => {
             drop(out);
             return crate::serve_cmd::run(serve, store, &path);

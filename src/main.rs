@@ -8,6 +8,7 @@
 mod cli;
 mod lifecycle_cmd;
 mod serve_cmd;
+mod share_cmd;
 mod tail_cmd;
 
 use std::process::ExitCode;

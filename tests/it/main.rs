@@ -21,6 +21,7 @@ mod server;
 mod server_cli;
 mod server_faults;
 mod server_support;
+mod share;
 mod sql_audit;
 mod stall;
 mod support;

@@ -7,17 +7,19 @@
 //! Each pod [`Event`] is one message: `id:` is the [`EventId`] of the
 //! client's position once it has the event (`{session}:{watermark}`),
 //! `event:` is the event's `"type"`, and `data:` is the event's JSON on one
-//! line. Comment lines (`:`) are heartbeats. Two control messages end a
+//! line. Comment lines (`:`) are heartbeats. Three control messages end a
 //! stream and carry no `id:` (so a client's last id stays the last real
-//! one): `shutdown` (the server is stopping; reconnect later) and
-//! `reconnect` (reconnect now); their data is `{"type", "reason"}`.
+//! one): `shutdown` (the server is stopping; reconnect later),
+//! `reconnect` (reconnect now) and `revoked` (the share link the stream
+//! was opened with was revoked or expired: do not reconnect with it);
+//! their data is `{"type", "reason"}`.
 //!
 //! [`EventId`]: crate::EventId
 
 use crate::event::Event;
 
 /// The `event:` names of the control messages that end a stream.
-pub const CONTROL_EVENTS: [&str; 2] = ["shutdown", "reconnect"];
+pub const CONTROL_EVENTS: [&str; 3] = ["shutdown", "reconnect", "revoked"];
 
 /// One SSE message as text: optional `id:`, `event:`, then `data`, one
 /// `data:` line per line of it, and the blank line that ends the message.

@@ -23,6 +23,11 @@
 //! `Cache-Control` (see [`page_etag`]); the page that reaches the end can
 //! still grow and gets `Cache-Control: no-cache`.
 //!
+//! A share token (see [`crate::share`]) reaches only the `/sessions/{id}`
+//! routes of its own session and the `/blobs/{hash}` its entries
+//! reference; [`crate::auth::authorize`] refuses the rest before any route
+//! runs. Its event stream watches the share and ends when it is revoked.
+//!
 //! Request bodies are read up to the configured limit (1 MiB by default;
 //! more is `413`), parsed as JSON whatever the `Content-Type`, and refused
 //! with `400` when malformed, of the wrong types, or with unknown fields.
@@ -34,7 +39,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,6 +55,7 @@ use serde_json::{json, Value};
 
 use crate::cache::{self, ByteRange};
 use crate::error::ApiError;
+use crate::share::ShareGrant;
 use crate::sse::{self, Source, Start};
 use crate::AppState;
 
@@ -230,7 +236,7 @@ async fn events(
     let start = stream_start(&query, &headers)?;
     let pod = pod(&state, &name)?;
     tracing::info!(pod = %name, "event stream opened");
-    event_stream(&state, Source::Pod(pod), &name, start).await
+    event_stream(&state, Source::Pod(pod), &name, start, None).await
 }
 
 /// `GET /sessions/{id}/events`: the session's stream, whoever writes it,
@@ -240,10 +246,13 @@ async fn session_events(
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
+    grant: Option<Extension<ShareGrant>>,
 ) -> Result<Response, ApiError> {
     let Path(text) = id.map_err(path_error)?;
     let Query(query) = query.map_err(query_error)?;
     let start = stream_start(&query, &headers)?;
+    // Watched before the stream opens: a revocation from now on ends it.
+    let revoked = grant.map(|Extension(ShareGrant(share))| state.inner.shares.watch(&share));
     let follow = {
         let state = state.clone();
         blocking(move || {
@@ -253,8 +262,8 @@ async fn session_events(
         .await?
     };
     let name = follow.session_id().to_string();
-    tracing::info!(session = %name, "session stream opened");
-    event_stream(&state, Source::Session(follow), &name, start).await
+    tracing::info!(session = %name, shared = revoked.is_some(), "session stream opened");
+    event_stream(&state, Source::Session(follow), &name, start, revoked).await
 }
 
 /// The SSE response of `source` for one client.
@@ -263,6 +272,7 @@ async fn event_stream(
     source: Source,
     name: &str,
     start: Start,
+    revoked: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Response, ApiError> {
     let stream = sse::open(
         source,
@@ -271,6 +281,7 @@ async fn event_stream(
         state.inner.closing.clone(),
         state.inner.stats.clone(),
         state.inner.options.heartbeat,
+        revoked,
     )
     .await?;
     Ok((

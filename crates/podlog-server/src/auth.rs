@@ -15,6 +15,9 @@
 //!   the token. A missing or wrong token gets `401` with a JSON error.
 //! * Unix sockets need no token: the socket file is 0600, so only its owner
 //!   can connect.
+//! * A share token (see [`crate::share`]) reads one session on any
+//!   listener, loopback or not: [`authorize`] checks it against the store
+//!   and lets it reach only that session's routes.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -23,12 +26,18 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL};
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
+use podlog_store::{ShareCheck, Store};
 
 use crate::error::{ApiError, ServerError};
+use crate::share;
 
 /// A bearer token. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -184,32 +193,163 @@ fn read_or_generate(path: &Path) -> Result<(Option<Token>, TokenOrigin), ServerE
     }
 }
 
-/// Middleware: lets a request through only if it carries the token.
-pub(crate) async fn require_token(
-    State(gate): State<TokenGate>,
-    request: Request,
+/// Middleware: decides who a request comes from and what it may do.
+///
+/// * The server's token, when one is in force and presented as the
+///   bearer token, grants everything; so does no credential at all on a
+///   listener that needs no token.
+/// * A share token (`?share=TOKEN`, else the bearer token) grants what
+///   [`share::route`] allows for its session: other routes are `403`; an
+///   expired or revoked one is `401`, as is an unknown `?share=`. An
+///   unknown bearer token is `401` where a token is required, and ignored
+///   (as it always was) where none is.
+/// * The `share` parameter is removed from the query before the route
+///   sees it.
+///
+/// A share's answers are never `Cache-Control: public`: they were given
+/// for a credential.
+pub(crate) async fn authorize(
+    State(gate): State<Gate>,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
+    let shared = take_share_param(&mut request);
+    let bearer = request
         .headers()
         .get(AUTHORIZATION)
         .map(|v| v.as_bytes())
-        .and_then(|v| v.strip_prefix(b"Bearer "));
-    match presented {
-        Some(p) if gate.token.matches(p) => next.run(request).await,
-        _ => {
-            let body = request.into_body();
-            crate::body::refuse(body, gate.body_limit, 0, ApiError::unauthorized()).await
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .map(<[u8]>::to_vec);
+    if let (Some(token), Some(presented)) = (&gate.token, &bearer) {
+        if token.matches(presented) {
+            return next.run(request).await;
         }
     }
+    let from_query = shared.is_some();
+    let candidate = shared.or_else(|| bearer.and_then(|b| String::from_utf8(b).ok()));
+    let Some(candidate) = candidate else {
+        return match gate.token {
+            Some(_) => gate.refuse(request, ApiError::unauthorized()).await,
+            None => next.run(request).await,
+        };
+    };
+    let store = gate.store.clone();
+    let checked = tokio::task::spawn_blocking(move || store.check_share(&candidate)).await;
+    let info = match checked {
+        Err(e) => {
+            let error = ApiError::internal(format!("a request task failed: {e}"));
+            return gate.refuse(request, error).await;
+        }
+        Ok(Err(e)) => return gate.refuse(request, ApiError::from(e)).await,
+        Ok(Ok(ShareCheck::Unknown)) if !from_query && gate.token.is_none() => {
+            return next.run(request).await;
+        }
+        Ok(Ok(ShareCheck::Unknown)) => {
+            let error = if from_query {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unknown share link token")
+            } else {
+                ApiError::unauthorized()
+            };
+            return gate.refuse(request, error).await;
+        }
+        Ok(Ok(ShareCheck::Inactive(info, state))) => {
+            let error = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!("share link {} is {}", info.id, state.as_str()),
+            );
+            return gate.refuse(request, error).await;
+        }
+        Ok(Ok(ShareCheck::Active(info))) => info,
+    };
+    match share::route(request.method(), request.uri().path(), &info.session_id) {
+        share::Route::Allow => {}
+        share::Route::Blob(hash) => {
+            let store = gate.store.clone();
+            let session = info.session_id.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                store.session_references_payload(&session, &hash)
+            })
+            .await;
+            match found {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    let error = ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "a share link reads only the payloads its session's entries reference",
+                    );
+                    return gate.refuse(request, error).await;
+                }
+                Ok(Err(e)) => return gate.refuse(request, ApiError::from(e)).await,
+                Err(e) => {
+                    let error = ApiError::internal(format!("a request task failed: {e}"));
+                    return gate.refuse(request, error).await;
+                }
+            }
+        }
+        share::Route::Deny(reason) => {
+            return gate
+                .refuse(request, ApiError::new(StatusCode::FORBIDDEN, reason))
+                .await;
+        }
+    }
+    request.extensions_mut().insert(share::ShareGrant(info));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Some(private) = headers
+        .get(CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("public"))
+        .and_then(|rest| HeaderValue::from_str(&format!("private{rest}")).ok())
+    {
+        headers.insert(CACHE_CONTROL, private);
+    }
+    response
 }
 
-/// What [`require_token`] needs: the token, and the body limit that bounds
-/// how much of a refused request's body it reads before answering.
+/// Takes the first `share=` parameter out of the request's query and
+/// returns its value.
+fn take_share_param(request: &mut Request) -> Option<String> {
+    let query = request.uri().query()?;
+    let mut found = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("share=") {
+            Some(value) => {
+                if found.is_none() {
+                    found = Some(value.to_owned());
+                }
+            }
+            None => kept.push(pair),
+        }
+    }
+    let found = found?;
+    let mut rest = request.uri().path().to_owned();
+    if !kept.is_empty() {
+        rest.push('?');
+        rest.push_str(&kept.join("&"));
+    }
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = PathAndQuery::try_from(rest).ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    Some(found)
+}
+
+/// What [`authorize`] needs: the listener's token, the store that holds
+/// the shares, and the body limit that bounds how much of a refused
+/// request's body it reads before answering.
 #[derive(Clone)]
-pub(crate) struct TokenGate {
-    pub(crate) token: Token,
+pub(crate) struct Gate {
+    pub(crate) token: Option<Token>,
+    pub(crate) store: Arc<Store>,
     pub(crate) body_limit: usize,
+}
+
+impl Gate {
+    async fn refuse(&self, request: Request, error: ApiError) -> Response {
+        crate::body::refuse(request.into_body(), self.body_limit, 0, error).await
+    }
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl ApiError {
     /// default.
     fn from_store_status(e: &StoreError) -> StatusCode {
         match e {
-            StoreError::UnknownSession(_) => StatusCode::NOT_FOUND,
+            StoreError::UnknownSession(_) | StoreError::UnknownShare(_) => StatusCode::NOT_FOUND,
             StoreError::AmbiguousSession { .. }
             | StoreError::BadCut { .. }
             | StoreError::Import { .. } => StatusCode::BAD_REQUEST,

@@ -12,7 +12,8 @@
 //!   Sessions and their entries are read through the [`Store`]; writes go
 //!   through the pods. This crate never touches SQL.
 //! * **Who may connect.** TCP is loopback-only unless a bearer token is in
-//!   force ([`auth`]); the Unix socket is 0600 ([`listen`]).
+//!   force ([`auth`]); the Unix socket is 0600 ([`listen`]). A share token
+//!   reads one session on any listener and nothing else ([`share`]).
 //! * **Errors.** Every failed request gets `{"error": "..."}` with its
 //!   status ([`error`]); one bad request never disturbs another client.
 //! * **Shutdown** ([`Server::shutdown`]): stop accepting; shut every pod down
@@ -30,6 +31,7 @@ mod cache;
 pub mod demo;
 pub mod error;
 pub mod listen;
+pub mod share;
 pub mod sse;
 
 use std::collections::BTreeMap;
@@ -217,6 +219,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Arc<Stats>,
     /// The sessions followed through the store, with their watcher.
     pub(crate) followers: Followers,
+    /// The shares of open streams, with their watcher.
+    pub(crate) shares: share::ShareWatch,
 }
 
 /// The router with authentication for a listener whose token is `token`.
@@ -226,19 +230,22 @@ fn app(state: AppState, token: Option<Token>) -> Router {
         ..state
     };
     let body_limit = state.inner.options.body_limit;
+    let store = state.inner.store.clone();
     // The body is read (or, when refused, drained) before anything answers:
     // see [`body`].
-    let router = api::router(state).layer(axum::middleware::from_fn_with_state(
-        body_limit,
-        body::read_first,
-    ));
-    match token {
-        Some(token) => router.layer(axum::middleware::from_fn_with_state(
-            auth::TokenGate { token, body_limit },
-            auth::require_token,
-        )),
-        None => router,
-    }
+    api::router(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            body::read_first,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Gate {
+                token,
+                store,
+                body_limit,
+            },
+            auth::authorize,
+        ))
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] stops the
@@ -309,6 +316,7 @@ impl Server {
                 closing: closing_rx,
                 stats: stats.clone(),
                 followers: Followers::new(store.clone()),
+                shares: share::ShareWatch::start(store.clone()),
             }),
             token_required: false,
         };

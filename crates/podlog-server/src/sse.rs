@@ -22,6 +22,9 @@
 //! * `event: reconnect`: this stream cannot go on (the pod was closed or
 //!   replaced, or an event could not be encoded); reconnect now with the
 //!   last id.
+//! * `event: revoked`: the share link the stream was opened with was
+//!   revoked or expired (see [`crate::share`]); nothing more is sent, and
+//!   reconnecting with that link gets `401`.
 //!
 //! # Contract
 //!
@@ -161,6 +164,8 @@ impl Source {
 enum End {
     Shutdown,
     Reconnect(&'static str),
+    /// The share the stream was opened with was revoked or expired.
+    Revoked,
 }
 
 /// One client's stream: what it has been sent, and where the next events
@@ -181,6 +186,9 @@ struct StreamState {
     end: Option<End>,
     finished: bool,
     stats: Arc<Stats>,
+    /// For a stream opened with a share: turns `true` when the share is
+    /// revoked or expires.
+    revoked: Option<watch::Receiver<bool>>,
 }
 
 /// Runs `f` (which takes the pod mutex, so may wait for a commit's disk
@@ -198,6 +206,7 @@ pub(crate) async fn open(
     closing: watch::Receiver<Phase>,
     stats: Arc<Stats>,
     heartbeat: Duration,
+    revoked: Option<watch::Receiver<bool>>,
 ) -> Result<impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static, ApiError> {
     let opened = {
         let source = source.clone();
@@ -225,6 +234,7 @@ pub(crate) async fn open(
         end: None,
         finished: false,
         stats,
+        revoked,
     };
     Ok(futures_util::stream::unfold(
         state,
@@ -241,6 +251,11 @@ impl StreamState {
         loop {
             if self.finished {
                 return None;
+            }
+            if self.revoked.as_ref().is_some_and(|r| *r.borrow()) && self.end.is_none() {
+                // Nothing more of the session goes out, queued or not.
+                self.queue.clear();
+                self.end = Some(End::Revoked);
             }
             if let Some(event) = self.queue.pop_front() {
                 self.next_heartbeat = Instant::now() + self.heartbeat;
@@ -263,6 +278,7 @@ impl StreamState {
             }
             tokio::select! {
                 biased;
+                () = revocation(&mut self.revoked) => continue,
                 received = self.rx.recv() => match received {
                     Ok(event) => self.queue.push_back(event),
                     Err(RecvError::Lagged(missed)) => self.catch_up(missed).await,
@@ -342,6 +358,21 @@ impl StreamState {
     }
 }
 
+/// Resolves once the share of `revoked` is revoked or expired; never for a
+/// stream opened without a share, or once the watch is gone (the server is
+/// shutting down and ends the stream its own way).
+async fn revocation(revoked: &mut Option<watch::Receiver<bool>>) {
+    match revoked {
+        Some(rx) => {
+            if rx.wait_for(|ended| *ended).await.is_err() {
+                *revoked = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The control message that ends a stream.
 fn control(end: End) -> Bytes {
     let (kind, reason) = match end {
@@ -350,6 +381,10 @@ fn control(end: End) -> Bytes {
             "the server is shutting down; reconnect later with the last event id",
         ),
         End::Reconnect(why) => ("reconnect", why),
+        End::Revoked => (
+            "revoked",
+            "the share link this stream was opened with was revoked or expired",
+        ),
     };
     Bytes::from(control_frame(kind, reason))
 }

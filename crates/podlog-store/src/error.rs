@@ -41,6 +41,10 @@ pub enum StoreError {
     #[error("unknown session {0}")]
     UnknownSession(String),
 
+    /// No share with that id.
+    #[error("unknown share {0} (`podlog share --list` lists them)")]
+    UnknownShare(String),
+
     /// An id prefix matches more than one session.
     #[error("session prefix {prefix:?} is ambiguous: it matches {matches}")]
     AmbiguousSession { prefix: String, matches: String },

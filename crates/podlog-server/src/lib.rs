@@ -31,6 +31,7 @@ pub mod demo;
 pub mod error;
 pub mod listen;
 pub mod sse;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use podlog_entry::{AssistantContent, LogEntry, Seq, SessionId};
+use podlog_entry::{
+    AssistantContent, LogEntry, RequestConfig, RunErrorKind, Seq, SessionId, SystemItem,
+};
 use podlog_pod::{Pod, ScriptedDriver};
 use podlog_protocol::Event;
 use podlog_server::Server;
@@ -327,6 +329,34 @@ async fn http_head(addr: SocketAddr, path: &str) -> String {
 async fn the_page_shows_the_sessions_snapshot() {
     let (bench, pod, server) = pod_with_one_run().await;
     let addr = server.local_addr().unwrap();
+    // The kinds a scripted run does not write, and one of a newer version.
+    let ts = 1_700_000_000_000;
+    for entry in [
+        LogEntry::SystemItem {
+            ts,
+            item: SystemItem::Notification {
+                message: "disk almost full".to_owned(),
+                body: "3% left on /var".to_owned(),
+            },
+        },
+        LogEntry::RunErrored {
+            ts,
+            kind: RunErrorKind::Provider,
+            message: "the provider answered 529".to_owned(),
+        },
+        LogEntry::ConfigChanged {
+            ts,
+            config: RequestConfig::default(),
+        },
+        LogEntry::Extension {
+            ts,
+            name: "ide.selection".to_owned(),
+            data: json!({"file": "src/main.rs"}),
+        },
+        serde_json::from_value(json!({"type": "hologram", "ts": ts, "depth": 3})).unwrap(),
+    ] {
+        pod.commit(entry).unwrap();
+    }
     let b = browser("snapshot").await;
     b.open(addr, "").await;
     let last = pod.end_seq().get();
@@ -345,6 +375,11 @@ async fn the_page_shows_the_sessions_snapshot() {
         ".kind-tool_result",
         ".kind-llm_usage",
         ".kind-run_completed",
+        ".kind-system_item",
+        ".kind-run_errored",
+        ".kind-config_changed",
+        ".kind-extension",
+        ".kind-hologram .raw-json",
         "[data-call-status] a",
         "#usage",
         "#pods a[data-pod='p'] .live",
@@ -757,6 +792,45 @@ async fn a_100k_entry_session_paints_within_a_second_and_pages_back() {
         &format!("return window.podlog.viewer.fold.firstSeq < {first} && !!document.getElementById('e-{}');", first - 1),
     )
     .await;
+    b.finish().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_input_box_posts_to_the_pod() {
+    let (_bench, pod, server) = pod_with_one_run().await;
+    let addr = server.local_addr().unwrap();
+    let b = browser("input").await;
+    b.open(addr, "#pod=p").await;
+    b.wait_for_seqs(pod.end_seq().get(), Duration::from_secs(10))
+        .await;
+    let before = pod.end_seq().get();
+    let field = b
+        .client()
+        .find(Locator::Css("#input-text"))
+        .await
+        .expect("the input box");
+    field
+        .send_keys("Run the tests and tell me if anything fails.")
+        .await
+        .unwrap();
+    b.click("#input button[type=submit]").await;
+    b.wait(
+        "the input committed and shown",
+        Duration::from_secs(5),
+        &format!(
+            "return document.getElementById('e-{}')?.textContent.includes('Run the tests');",
+            before + 1
+        ),
+    )
+    .await;
+    wait_idle(&pod).await;
+    b.wait_for_seqs(pod.end_seq().get(), Duration::from_secs(5))
+        .await;
+    let left = b
+        .js("return document.getElementById('input-text').value;")
+        .await;
+    assert_eq!(left, json!(""), "the box is emptied once sent");
     b.finish().await;
     server.shutdown().await.unwrap();
 }

@@ -72,6 +72,11 @@ impl Drop for Browser {
 
 /// Starts chromedriver on a free port and opens a headless Chromium.
 async fn browser(name: &'static str) -> Browser {
+    browser_with(name, &[]).await
+}
+
+/// [`browser`], with more Chromium arguments.
+async fn browser_with(name: &'static str, extra: &[&'static str]) -> Browser {
     let turn = BROWSER.lock().await;
     let port = free_port();
     let mut driver = Command::new("chromedriver")
@@ -107,6 +112,7 @@ async fn browser(name: &'static str) -> Browser {
         "--window-size=1280,900",
     ];
     args.push("--disable-extensions");
+    args.extend_from_slice(extra);
     let mut options = json!({ "args": args });
     if std::path::Path::new("/usr/bin/chromium").exists() {
         options["binary"] = json!("/usr/bin/chromium");
@@ -831,6 +837,60 @@ async fn the_input_box_posts_to_the_pod() {
         .js("return document.getElementById('input-text').value;")
         .await;
     assert_eq!(left, json!(""), "the box is emptied once sent");
+    b.finish().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_is_dark_in_a_dark_scheme_and_works_from_the_keyboard() {
+    let (_bench, pod, server) = pod_with_one_run().await;
+    let addr = server.local_addr().unwrap();
+    let b = browser_with("dark_keyboard", &["--force-dark-mode"]).await;
+    b.open(addr, "#pod=p").await;
+    b.wait_for_seqs(pod.end_seq().get(), Duration::from_secs(10))
+        .await;
+    let dark = b
+        .js("return matchMedia('(prefers-color-scheme: dark)').matches;")
+        .await;
+    assert_eq!(dark, json!(true), "Chromium reports a dark scheme");
+    let background = b
+        .js("return getComputedStyle(document.body).backgroundColor;")
+        .await;
+    assert_eq!(background, json!("rgb(21, 23, 26)"));
+    // Tab moves through real links and buttons, each with a visible focus.
+    let body = b.client().find(Locator::Css("body")).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        body.send_keys("\u{E004}").await.unwrap();
+        let focused = b
+            .js(
+                "const e = document.activeElement; const s = getComputedStyle(e);
+                 return [e.tagName, e.textContent.trim().slice(0, 30), s.outlineStyle];",
+            )
+            .await;
+        seen.push(focused.clone());
+        let tag = focused[0].as_str().unwrap_or_default().to_owned();
+        let outline = focused[2].as_str().unwrap_or_default().to_owned();
+        if !["A", "BUTTON", "SUMMARY", "TEXTAREA", "DIV"].contains(&tag.as_str())
+            || outline == "none"
+        {
+            b.fail(&format!(
+                "focus went to {focused} without a focus style; so far {seen:?}"
+            ))
+            .await;
+        }
+    }
+    // A collapsed reasoning opens from the keyboard.
+    b.js("document.querySelector('.reasoning summary').focus();")
+        .await;
+    let summary = b.client().active_element().await.unwrap();
+    summary.send_keys("\u{E007}").await.unwrap();
+    b.wait(
+        "the reasoning opened with Enter",
+        Duration::from_secs(2),
+        "return document.querySelector('.reasoning').open;",
+    )
+    .await;
     b.finish().await;
     server.shutdown().await.unwrap();
 }

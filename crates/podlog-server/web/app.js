@@ -242,6 +242,8 @@ class Viewer {
       this.drawHead();
     }
     this.drawStreaming();
+    // A run's end changes the session's size and activity in the lists.
+    if (type === "run_completed" || type === "run_errored") refreshLists();
   }
 
   // --- pairing tool calls with results, usage totals

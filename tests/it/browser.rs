@@ -247,6 +247,17 @@ impl Browser {
 
     /// Saves the screenshot, checks the page logged no error, closes.
     async fn finish(mut self) {
+        // Headings and lists never show a missing value as text.
+        let stray = self
+            .js(
+                "return ['view-head', 'side'].map(id => document.getElementById(id).textContent)
+                 .filter(t => /\\b(null|undefined|NaN)\\b/.test(t));",
+            )
+            .await;
+        if stray != json!([]) {
+            self.fail(&format!("a missing value shown as text: {stray}"))
+                .await;
+        }
         let shot = self.screenshot().await;
         let errors = self.errors().await;
         if !errors.is_empty() {
@@ -550,6 +561,10 @@ async fn a_server_restart_mid_run_resumes_without_duplicated_or_missing_entries(
         .map(|c| c.entry.kind().to_owned())
         .collect();
     assert_eq!(kinds, json!(stored));
+    assert!(
+        stored.iter().any(|k| k == "run_errored"),
+        "the first run was cut short by the restart: {stored:?}"
+    );
     b.finish().await;
     server.shutdown().await.unwrap();
 }

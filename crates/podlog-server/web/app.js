@@ -486,7 +486,7 @@ class Viewer {
     const s = sessions.find((x) => x.id === f.session);
     const u = this.usage;
     const livePod = this.pod ? pods.find((p) => p.name === this.pod) : podOf(f.session);
-    $("view-head").replaceChildren(
+    const head = [
       h("h2", {}, s ? s.title || "(untitled)" : this.pod ? `Pod ${this.pod}` : "Session"),
       h(
         "div",
@@ -503,7 +503,8 @@ class Viewer {
             `Usage over the ${f.entries.length} entries loaded: ${u.input} input, ${u.output} output, ${u.cached} cached tokens in ${u.calls} calls`,
           )
         : null,
-    );
+    ];
+    $("view-head").replaceChildren(...head.filter(Boolean));
     // Input goes to a pod: only shown when one is live for this view.
     const form = $("input");
     const accepting = !!(livePod && !livePod.closed);

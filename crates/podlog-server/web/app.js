@@ -77,12 +77,25 @@ function drawLists() {
     }),
   );
   if (!pods.length) podList.replaceChildren(h("li", { class: "empty" }, "No pods."));
-  // Sessions, newest first, each fork and compaction under its parent.
+  // Sessions, newest first, each fork under the session it was forked
+  // from. A compaction continues its parent's conversation, so it stands
+  // beside it (at its parent's level) rather than one level deeper: a
+  // long-lived pod compacted a hundred times is a list, not a staircase.
   const byId = new Map(sessions.map((s) => [s.id, s]));
+  const placeOf = (s) => {
+    let at = s;
+    for (let hops = 0; at && hops < 10000; hops++) {
+      const parent = at.parent && byId.get(at.parent.session_id);
+      if (!parent) return null;
+      if (at.origin !== "compaction") return parent.id;
+      at = parent;
+    }
+    return null;
+  };
   const children = new Map();
   const roots = [];
   for (const s of sessions) {
-    const parent = s.parent && byId.has(s.parent.session_id) ? s.parent.session_id : null;
+    const parent = placeOf(s);
     if (parent) {
       if (!children.has(parent)) children.set(parent, []);
       children.get(parent).push(s);
@@ -103,7 +116,7 @@ function drawLists() {
           "span",
           { class: "sub" },
           `${s.entry_count} entries · ${formatTime(s.updated_at)}`,
-          s.parent ? ` · from #${s.parent.seq}` : "",
+          s.parent ? ` · ${s.origin === "compaction" ? "compacted" : "forked"} at #${s.parent.seq}` : "",
         ),
       ),
       kids.length ? h("ul", {}, kids.map(item)) : null,

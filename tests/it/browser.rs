@@ -224,8 +224,13 @@ impl Browser {
     }
 
     async fn screenshot(&self) -> PathBuf {
+        self.screenshot_as(self.name).await
+    }
+
+    /// Saves what the page shows now as `name.png`.
+    async fn screenshot_as(&self, name: &str) -> PathBuf {
         let dir = screenshot_dir();
-        let path = dir.join(format!("{}.png", self.name));
+        let path = dir.join(format!("{name}.png"));
         if let Ok(png) = self.client().screenshot().await {
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(&path, png);
@@ -471,9 +476,7 @@ async fn streamed_deltas_render_then_the_committed_item_replaces_them() {
         "return document.querySelector('#streaming .streaming')?.textContent.includes('The answer is being written');",
     )
     .await;
-    b.screenshot().await;
-    let shot = screenshot_dir().join("streaming.png");
-    let _ = std::fs::rename(&shot, screenshot_dir().join("streaming-deltas.png"));
+    b.screenshot_as("streaming-deltas").await;
     let seq = pod
         .commit(LogEntry::AssistantItem {
             ts: 1_700_000_000_000,

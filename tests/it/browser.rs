@@ -622,6 +622,17 @@ async fn a_session_another_connection_writes_appears_live() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(2));
     b.wait_for_seqs(3, Duration::from_secs(1)).await;
+    // A session that does not exist is said so, not retried for ever.
+    b.open(addr, "#no-such-session").await;
+    b.wait(
+        "a not-found message",
+        Duration::from_secs(5),
+        "return document.getElementById('view-head').textContent.includes('Not found');",
+    )
+    .await;
+    b.screenshot_as("not_found").await;
+    b.open(addr, &format!("#{id}")).await;
+    b.wait_for_seqs(3, Duration::from_secs(5)).await;
     b.finish().await;
     drop(writer);
     drop(pod);

@@ -26,7 +26,9 @@ const enc = encodeURIComponent;
 /** The routes of docs/protocol.md the viewer uses. */
 export const routes = {
   pods: () => url("/pods"),
+  pod: (name) => url(`/pods/${enc(name)}`),
   sessions: () => url("/sessions"),
+  session: (id) => url(`/sessions/${enc(id)}`),
   entriesBefore: (id, before, limit) =>
     url(`/sessions/${enc(id)}/entries`, { before, limit }),
   blob: (hash) => url(`/blobs/${enc(hash)}`),
@@ -46,7 +48,10 @@ async function check(response, what) {
   } catch {
     // Not JSON: keep the status line.
   }
-  throw new Error(`${what}: ${message}`);
+  const error = new Error(message);
+  error.status = response.status;
+  error.url = what;
+  throw error;
 }
 
 export async function getJSON(u) {

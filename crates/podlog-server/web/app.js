@@ -190,7 +190,24 @@ class Viewer {
     // asking for a reconnect now. Either way, resume from what is held.
     es.addEventListener("shutdown", () => this.reconnect("the server is restarting", 500));
     es.addEventListener("reconnect", () => this.reconnect("reconnecting", 0));
-    es.onerror = () => this.reconnect("connection lost; reconnecting", null);
+    es.onerror = () => {
+      // A stream that never started may name nothing that exists.
+      if (!this.fold.session) this.checkTarget();
+      this.reconnect("connection lost; reconnecting", null);
+    };
+  }
+
+  /** Stops, saying so, when the pod or session viewed does not exist. */
+  async checkTarget() {
+    try {
+      await getJSON(this.pod ? routes.pod(this.pod) : routes.session(this.wanted));
+    } catch (err) {
+      if (err.status !== 404 || this.closed) return;
+      this.close();
+      status("not found");
+      $("view-head").replaceChildren(h("h2", {}, "Not found"), h("div", { class: "sub" }, err.message));
+      $("input").hidden = true;
+    }
   }
 
   reconnect(why, delay) {

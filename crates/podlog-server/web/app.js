@@ -151,7 +151,7 @@ class Viewer {
     this.painted = false;
     this.onScroll = () => this.scrolled();
     $("log").addEventListener("scroll", this.onScroll, { passive: true });
-    $("entries").replaceChildren();
+    for (const id of ["entries", "older", "newer", "streaming"]) $(id).replaceChildren();
     this.drawHead();
     this.connect();
   }

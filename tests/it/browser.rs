@@ -827,6 +827,16 @@ async fn a_100k_entry_session_paints_within_a_second_and_pages_back() {
         &format!("return window.podlog.viewer.fold.firstSeq < {first} && !!document.getElementById('e-{}');", first - 1),
     )
     .await;
+    // A link to an entry far before the tail pages back to it and opens there.
+    b.open(addr, &format!("#{id}:98500")).await;
+    b.wait(
+        "the view opened at entry 98500",
+        Duration::from_secs(10),
+        "return document.querySelector('.entry.target')?.dataset.seq === '98500';",
+    )
+    .await;
+    let seqs = b.rendered_seqs().await;
+    assert!(seqs.len() <= 600, "still a window: {}", seqs.len());
     b.finish().await;
     server.shutdown().await.unwrap();
 }

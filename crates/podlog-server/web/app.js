@@ -460,6 +460,9 @@ class Viewer {
       document.querySelectorAll(".entry.target").forEach((x) => x.classList.remove("target"));
       el.classList.add("target");
       el.scrollIntoView({ block: "center" });
+      // Entries not drawn yet (content-visibility) take their real height
+      // once scrolled near: center it again when they have.
+      requestAnimationFrame(() => requestAnimationFrame(() => el.scrollIntoView({ block: "center" })));
       el.setAttribute("tabindex", "-1");
       el.focus({ preventScroll: true });
     }
@@ -577,7 +580,6 @@ async function route() {
   }
   if (viewer && target.pod && target.pod === viewer.pod) return;
   if (target.session && !target.pod) {
-    if (!pods.length) await refreshLists();
     const full = sessions.find((s) => s.id === target.session || s.id.startsWith(target.session));
     const live = podOf(full ? full.id : target.session);
     if (live) target.pod = live.name;
@@ -617,4 +619,13 @@ $("input-text").addEventListener("keydown", (event) => {
 window.addEventListener("hashchange", route);
 window.podlog = { get viewer() { return viewer; }, formatBytes };
 setInterval(refreshLists, 2000);
-refreshLists().then(route);
+// The view starts as soon as the pods are known (whether a live pod writes
+// the session asked for decides which stream to open); the session list,
+// which can be long, is drawn when it comes.
+refreshLists();
+getJSON(routes.pods())
+  .then((p) => {
+    pods = p.pods;
+  })
+  .catch((err) => console.warn("cannot list pods", err))
+  .then(route);

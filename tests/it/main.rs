@@ -4,6 +4,7 @@
 
 mod binary;
 mod blobs;
+mod browser;
 mod child;
 mod cli;
 mod concurrency;

@@ -3,6 +3,8 @@
 //!
 //! | method and path | answer |
 //! |---|---|
+//! | `GET /` | the web viewer's page (see [`crate::web`]) |
+//! | `GET /assets/{file}` | the viewer's scripts and styles, embedded in the binary |
 //! | `GET /pods` | `{"pods": [pod, ...]}` |
 //! | `GET /pods/{pod}` | one pod: `{"name", "session_id", "end_seq", "busy", "closed"}` |
 //! | `GET /pods/{pod}/events?tail=N` | the SSE stream (see [`crate::sse`]); `tail` makes a fresh attach start with the last `N` entries |
@@ -63,6 +65,8 @@ use crate::AppState;
 /// [`crate::auth`]).
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(crate::web::index))
+        .route("/assets/{file}", get(crate::web::asset))
         .route("/pods", get(list_pods))
         .route("/pods/{pod}", get(pod_info))
         .route("/pods/{pod}/events", get(events))

@@ -33,6 +33,7 @@ pub mod error;
 pub mod listen;
 pub mod share;
 pub mod sse;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -951,3 +951,96 @@ async fn the_viewer_is_dark_in_a_dark_scheme_and_works_from_the_keyboard() {
     b.finish().await;
     server.shutdown().await.unwrap();
 }
+
+/// A share link, on a listener that requires the server's token: the page
+/// shows its session, read-only, cannot post or reach another session, and
+/// says so once the link is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_shows_its_session_read_only_until_revoked() {
+    let bench = Bench::new();
+    let pod = scripted_pod(&bench.store);
+    let other = scripted_pod(&bench.store);
+    let mut config = tcp_config();
+    config.token = podlog_server::TokenSource::Given(
+        podlog_server::Token::new("server-token-for-the-share-test").unwrap(),
+    );
+    let (server, _) = serve(&bench.store, &pod, config).await;
+    let addr = server.local_addr().unwrap();
+    pod.submit_input("What does this project do?".to_owned())
+        .unwrap();
+    wait_idle(&pod).await;
+    let big: String = (0..1000)
+        .map(|i| format!("shared output line {i:04}\n"))
+        .collect::<String>()
+        + "END-OF-SHARED-OUTPUT";
+    let seq = pod
+        .commit(LogEntry::ToolResult {
+            ts: 1_700_000_000_000,
+            call_id: "shared-1".to_owned(),
+            output: big,
+            is_error: false,
+        })
+        .unwrap();
+    let mine = pod.session_id();
+    let theirs = other.session_id();
+    let (info, token) = bench
+        .store
+        .create_share(mine.as_str(), Some(Duration::from_secs(3600)))
+        .unwrap();
+    let token = token.expose().to_owned();
+
+    let b = browser("share").await;
+    b.open(addr, &format!("?share={token}#session={mine}"))
+        .await;
+    b.wait_for_seqs(seq.get(), Duration::from_secs(10)).await;
+    let shown = b
+        .js("return [document.getElementById('input').hidden, document.getElementById('side').hidden];")
+        .await;
+    assert_eq!(
+        shown,
+        json!([true, true]),
+        "read-only: no input box, no lists"
+    );
+    // Its own payloads expand through the link.
+    b.click(&format!("#e-{seq} button.expand")).await;
+    b.wait(
+        "the shared payload",
+        Duration::from_secs(5),
+        &format!(
+            "return document.querySelector('#e-{seq} [data-path=\"$.output\"]').textContent.endsWith('END-OF-SHARED-OUTPUT');"
+        ),
+    )
+    .await;
+    // From the page, with the link's token: no input, no other session.
+    let statuses = b
+        .js(&format!(
+            "const t = '{token}';
+             const post = await fetch('/pods/p/input?share=' + t, {{method: 'POST',
+               headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{text: 'hi'}})}});
+             const other = await fetch('/sessions/{theirs}/entries?share=' + t);
+             const list = await fetch('/sessions?share=' + t);
+             return [post.status, other.status, list.status];"
+        ))
+        .await;
+    assert_eq!(statuses, json!([403, 403, 403]));
+    let end = pod.end_seq();
+
+    bench.store.revoke_share(&info.id).unwrap();
+    b.wait(
+        "the page saying the link no longer works",
+        Duration::from_secs(5),
+        "return document.getElementById('view-head').textContent.includes('revoked');",
+    )
+    .await;
+    let after = b
+        .js(&format!(
+            "return (await fetch('/sessions/{mine}/entries?share={token}')).status;"
+        ))
+        .await;
+    assert_eq!(after, json!(401));
+    assert_eq!(pod.end_seq(), end, "nothing was posted through the link");
+    b.finish().await;
+    drop(other);
+    drop(pod);
+    server.shutdown().await.unwrap();
+}

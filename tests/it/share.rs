@@ -212,6 +212,11 @@ async fn a_share_token_reads_its_session_and_nothing_else_behind_a_token() {
     }
     assert_eq!(pod.end_seq(), seq, "nothing was written");
 
+    // The viewer's files are code, not data: they load without any token,
+    // so a page opened from a share link works behind a token.
+    for path in ["/", "/assets/app.js", "/assets/api.js"] {
+        assert_eq!(get(&anonymous, path).await.status, 200, "{path}");
+    }
     // The bearer rule stays for everything else.
     assert_eq!(get(&anonymous, "/sessions").await.status, 401);
     assert_eq!(

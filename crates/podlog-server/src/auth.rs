@@ -31,7 +31,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL};
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 use podlog_store::{ShareCheck, Store};
@@ -214,6 +214,14 @@ pub(crate) async fn authorize(
     next: Next,
 ) -> Response {
     let shared = take_share_param(&mut request);
+    // The viewer's files are code, not data: anyone may load them, so that
+    // a page opened from a share link (which carries its token only in the
+    // requests the page makes) loads on a listener that requires a token.
+    if matches!(*request.method(), Method::GET | Method::HEAD)
+        && share::is_viewer_file(request.uri().path())
+    {
+        return next.run(request).await;
+    }
     let bearer = request
         .headers()
         .get(AUTHORIZATION)

@@ -74,7 +74,7 @@ fn percent_decode(segment: &str) -> Option<String> {
 }
 
 /// Whether `path` is one of the web viewer's static files.
-fn is_viewer_file(path: &str) -> bool {
+pub(crate) fn is_viewer_file(path: &str) -> bool {
     matches!(path, "/" | "/index.html" | "/favicon.ico") || path.starts_with("/assets/")
 }
 

@@ -3,8 +3,12 @@
 //   #pod=NAME      the pod's conversation, moving with it across sessions
 //   #SESSION       a session (through its pod when a live pod writes it)
 //   #SESSION:SEQ   the same, opened at entry SEQ
+//   #session=ID    the same as #ID (what `podlog share` prints)
+// Opened from a share link (`?share=TOKEN`), the page shows that link's one
+// session, read-only: no lists, no input box, every request carries the
+// token.
 
-import { routes, getJSON, postJSON, openEvents } from "./api.js";
+import { routes, getJSON, postJSON, openEvents, carry } from "./api.js";
 import { Fold, FoldError, COMMITTED, EPHEMERAL } from "./fold.js";
 import { h, renderEntry, resultLink, formatTime, formatBytes, entryLink } from "./render.js";
 
@@ -24,6 +28,13 @@ const status = (text) => {
   $("status").textContent = text;
 };
 
+/** A share link's token, when the page was opened from one. */
+const share = new URLSearchParams(location.search).get("share");
+if (share) {
+  carry("share", share);
+  $("side").hidden = true;
+}
+
 // ---------------------------------------------------------------- lists
 
 let pods = [];
@@ -34,6 +45,8 @@ function podOf(session) {
 }
 
 async function refreshLists() {
+  // A share link reads its session and nothing else: no lists.
+  if (share) return;
   try {
     const [p, s] = await Promise.all([getJSON(routes.pods()), getJSON(routes.sessions())]);
     pods = p.pods;
@@ -190,9 +203,12 @@ class Viewer {
     // asking for a reconnect now. Either way, resume from what is held.
     es.addEventListener("shutdown", () => this.reconnect("the server is restarting", 500));
     es.addEventListener("reconnect", () => this.reconnect("reconnecting", 0));
+    // The share link this page was opened from was revoked or expired.
+    es.addEventListener("revoked", () => this.refused("This link was revoked or has expired"));
     es.onerror = () => {
       // A stream that never started may name nothing that exists.
-      if (!this.fold.session) this.checkTarget();
+      // So may a share link that was revoked meanwhile.
+      if (!this.fold.session || share) this.checkTarget();
       this.reconnect("connection lost; reconnecting", null);
     };
   }
@@ -202,12 +218,25 @@ class Viewer {
     try {
       await getJSON(this.pod ? routes.pod(this.pod) : routes.session(this.wanted));
     } catch (err) {
+      if (err.status === 401 && share && !this.closed) {
+        this.refused("This link was revoked or has expired");
+        return;
+      }
       if (err.status !== 404 || this.closed) return;
       this.close();
       status("not found");
       $("view-head").replaceChildren(h("h2", {}, "Not found"), h("div", { class: "sub" }, err.message));
       $("input").hidden = true;
     }
+  }
+
+  /** Stops for good: the share link no longer opens this session. */
+  refused(why) {
+    this.close();
+    status("link no longer valid");
+    $("view-head").replaceChildren(h("h2", {}, why));
+    $("entries").replaceChildren();
+    $("input").hidden = true;
   }
 
   reconnect(why, delay) {
@@ -540,7 +569,7 @@ class Viewer {
     $("view-head").replaceChildren(...head.filter(Boolean));
     // Input goes to a pod: only shown when one is live for this view.
     const form = $("input");
-    const accepting = !!(livePod && !livePod.closed);
+    const accepting = !share && !!(livePod && !livePod.closed);
     form.hidden = !accepting;
     form.dataset.pod = accepting ? livePod.name : "";
     document.title = s ? `${s.title || f.session} · podlog` : "podlog";
@@ -550,7 +579,8 @@ class Viewer {
 // ---------------------------------------------------------------- routing
 
 function parseHash() {
-  const hash = decodeURIComponent(location.hash.slice(1));
+  let hash = decodeURIComponent(location.hash.slice(1));
+  if (hash.startsWith("session=")) hash = hash.slice("session=".length);
   if (!hash) return null;
   if (hash.startsWith("pod=")) return { pod: hash.slice(4) };
   const m = /^(.*):(\d+)$/.exec(hash);
@@ -623,7 +653,7 @@ setInterval(refreshLists, 2000);
 // the session asked for decides which stream to open); the session list,
 // which can be long, is drawn when it comes.
 refreshLists();
-getJSON(routes.pods())
+(share ? Promise.resolve({ pods: [] }) : getJSON(routes.pods()))
   .then((p) => {
     pods = p.pods;
   })

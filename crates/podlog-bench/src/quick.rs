@@ -104,8 +104,8 @@ fn follow_rows(
                 "CPU of an idle process following {} sessions, % of one core",
                 scale.follow_sessions
             ),
-            Figure::new(share, Unit::Count),
-            Target::OursAtMost(1.0, Unit::Count),
+            Figure::new(share, Unit::Percent),
+            Target::OursAtMost(1.0, Unit::Percent),
         );
         row.note = Some(format!(
             "{share:.3}% of one core over {:.1} s (getrusage: user + system time of the whole process)",
@@ -368,6 +368,8 @@ pub enum Unit {
     /// Mebibytes.
     MiB,
 
+    /// A share, in percent.
+    Percent,
     /// A plain count.
     Count,
 }
@@ -388,6 +390,7 @@ impl fmt::Display for Figure {
             Unit::KiB => write!(f, "{} KiB", round3(v)),
             Unit::MiB => write!(f, "{} MiB", round3(v)),
             Unit::Count => write!(f, "{v:.0}"),
+            Unit::Percent => write!(f, "{} %", round3(v)),
         }
     }
 }

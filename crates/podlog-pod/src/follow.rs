@@ -308,13 +308,12 @@ fn watch(shared: Weak<Shared>) {
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let follows: Vec<Follow> = {
-            let mut registry = strong.state.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let registry = strong.state.lock().unwrap_or_else(PoisonError::into_inner);
             if registry.stopping {
                 return;
             }
-            registry.follows.retain(|_, f| f.strong_count() > 0);
-            if registry.follows.is_empty() {
+            if registry.follows.values().all(|f| f.strong_count() == 0) {
                 known.clear();
                 // Nothing to watch: sleep until a follow arrives.
                 let _ = strong
@@ -323,15 +322,8 @@ fn watch(shared: Weak<Shared>) {
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            registry
-                .follows
-                .values()
-                .filter_map(Weak::upgrade)
-                .map(|inner| Follow { inner })
-                .collect()
-        };
+        }
         let store = strong.store.clone();
-        drop(strong);
         if changes.is_none() {
             changes = store.change_watch().ok();
         }
@@ -343,12 +335,25 @@ fn watch(shared: Weak<Shared>) {
                 true
             }
         };
-        // A follow that failed to catch up is tried again at the next
-        // poll, whether or not anything else was committed.
+        // Only a change costs more than the one query above. A follow that
+        // failed to catch up is tried again at the next poll, whether or not
+        // anything else was committed.
         if changed || retry {
+            let follows: Vec<Follow> = {
+                let mut registry = strong.state.lock().unwrap_or_else(PoisonError::into_inner);
+                registry.follows.retain(|_, f| f.strong_count() > 0);
+                registry
+                    .follows
+                    .values()
+                    .filter_map(Weak::upgrade)
+                    .map(|inner| Follow { inner })
+                    .collect()
+            };
+            drop(strong);
             retry = !catch_up_moved(&store, &follows, &mut known);
+        } else {
+            drop(strong);
         }
-        drop(follows);
         std::thread::sleep(POLL);
     }
 }

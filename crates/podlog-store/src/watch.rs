@@ -28,7 +28,10 @@ impl std::fmt::Debug for ChangeWatch {
 }
 
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+    // Prepared once per connection: a poll is then one step of a cached
+    // statement.
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))
 }
 
 impl ChangeWatch {

@@ -12,13 +12,12 @@ use std::time::Duration;
 use hyper::body::Bytes;
 use hyper::Method;
 use podlog_entry::{LogEntry, PayloadHash, Seq};
-use podlog_pod::Pod;
 use podlog_protocol::client::{Answer, Client};
 use podlog_server::auth::{Token, TokenSource};
 use serde_json::{json, Value};
 
 use crate::server_cli::{Guard, Lines};
-use crate::server_support::{scripted_pod, serve, serve_tcp, tcp_config, wait_idle, Bench};
+use crate::server_support::{commit, scripted_pod, serve, serve_tcp, tcp_config, wait_idle, Bench};
 
 /// The size of the test's payload: 97.5 KiB.
 const SIZE: usize = 99_840;
@@ -49,15 +48,6 @@ fn tool_result(output: &str) -> LogEntry {
         output: output.to_owned(),
         is_error: false,
     }
-}
-
-/// Commits `entry` on the blocking pool, as a handler would.
-async fn commit(pod: &Pod, entry: LogEntry) -> Seq {
-    let pod = pod.clone();
-    tokio::task::spawn_blocking(move || pod.commit(entry))
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 async fn get(client: &Client, path: &str, headers: &[(&str, &str)]) -> Answer {

@@ -274,3 +274,12 @@ pub async fn wait_idle(pod: &Pod) {
     }
     panic!("pod still busy after 10 s");
 }
+
+/// Commits `entry` to `pod` on the blocking pool, as a handler would.
+pub async fn commit(pod: &Pod, entry: podlog_entry::LogEntry) -> Seq {
+    let pod = pod.clone();
+    tokio::task::spawn_blocking(move || pod.commit(entry))
+        .await
+        .unwrap()
+        .unwrap()
+}

@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use hyper::Method;
 use podlog_entry::{LogEntry, Seq};
-use podlog_pod::Pod;
 use podlog_protocol::client::{Answer, Client, ClientError};
 use podlog_protocol::Event;
 use podlog_server::auth::{Token, TokenSource};
 use podlog_store::{ShareCheck, ShareState, Store};
 use serde_json::{json, Value};
 
-use crate::server_support::{open_store, scripted_pod, serve, tcp_config, Bench};
+use crate::server_support::{commit, open_store, scripted_pod, serve, tcp_config, Bench};
 use crate::support::{podlog, Run, TempDb};
 
 const SERVER_TOKEN: &str = "the-servers-own-token";
@@ -31,14 +30,6 @@ fn big(tag: &str) -> LogEntry {
         output: format!("{tag}\n").repeat(4000),
         is_error: false,
     }
-}
-
-async fn commit(pod: &Pod, entry: LogEntry) -> Seq {
-    let pod = pod.clone();
-    tokio::task::spawn_blocking(move || pod.commit(entry))
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 async fn send(client: &Client, method: Method, path: &str, body: &str) -> Answer {

@@ -1044,3 +1044,111 @@ async fn a_share_link_shows_its_session_read_only_until_revoked() {
     drop(pod);
     server.shutdown().await.unwrap();
 }
+
+/// A session that another process writes, as fast as it can: the page
+/// follows it live, and once the writer stops it shows the last entry the
+/// store holds, with every seq of the session folded in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_another_process_writes_appears_live() {
+    use crate::child::{self, Role};
+
+    if child::play_if_child() {
+        return;
+    }
+    let bench = Bench::new();
+    let pod = scripted_pod(&bench.store);
+    let (server, _) = serve_tcp(&bench.store, &pod).await;
+    let addr = server.local_addr().unwrap();
+    let mut writer = child::command(
+        "browser::a_session_another_process_writes_appears_live",
+        &bench.db,
+        &Role::AppendLoop {
+            synchronous: Synchronous::Normal,
+            session: None,
+        },
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("start the writing process");
+    let stdout = writer.stdout.take().expect("the writer's stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The writer names its session, then prints each seq it published.
+    let mut id = None;
+    let mut published = 0u64;
+    while published < 20 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the writer goes on");
+        if let Some(text) = line.strip_prefix("session ") {
+            id = Some(text.to_owned());
+        } else if let Some(seq) = line.strip_prefix("published ") {
+            published = seq.parse().unwrap();
+        }
+    }
+    let id = id.expect("the writer named its session");
+
+    let b = browser("other_process").await;
+    b.open(addr, &format!("#{id}")).await;
+    let folded = "return window.podlog.viewer ? window.podlog.viewer.fold.lastSeq : 0;";
+    let seen = b
+        .wait("the session's entries", Duration::from_secs(10), folded)
+        .await
+        .as_u64()
+        .unwrap();
+    // Later entries keep arriving while the other process writes.
+    b.wait(
+        "entries written after the page opened",
+        Duration::from_secs(5),
+        &format!("return window.podlog.viewer.fold.lastSeq > {seen} + 100;"),
+    )
+    .await;
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let end = bench
+        .store
+        .session(&podlog_entry::SessionId::new(id.clone()).unwrap())
+        .unwrap()
+        .last_seq
+        .get();
+    b.wait(
+        "the last entry the store holds",
+        Duration::from_secs(5),
+        &format!("return window.podlog.viewer.fold.lastSeq === {end};"),
+    )
+    .await;
+    // Every seq the page holds, in order, with no gap, up to the end.
+    let held = b
+        .js("const f = window.podlog.viewer.fold; return [f.firstSeq, f.lastSeq, f.entries.length, f.entries.every((e, i) => i === 0 || e.seq === f.entries[i - 1].seq + 1)];")
+        .await;
+    let held: (u64, u64, u64, bool) = serde_json::from_value(held).unwrap();
+    assert_eq!(held.1, end);
+    assert_eq!(held.1 - held.0 + 1, held.2, "{held:?}");
+    assert!(
+        held.3,
+        "the page's entries run in order with no gap: {held:?}"
+    );
+    // The page shows the last entry, jumping to the end if the flood moved
+    // the view away from it (the button is redrawn as entries come, so it
+    // is pressed from the page).
+    b.wait(
+        "the last entry on screen",
+        Duration::from_secs(5),
+        &format!(
+            "if (document.getElementById('e-{end}')) return true;
+             const jump = document.querySelector('#newer button');
+             if (jump) jump.click();
+             return false;"
+        ),
+    )
+    .await;
+    b.finish().await;
+    drop(pod);
+    server.shutdown().await.unwrap();
+}

@@ -154,6 +154,9 @@ class Viewer {
     this.closed = false;
     this.retry = 0;
     this.timer = null;
+    // Entries folded but not drawn yet, and the frame that will draw them.
+    this.pending = [];
+    this.frame = 0;
     // The rendered window, by seq (inclusive); 0 when empty.
     this.lo = 0;
     this.hi = 0;
@@ -253,6 +256,7 @@ class Viewer {
   restart(err) {
     console.warn("starting the view over:", err.message);
     this.fold = new Fold();
+    this.pending = [];
     this.lo = this.hi = 0;
     this.calls.clear();
     this.results.clear();
@@ -279,6 +283,8 @@ class Viewer {
       throw err;
     }
     if (change.reset) {
+      // Whatever was waiting to be drawn is in the fold: drawn below.
+      this.pending = [];
       if (this.fold.session !== before && this.pod) {
         // The pod moved to a new session: the address follows it.
         history.replaceState(null, "", `#pod=${encodeURIComponent(this.pod)}`);
@@ -297,12 +303,29 @@ class Viewer {
       }
     } else if (change.appended) {
       this.index(change.appended);
-      this.appendRendered(change.appended);
-      this.drawHead();
+      for (const w of change.appended) this.pending.push(w);
     }
-    this.drawStreaming();
+    this.scheduleDraw();
     // A run's end changes the session's size and activity in the lists.
     if (type === "run_completed" || type === "run_errored") refreshLists();
+  }
+
+  /** Draws what arrived since the last frame, once per frame: a writer
+   * that commits thousands of entries a second costs the page one update
+   * a frame, not one per entry, so it never falls behind its stream. */
+  scheduleDraw() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (this.closed) return;
+      const appended = this.pending;
+      this.pending = [];
+      if (appended.length) {
+        this.appendRendered(appended);
+        this.drawHead();
+      }
+      this.drawStreaming();
+    });
   }
 
   // --- pairing tool calls with results, usage totals

@@ -255,23 +255,14 @@ impl Core {
                 })
             }
         };
-        let committed_entry = entry.clone();
         // Invariant 1: the store commits, then publishes to the sink; on any
         // error it returns before publishing, and no event is sent.
-        let seq = writer.append(entry, &self.sink)?;
+        let committed = writer.append_published(entry, &self.sink)?;
+        let seq = committed.seq;
         if let Some(tx) = &state.events {
             // Clients get what the mirror holds: the lean entry, when large
-            // strings went out of line. Under the pod mutex the mirror's
-            // last entry is the one just published.
-            let committed = self
-                .sink
-                .snapshot()
-                .entries
-                .back()
-                .filter(|c| c.seq == seq)
-                .cloned()
-                .unwrap_or_else(|| Committed::new(seq, committed_entry));
-            // An error only means no receiver exists right now.
+            // strings went out of line. An error only means no receiver
+            // exists right now.
             let event = Event::from_committed(&committed);
             let _ = tx.send(SharedEvent::new(state.session.clone(), event));
         }

@@ -49,7 +49,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use podlog_entry::{LogEntry, Seq, SessionId};
+use podlog_entry::{Committed, LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
 use rusqlite::{params, Connection, TransactionBehavior};
 
@@ -71,7 +71,8 @@ pub(crate) struct Pending {
     sink: SessionLogSink,
     /// Set once the transaction holding the entry has committed.
     committed: AtomicBool,
-    result: Mutex<Option<Result<Seq>>>,
+    /// The entry as published (lean when strings were cut), or the error.
+    result: Mutex<Option<Result<Committed>>>,
 }
 
 /// The queue of appends waiting for a leader, and whether one is at work.
@@ -215,7 +216,7 @@ impl Store {
         seq: Seq,
         entry: LogEntry,
         sink: &SessionLogSink,
-    ) -> Result<Seq> {
+    ) -> Result<Committed> {
         if entry.is_session_start() {
             return Err(StoreError::Rejected {
                 session: session.clone(),
@@ -433,10 +434,11 @@ impl Store {
                     if failed[i] {
                         continue;
                     }
+                    let committed = p.rendered.committed(p.seq, &p.entry);
                     let published = p
                         .sink
-                        .publish(p.rendered.committed(p.seq, &p.entry))
-                        .map(|()| p.seq)
+                        .publish(committed.clone())
+                        .map(|()| committed)
                         .map_err(|source| StoreError::Publish {
                             session: p.session.clone(),
                             seq: p.seq,
@@ -489,11 +491,11 @@ impl Group {
     }
 }
 
-fn set_result(p: &Pending, result: Result<Seq>) {
+fn set_result(p: &Pending, result: Result<Committed>) {
     *p.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
 }
 
-fn take_result(p: &Pending) -> Option<Result<Seq>> {
+fn take_result(p: &Pending) -> Option<Result<Committed>> {
     p.result
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

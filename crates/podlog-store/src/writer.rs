@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use podlog_entry::{LogEntry, Seq, SessionId};
+use podlog_entry::{Committed, LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
 
 use crate::lock::SessionLock;
@@ -87,15 +87,26 @@ impl SessionWriter {
     /// nothing, if `entry` is a `SessionStart` (only seq 1 holds one) or if
     /// the transaction fails (disk full, read-only file, lock timeout, ...).
     pub fn append(&mut self, entry: LogEntry, sink: &SessionLogSink) -> Result<Seq> {
+        self.append_published(entry, sink).map(|c| c.seq)
+    }
+
+    /// [`SessionWriter::append`], returning the entry as it was published:
+    /// lean (large strings as previews, with their payload references) when
+    /// strings were cut out, as the mirror and the wire carry it.
+    pub fn append_published(
+        &mut self,
+        entry: LogEntry,
+        sink: &SessionLogSink,
+    ) -> Result<Committed> {
         if self.reread {
             self.last_seq = self.store.session(self.lock.session())?.last_seq;
             self.reread = false;
         }
         let seq = self.last_seq.next();
         match self.store.append_at(self.lock.session(), seq, entry, sink) {
-            Ok(seq) => {
-                self.last_seq = seq;
-                Ok(seq)
+            Ok(committed) => {
+                self.last_seq = committed.seq;
+                Ok(committed)
             }
             // Committed, but the sink refused it: the seq is taken.
             Err(e @ StoreError::Publish { .. }) => {

@@ -6,7 +6,6 @@
 //! answer that shared caches may keep, a `Range` answered with the wrong
 //! bytes, and a tail that prints the 512-byte preview as if it were all.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hyper::body::Bytes;
@@ -16,7 +15,7 @@ use podlog_protocol::client::{Answer, Client};
 use podlog_server::auth::{Token, TokenSource};
 use serde_json::{json, Value};
 
-use crate::server_cli::{Guard, Lines};
+use crate::server_cli::podlog_tail;
 use crate::server_support::{commit, scripted_pod, serve, serve_tcp, tcp_config, wait_idle, Bench};
 
 /// The size of the test's payload: 97.5 KiB.
@@ -345,17 +344,7 @@ async fn behind_a_token_blobs_and_pages_are_private_to_the_client() {
 /// Runs `podlog tail p --url URL ARGS...` until a line satisfies `until`,
 /// then stops it; returns every line it printed.
 fn tail_until(url: &str, args: &[&str], what: &str, until: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut tail = Guard(
-        Command::new(env!("CARGO_BIN_EXE_podlog"))
-            .args(["tail", "p", "--url", url])
-            .args(args)
-            .env_remove("PODLOG_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run podlog tail"),
-    );
-    let mut out = Lines::of(tail.0.stdout.take().expect("stdout"));
+    let (tail, mut out) = podlog_tail(url, "p", args);
     out.until(what, Duration::from_secs(30), until);
     drop(tail);
     out.seen

@@ -1050,7 +1050,7 @@ async fn a_share_link_shows_its_session_read_only_until_revoked() {
 /// store holds, with every seq of the session folded in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_another_process_writes_appears_live() {
-    use crate::child::{self, Role};
+    use crate::child;
 
     if child::play_if_child() {
         return;
@@ -1059,40 +1059,12 @@ async fn a_session_another_process_writes_appears_live() {
     let pod = scripted_pod(&bench.store);
     let (server, _) = serve_tcp(&bench.store, &pod).await;
     let addr = server.local_addr().unwrap();
-    let mut writer = child::command(
+    let mut writer = child::Appender::start(
         "browser::a_session_another_process_writes_appears_live",
         &bench.db,
-        &Role::AppendLoop {
-            synchronous: Synchronous::Normal,
-            session: None,
-        },
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .expect("start the writing process");
-    let stdout = writer.stdout.take().expect("the writer's stdout");
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // The writer names its session, then prints each seq it published.
-    let mut id = None;
-    let mut published = 0u64;
-    while published < 20 {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the writer goes on");
-        if let Some(text) = line.strip_prefix("session ") {
-            id = Some(text.to_owned());
-        } else if let Some(seq) = line.strip_prefix("published ") {
-            published = seq.parse().unwrap();
-        }
-    }
-    let id = id.expect("the writer named its session");
+    );
+    writer.published(20);
+    let id = writer.session().to_string();
 
     let b = browser("other_process").await;
     b.open(addr, &format!("#{id}")).await;
@@ -1109,8 +1081,7 @@ async fn a_session_another_process_writes_appears_live() {
         &format!("return window.podlog.viewer.fold.lastSeq > {seen} + 100;"),
     )
     .await;
-    writer.kill().unwrap();
-    writer.wait().unwrap();
+    writer.stop();
     let end = bench
         .store
         .session(&podlog_entry::SessionId::new(id.clone()).unwrap())

@@ -259,3 +259,65 @@ fn hold(db: &Path, session: &SessionId, delta_ms: u64) -> Result<(), String> {
     pod.shutdown();
     Ok(())
 }
+
+/// A [`Role::AppendLoop`] child writing a new session of the database, as
+/// another process does, with its output read on a thread. Killed when
+/// dropped.
+pub struct Appender {
+    child: crate::server_cli::Guard,
+    lines: crate::server_cli::Lines,
+    session: SessionId,
+}
+
+impl Appender {
+    /// Starts the child for `test` (see [`command`]) on `db`, at
+    /// `synchronous=NORMAL`, and waits until it names its session.
+    pub fn start(test: &str, db: &Path) -> Self {
+        let mut child = command(
+            test,
+            db,
+            &Role::AppendLoop {
+                synchronous: Synchronous::Normal,
+                session: None,
+            },
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the writing process");
+        let stdout = child.stdout.take().expect("the writer's stdout");
+        let mut lines = crate::server_cli::Lines::of(stdout);
+        let named = lines.until("the writer's session", Duration::from_secs(20), |l| {
+            l.starts_with("session ")
+        });
+        let session = SessionId::new(&named["session ".len()..]).expect("a session id");
+        Appender {
+            child: crate::server_cli::Guard(child),
+            lines,
+            session,
+        }
+    }
+
+    /// The session it writes.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Waits until it has published seq `seq` or later; returns that seq.
+    pub fn published(&mut self, seq: u64) -> u64 {
+        let published = |line: &str| {
+            line.strip_prefix("published ")
+                .and_then(|s| s.parse::<u64>().ok())
+        };
+        let line = self.lines.until(
+            &format!("seq {seq} published"),
+            Duration::from_secs(20),
+            |l| published(l).is_some_and(|n| n >= seq),
+        );
+        published(&line).expect("a published seq")
+    }
+
+    /// Kills it and waits for it to exit.
+    pub fn stop(self) {
+        drop(self.child);
+    }
+}

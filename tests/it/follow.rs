@@ -3,17 +3,14 @@
 //! once, in order, resumes by event id after a disconnect, and ends equal to
 //! the store.
 
-use std::io::BufRead;
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use podlog_entry::{Seq, SessionId};
 use podlog_protocol::client::{Client, EventStream};
 use podlog_protocol::{Event, LogView};
-use podlog_store::{Store, Synchronous};
+use podlog_store::Store;
 
-use crate::child::{self, Role};
+use crate::child;
 use crate::server_support::{scripted_pod, serve_tcp, Bench};
 
 /// Applies events from `stream` to `view` until it holds seq `until`.
@@ -63,67 +60,30 @@ async fn a_session_another_process_writes_streams_live_and_resumes_by_id() {
     let pod = scripted_pod(&bench.store);
     let (server, client) = serve_tcp(&bench.store, &pod).await;
 
-    let mut writer = child::command(
+    let mut writer = child::Appender::start(
         "follow::a_session_another_process_writes_streams_live_and_resumes_by_id",
         &bench.db,
-        &Role::AppendLoop {
-            synchronous: Synchronous::Normal,
-            session: None,
-        },
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .expect("start the writer");
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stdout = writer.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut session = None;
-    let mut published = 0u64;
-    // Reads the writer's lines until it has published seq `seq`.
-    let mut wait_published = |seq: u64, session: &mut Option<SessionId>| {
-        while published < seq {
-            let line = lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the writer goes on");
-            if let Some(id) = line.strip_prefix("session ") {
-                *session = Some(SessionId::new(id).unwrap());
-            } else if let Some(seq) = line.strip_prefix("published ") {
-                published = seq.parse().unwrap();
-            }
-        }
-        published
-    };
-    wait_published(20, &mut session);
-    let id = session.clone().expect("the writer named its session");
+    );
+    writer.published(20);
+    let id = writer.session().clone();
     let client: &Client = &client;
     let path = format!("/sessions/{id}/events");
 
     // Attach while the other process writes: tail-first, then live.
     let mut stream = client.events_at(&path, None).await.unwrap();
     let mut view = LogView::new();
-    let target = wait_published(200, &mut session);
+    let target = writer.published(200);
     read_until(&mut stream, &mut view, target).await;
     let last_id = stream.last_id().unwrap().to_owned();
     assert_eq!(last_id, format!("{id}:{}", view.last_seq()));
     drop(stream);
 
     // Resume by id after a disconnect: what was missed, nothing twice.
-    let target = wait_published(target + 300, &mut session);
+    let target = writer.published(target + 300);
     let mut stream = client.events_at(&path, Some(&last_id)).await.unwrap();
     read_until(&mut stream, &mut view, target).await;
 
-    writer.kill().unwrap();
-    writer.wait().unwrap();
-    reader.join().unwrap();
+    writer.stop();
     let end = bench.store.session(&id).unwrap().last_seq.get();
     read_until(&mut stream, &mut view, end).await;
     // The view held only a tail at first; page back to seq 1 and compare.
@@ -150,9 +110,8 @@ fn tail_follows_a_session_by_its_id() {
     use podlog_entry::{LogEntry, SystemItem};
     use podlog_sink::SessionLogSink;
     use podlog_store::NewSession;
-    use std::process::Command;
 
-    use crate::server_cli::{Guard, Lines};
+    use crate::server_cli::podlog_tail;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -179,16 +138,7 @@ fn tail_follows_a_session_by_its_id() {
     };
     writer.append(note("written before".into()), &sink).unwrap();
 
-    let mut tail = Guard(
-        Command::new(env!("CARGO_BIN_EXE_podlog"))
-            .args(["tail", id.as_str(), "--url", &url])
-            .env_remove("PODLOG_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run podlog tail"),
-    );
-    let mut out = Lines::of(tail.0.stdout.take().expect("stdout"));
+    let (tail, mut out) = podlog_tail(&url, id.as_str(), &[]);
     out.until("the entry written before", Duration::from_secs(30), |l| {
         l.contains("written before")
     });

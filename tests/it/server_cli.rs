@@ -69,6 +69,23 @@ impl Lines {
     }
 }
 
+/// `podlog tail TARGET --url URL ARGS...` (a pod, or a session to follow),
+/// killed when the guard is dropped, and its output.
+pub(crate) fn podlog_tail(url: &str, target: &str, args: &[&str]) -> (Guard, Lines) {
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_podlog"))
+            .args(["tail", target, "--url", url])
+            .args(args)
+            .env_remove("PODLOG_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run podlog tail"),
+    );
+    let out = Lines::of(tail.0.stdout.take().expect("stdout"));
+    (tail, out)
+}
+
 /// A child process killed when dropped, so a failing test leaves no server
 /// or tail running.
 pub(crate) struct Guard(pub(crate) Child);

@@ -78,15 +78,12 @@ pub(crate) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
     }
 }
 
-/// An asset's entity tag: a hash of its text (FNV-1a, enough to tell two
-/// builds' files apart).
+/// An asset's entity tag: the BLAKE3 hash of its text (the hash payloads
+/// are named by), cut to 16 hex digits: enough to tell two builds' files
+/// apart.
 fn etag(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("\"{h:016x}\"")
+    let hash = blake3::hash(text.as_bytes()).to_hex();
+    format!("\"{}\"", &hash[..16])
 }
 
 fn serve(asset: &Asset, headers: &HeaderMap) -> Response {

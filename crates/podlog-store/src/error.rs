@@ -106,6 +106,11 @@ pub enum StoreError {
     #[error("cannot lock {path}: {reason}")]
     Lock { path: PathBuf, reason: String },
 
+    /// A search that cannot run: the FTS5 query is malformed (SQLite's
+    /// reason says where), or a filter is out of range.
+    #[error("bad search query {query:?}: {reason}")]
+    BadSearch { query: String, reason: String },
+
     /// A line of an import is malformed or breaks an invariant; nothing of
     /// the file was imported.
     #[error("line {line}: {reason}")]

@@ -33,6 +33,7 @@ pub mod lock;
 pub mod payloads;
 mod rows;
 pub mod schema;
+pub mod search;
 pub mod shares;
 pub mod verify;
 pub mod watch;
@@ -58,6 +59,7 @@ pub use payloads::Payload;
 use payloads::{insert_rendered, render};
 use rows::{read_rows, Form, Span};
 pub use schema::SCHEMA_VERSION;
+pub use search::{SearchHit, SearchPage, SearchQuery};
 pub use shares::{ShareCheck, ShareInfo, ShareState, ShareToken};
 pub use verify::Problem;
 pub use watch::ChangeWatch;
@@ -135,7 +137,14 @@ pub struct StoreOptions {
     pub clock: Arc<dyn Clock>,
     /// Ids for new sessions.
     pub ids: Arc<dyn IdSource>,
+    /// Told how far a long migration has come: (done, total), for example
+    /// entries indexed for search when upgrading to schema 5. Called on the
+    /// opening thread, inside the migration's transaction.
+    pub progress: Option<Progress>,
 }
+
+/// A progress callback: (done, total).
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -144,6 +153,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
+            progress: None,
         }
     }
 }
@@ -337,7 +347,7 @@ impl Store {
             });
         }
         let mut writer = schema::connect(&path, &options, true)?;
-        schema::migrate(&mut writer, &path)?;
+        schema::migrate(&mut writer, &path, options.progress.as_ref())?;
         Ok(Self {
             path,
             options,

@@ -151,7 +151,11 @@ fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 
 /// Refuses a database newer than this build, switches it to WAL, and brings
 /// it to [`SCHEMA_VERSION`], one transaction per migration.
-pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    progress: Option<&crate::Progress>,
+) -> Result<(), StoreError> {
     let found = user_version(conn, path)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -187,6 +191,10 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             continue;
         }
         tx.execute_batch(sql).map_err(fail)?;
+        // Work a migration's SQL leaves to the program, in its transaction.
+        if version == 5 {
+            crate::search::backfill(&tx, progress).map_err(fail)?;
+        }
         // PRAGMA takes no bound parameters; `version` is a build-time constant.
         tx.execute_batch(&format!("PRAGMA user_version = {version}"))
             .map_err(fail)?;

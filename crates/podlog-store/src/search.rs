@@ -1,0 +1,335 @@
+//! Full-text search over session history (schema 5, `migrations/0005_search.sql`).
+//!
+//! # Contract
+//!
+//! * **Never stale, never ahead.** The FTS5 table `search` is kept by
+//!   triggers on `entries`, so an entry is searchable in the transaction
+//!   that appends it and not before; a failed append indexes nothing, and
+//!   deleting entry rows removes their index rows in the same statement.
+//! * **What is indexed**: user input, assistant text and reasoning, tool
+//!   call names and arguments, tool outputs, system notifications (message
+//!   and body). Strings stored out of line are indexed whole.
+//! * **Rowids.** The index is keyed by the `entries` rowid, which grows
+//!   with time, so hits come newest first by `ORDER BY rowid DESC` and a
+//!   page's cursor is the last hit's rowid. A full `VACUUM` may renumber
+//!   rowids (the table has no INTEGER PRIMARY KEY): run
+//!   [`Store::rebuild_search_index`] after one.
+//! * **Queries** are FTS5 query syntax ([`SearchQuery::text`]), or with
+//!   [`SearchQuery::plain`] words matched as they are. A query FTS5 refuses
+//!   is [`StoreError::BadSearch`] naming the query and SQLite's reason.
+
+use podlog_entry::{Seq, SessionId};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Context, StoreError};
+use crate::{stored_id, Result, Store};
+
+/// Starts a match in [`SearchHit::snippet`].
+pub const MARK_START: char = '\u{2}';
+/// Ends a match in [`SearchHit::snippet`].
+pub const MARK_END: char = '\u{3}';
+
+/// The entry kinds the index covers.
+pub const SEARCHABLE_KINDS: [&str; 4] =
+    ["user_input", "assistant_item", "tool_result", "system_item"];
+
+/// The most hits one page may ask for.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// How many entries the migration indexes per step, between progress reports.
+const BACKFILL_CHUNK: i64 = 5000;
+
+/// What to search for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// An FTS5 query (`error`, `"exact phrase"`, `comp*`, `a AND NOT b`,
+    /// `NEAR(a b, 5)`), or words when `plain` is set.
+    pub text: String,
+    /// Match `text` as words, each quoted, all required: no operator or
+    /// syntax error is possible.
+    pub plain: bool,
+    /// Only this session.
+    pub session: Option<SessionId>,
+    /// Only entries of this kind (one of [`SEARCHABLE_KINDS`]).
+    pub kind: Option<String>,
+    /// Only entries at or after this time (milliseconds since the epoch).
+    pub since: Option<u64>,
+    /// Hits per page: 1 to [`MAX_LIMIT`]; 0 means 20.
+    pub limit: u32,
+    /// Where the previous page ended ([`SearchPage::next`]).
+    pub cursor: Option<i64>,
+}
+
+/// One matching entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchHit {
+    pub session: SessionId,
+    pub seq: Seq,
+    /// Milliseconds since the epoch.
+    pub ts: u64,
+    pub kind: String,
+    /// A few words around the best match, each match between [`MARK_START`]
+    /// and [`MARK_END`].
+    pub snippet: String,
+}
+
+impl SearchHit {
+    /// The snippet as (text, is a match) parts, in order.
+    pub fn snippet_parts(&self) -> Vec<(String, bool)> {
+        snippet_parts(&self.snippet)
+    }
+}
+
+/// Splits a snippet at [`MARK_START`] and [`MARK_END`].
+pub fn snippet_parts(snippet: &str) -> Vec<(String, bool)> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut in_match = false;
+    for c in snippet.chars() {
+        let toggle = (c == MARK_START && !in_match) || (c == MARK_END && in_match);
+        if toggle {
+            if !current.is_empty() {
+                parts.push((std::mem::take(&mut current), in_match));
+            }
+            in_match = !in_match;
+        } else if c != MARK_START && c != MARK_END {
+            current.push(c);
+        }
+    }
+    if !current.is_empty() {
+        parts.push((current, in_match));
+    }
+    parts
+}
+
+/// A page of hits, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// The cursor of the next page; `None` when this page is the last.
+    pub next: Option<i64>,
+}
+
+/// `words` as an FTS5 query that matches each word as it is written: every
+/// white-space separated word becomes a quoted string (quotes doubled), all
+/// required.
+pub fn plain_query(words: &str) -> String {
+    words
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn bad(query: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::BadSearch {
+        query: query.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A failure of the search statement: SQLITE_ERROR there is the query
+/// (FTS5's syntax errors, an unknown column filter); anything else is the
+/// database.
+fn classify(query: &str, e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::Unknown => {
+            bad(query, msg.clone().unwrap_or_else(|| e.to_string()))
+        }
+        _ => StoreError::Sqlite {
+            context: format!("searching for {query:?}"),
+            source: e,
+        },
+    }
+}
+
+impl Store {
+    /// One page of the entries matching `query`, newest first.
+    pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        let fts = if query.plain {
+            plain_query(&query.text)
+        } else {
+            query.text.clone()
+        };
+        if fts.trim().is_empty() {
+            return Err(bad(&query.text, "the query is empty"));
+        }
+        if let Some(kind) = &query.kind {
+            if !SEARCHABLE_KINDS.contains(&kind.as_str()) {
+                return Err(bad(
+                    &query.text,
+                    format!(
+                        "kind {kind:?} is not searchable (searchable kinds: {})",
+                        SEARCHABLE_KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if query.limit > MAX_LIMIT {
+            return Err(bad(
+                &query.text,
+                format!("limit {} is above the maximum of {MAX_LIMIT}", query.limit),
+            ));
+        }
+        let limit = if query.limit == 0 { 20 } else { query.limit };
+        let since = query.since.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        self.with_reader(|conn| {
+            let ctx = || format!("searching for {:?}", query.text);
+            let tx = conn.unchecked_transaction().context(ctx)?;
+            // A session's entries lie between its first and last rowid:
+            // bounding the index scan by them lets a session filter stop
+            // early even for a word common elsewhere.
+            let (lo, hi) = match &query.session {
+                Some(id) => {
+                    let bounds: (Option<i64>, Option<i64>) = tx
+                        .query_row(
+                            "SELECT min(rowid), max(rowid) FROM entries WHERE session_id = ?1",
+                            [id.as_str()],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .context(ctx)?;
+                    match bounds {
+                        (Some(lo), Some(hi)) => (lo, hi),
+                        _ => {
+                            return Ok(SearchPage {
+                                hits: Vec::new(),
+                                next: None,
+                            })
+                        }
+                    }
+                }
+                None => (i64::MIN, i64::MAX),
+            };
+            let hi = match query.cursor {
+                Some(c) => hi.min(c.saturating_sub(1)),
+                None => hi,
+            };
+            let hits = run(&tx, &fts, query, lo, hi, since, limit)?;
+            tx.finish().context(ctx)?;
+            Ok(hits)
+        })
+    }
+
+    /// Rebuilds the search index from the entries. Needed after a full
+    /// `VACUUM`, which may renumber the rowids the index is keyed by.
+    pub fn rebuild_search_index(&self) -> Result<()> {
+        let conn = self.writer();
+        conn.execute_batch("INSERT INTO search (search) VALUES ('rebuild')")
+            .context(|| "rebuilding the search index".to_owned())
+    }
+}
+
+fn run(
+    conn: &Connection,
+    fts: &str,
+    query: &SearchQuery,
+    lo: i64,
+    hi: i64,
+    since: Option<i64>,
+    limit: u32,
+) -> Result<SearchPage> {
+    // FTS5 walks its doclists in rowid order, newest first, within the
+    // bounds; the entry row is looked up by rowid for the filters, and
+    // snippet() runs only for the rows returned.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT search.rowid, e.session_id, e.seq, e.ts, e.kind, \
+                    snippet(search, 0, char(2), char(3), '…', 24) \
+             FROM search CROSS JOIN entries AS e ON e.rowid = search.rowid \
+             WHERE search MATCH ?1 AND search.rowid BETWEEN ?2 AND ?3 \
+               AND (?4 IS NULL OR e.session_id = ?4) \
+               AND (?5 IS NULL OR e.kind = ?5) \
+               AND (?6 IS NULL OR e.ts >= ?6) \
+             ORDER BY search.rowid DESC LIMIT ?7",
+        )
+        .map_err(|e| classify(&query.text, e))?;
+    let rows = stmt
+        .query_map(
+            params![
+                fts,
+                lo,
+                hi,
+                query.session.as_ref().map(SessionId::as_str),
+                query.kind,
+                since,
+                i64::from(limit) + 1
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    SearchHit {
+                        session: stored_id(&r.get::<_, String>(1)?),
+                        seq: Seq(r.get(2)?),
+                        ts: r.get(3)?,
+                        kind: r.get(4)?,
+                        snippet: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    },
+                ))
+            },
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| classify(&query.text, e))?;
+    let more = rows.len() > limit as usize;
+    let mut hits = Vec::with_capacity(limit as usize);
+    let mut last = None;
+    for (rowid, hit) in rows.into_iter().take(limit as usize) {
+        last = Some(rowid);
+        hits.push(hit);
+    }
+    Ok(SearchPage {
+        hits,
+        next: if more { last } else { None },
+    })
+}
+
+/// Indexes the entries already in the database, in chunks, inside the
+/// migration's transaction, reporting (entries done, entries in all).
+pub(crate) fn backfill(
+    conn: &Connection,
+    progress: Option<&crate::Progress>,
+) -> rusqlite::Result<()> {
+    let total: i64 = conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
+    let total = u64::try_from(total).unwrap_or(0);
+    if total == 0 {
+        return Ok(());
+    }
+    let report = |done: u64| {
+        if let Some(p) = progress {
+            p(done, total);
+        }
+    };
+    report(0);
+    let mut lo = i64::MIN;
+    let mut done = 0u64;
+    loop {
+        let hi: Option<i64> = conn
+            .query_row(
+                "SELECT rowid FROM entries WHERE rowid > ?1 ORDER BY rowid LIMIT 1 OFFSET ?2",
+                params![lo, BACKFILL_CHUNK - 1],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let upper = hi.unwrap_or(i64::MAX);
+        conn.execute(
+            "INSERT INTO search (rowid, text) \
+             SELECT entry_rowid, text FROM search_source \
+             WHERE entry_rowid > ?1 AND entry_rowid <= ?2",
+            params![lo, upper],
+        )?;
+        match hi {
+            Some(hi) => {
+                done = (done + BACKFILL_CHUNK as u64).min(total);
+                report(done);
+                lo = hi;
+            }
+            None => {
+                report(total);
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "search_tests.rs"]
+mod tests;

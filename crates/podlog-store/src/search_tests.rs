@@ -1,0 +1,475 @@
+//! Search: what is indexed, paging, filters, malformed queries, payloads,
+//! rollback, deletes, VACUUM and the migration's backfill.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use podlog_entry::payload::THRESHOLD;
+use podlog_entry::{AssistantContent, LogEntry, StepClock, SystemItem};
+use podlog_sink::SessionLogSink;
+
+use super::*;
+use crate::commit::Fault;
+use crate::{NewSession, SequentialIds, SessionWriter, StoreOptions};
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
+        ids: Arc::new(SequentialIds::new("s")),
+        ..StoreOptions::default()
+    }
+}
+
+struct Session {
+    writer: SessionWriter,
+    sink: SessionLogSink,
+}
+
+impl Session {
+    fn new(store: &Arc<Store>) -> Self {
+        let (id, start) = store.create_session(NewSession::default()).unwrap();
+        Self {
+            sink: SessionLogSink::with_initial([start]).unwrap(),
+            writer: store.session_writer(&id).unwrap(),
+        }
+    }
+    fn id(&self) -> SessionId {
+        self.writer.session().clone()
+    }
+    fn add(&mut self, entry: LogEntry) -> Seq {
+        self.writer.append(entry, &self.sink).unwrap()
+    }
+}
+
+fn user(ts: u64, text: &str) -> LogEntry {
+    LogEntry::UserInput {
+        ts,
+        text: text.to_owned(),
+        attachments: vec![],
+    }
+}
+
+fn output(ts: u64, text: &str) -> LogEntry {
+    LogEntry::ToolResult {
+        ts,
+        call_id: "c1".to_owned(),
+        output: text.to_owned(),
+        is_error: false,
+    }
+}
+
+fn query(text: &str) -> SearchQuery {
+    SearchQuery {
+        text: text.to_owned(),
+        ..SearchQuery::default()
+    }
+}
+
+fn hits(store: &Store, q: &SearchQuery) -> Vec<(String, u64, String)> {
+    store
+        .search(q)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| (h.session.to_string(), h.seq.get(), h.kind))
+        .collect()
+}
+
+fn open(dir: &tempfile::TempDir) -> Arc<Store> {
+    Arc::new(Store::open(dir.path().join("podlog.db"), options()).unwrap())
+}
+
+#[test]
+fn every_searchable_kind_is_indexed_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut s = Session::new(&store);
+    s.add(user(1, "alpha from the user"));
+    s.add(LogEntry::AssistantItem {
+        ts: 2,
+        item: AssistantContent::Text {
+            text: "bravo in the answer".to_owned(),
+        },
+    });
+    s.add(LogEntry::AssistantItem {
+        ts: 3,
+        item: AssistantContent::Reasoning {
+            text: "charlie while thinking".to_owned(),
+        },
+    });
+    s.add(LogEntry::AssistantItem {
+        ts: 4,
+        item: AssistantContent::ToolCall {
+            id: "c1".to_owned(),
+            name: "grep_files".to_owned(),
+            arguments: serde_json::json!({"pattern": "delta\nepsilon"}),
+        },
+    });
+    s.add(output(5, "foxtrot in the output"));
+    s.add(LogEntry::SystemItem {
+        ts: 6,
+        item: SystemItem::Notification {
+            message: "golf message".to_owned(),
+            body: "hotel body".to_owned(),
+        },
+    });
+    s.add(LogEntry::LlmUsage {
+        ts: 7,
+        model: "india-model".to_owned(),
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_tokens: 0,
+    });
+    s.add(LogEntry::RunErrored {
+        ts: 8,
+        kind: podlog_entry::RunErrorKind::Tool,
+        message: "juliett failed".to_owned(),
+    });
+    let id = s.id().to_string();
+    for (word, seq, kind) in [
+        ("alpha", 2, "user_input"),
+        ("bravo", 3, "assistant_item"),
+        ("charlie", 4, "assistant_item"),
+        ("grep_files", 5, "assistant_item"),
+        ("delta", 5, "assistant_item"),
+        ("epsilon", 5, "assistant_item"),
+        ("foxtrot", 6, "tool_result"),
+        ("golf", 7, "system_item"),
+        ("hotel", 7, "system_item"),
+    ] {
+        assert_eq!(
+            hits(&store, &query(word)),
+            [(id.clone(), seq, kind.to_owned())],
+            "{word}"
+        );
+    }
+    for word in ["india", "juliett"] {
+        assert_eq!(hits(&store, &query(word)), [], "{word} is not indexed");
+    }
+    let page = store.search(&query("foxtrot")).unwrap();
+    assert_eq!(
+        page.hits[0].snippet,
+        format!("{MARK_START}foxtrot{MARK_END} in the output")
+    );
+    assert_eq!(
+        page.hits[0].snippet_parts(),
+        [
+            ("foxtrot".to_owned(), true),
+            (" in the output".to_owned(), false)
+        ]
+    );
+    assert_eq!(page.hits[0].ts, 5);
+    assert_eq!(page.next, None);
+}
+
+#[test]
+fn pages_run_newest_first_through_every_hit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut a = Session::new(&store);
+    let mut b = Session::new(&store);
+    let mut expected = Vec::new();
+    for i in 0..53u64 {
+        let (s, text) = if i % 3 == 0 {
+            (&mut b, format!("common word {i}"))
+        } else {
+            (&mut a, format!("common other {i}"))
+        };
+        let seq = s.add(user(i, &text));
+        expected.push((s.id().to_string(), seq.get(), "user_input".to_owned()));
+        s.add(output(i, "unrelated"));
+    }
+    expected.reverse();
+    let mut seen = Vec::new();
+    let mut q = query("common");
+    q.limit = 10;
+    let mut pages = 0;
+    loop {
+        let page = store.search(&q).unwrap();
+        pages += 1;
+        assert!(page.hits.len() <= 10);
+        seen.extend(
+            page.hits
+                .iter()
+                .map(|h| (h.session.to_string(), h.seq.get(), h.kind.clone())),
+        );
+        match page.next {
+            Some(next) => q.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 6);
+    assert_eq!(seen, expected);
+
+    // Filters: one session, one kind, a time.
+    let mut q = query("common");
+    q.session = Some(b.id());
+    q.limit = 100;
+    let only_b: Vec<_> = expected
+        .iter()
+        .filter(|h| h.0 == b.id().as_str())
+        .cloned()
+        .collect();
+    assert_eq!(only_b.len(), 18);
+    assert_eq!(hits(&store, &q), only_b);
+    q.kind = Some("tool_result".to_owned());
+    assert_eq!(hits(&store, &q), []);
+    let mut q = query("unrelated");
+    q.kind = Some("tool_result".to_owned());
+    q.limit = 1000;
+    assert_eq!(hits(&store, &q).len(), 53);
+    q.since = Some(50);
+    assert_eq!(hits(&store, &q).len(), 3);
+    // Paging with a session filter.
+    let mut q = query("common");
+    q.session = Some(a.id());
+    q.limit = 7;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.search(&q).unwrap();
+        seen.extend(page.hits.iter().map(|h| h.seq.get()));
+        match page.next {
+            Some(next) => q.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 35);
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+}
+
+#[test]
+fn query_shapes_phrases_prefixes_and_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut s = Session::new(&store);
+    s.add(user(1, "the build failed with exit code 101"));
+    s.add(user(2, "failed build, then exit"));
+    s.add(user(3, "C++ \"quoted\" AND things"));
+    let seqs = |q: &SearchQuery| -> Vec<u64> { hits(&store, q).into_iter().map(|h| h.1).collect() };
+    assert_eq!(seqs(&query("\"build failed\"")), [2]);
+    assert_eq!(seqs(&query("fail*")), [3, 2]);
+    assert_eq!(seqs(&query("build NOT exit")), Vec::<u64>::new());
+    assert_eq!(seqs(&query("NEAR(build code, 5)")), [2]);
+    let mut plain = query("C++ \"quoted AND");
+    plain.plain = true;
+    assert_eq!(seqs(&plain), [4]);
+    assert_eq!(plain_query("a \"b"), "\"a\" \"\"\"b\"");
+}
+
+#[test]
+fn malformed_queries_and_filters_are_errors_naming_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut s = Session::new(&store);
+    s.add(user(1, "some text"));
+    for text in [
+        "\"unbalanced",
+        "AND",
+        "foo NEAR(",
+        "nosuchcolumn: foo",
+        "",
+        "   ",
+        "(a",
+    ] {
+        match store.search(&query(text)) {
+            Err(StoreError::BadSearch { query, reason }) => {
+                assert_eq!(query, text);
+                assert!(!reason.is_empty());
+                let message = StoreError::BadSearch {
+                    query: query.clone(),
+                    reason,
+                }
+                .to_string();
+                assert!(message.starts_with("bad search query"), "{message}");
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+    let mut q = query("text");
+    q.kind = Some("turn_end".to_owned());
+    assert!(matches!(
+        store.search(&q),
+        Err(StoreError::BadSearch { .. })
+    ));
+    let mut q = query("text");
+    q.limit = MAX_LIMIT + 1;
+    assert!(matches!(
+        store.search(&q),
+        Err(StoreError::BadSearch { .. })
+    ));
+    // Store still usable.
+    assert_eq!(hits(&store, &query("text")).len(), 1);
+}
+
+#[test]
+fn a_term_beyond_the_preview_of_an_out_of_line_output_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut s = Session::new(&store);
+    let big = format!("{} needleinpayload tail", "filler ".repeat(THRESHOLD / 4));
+    let seq = s.add(output(1, &big));
+    let refs: String = store
+        .writer()
+        .query_row(
+            "SELECT payloads FROM entries WHERE session_id = ?1 AND seq = ?2",
+            rusqlite::params![s.id().as_str(), seq.get()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(refs.contains("$.output"), "stored out of line: {refs}");
+    let page = store.search(&query("needleinpayload")).unwrap();
+    assert_eq!(page.hits.len(), 1);
+    assert!(
+        page.hits[0]
+            .snippet
+            .contains(&format!("{MARK_START}needleinpayload{MARK_END}")),
+        "{}",
+        page.hits[0].snippet
+    );
+}
+
+#[test]
+fn a_rolled_back_append_is_not_indexed_and_a_committed_one_is_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut s = Session::new(&store);
+    store.inject(Fault::BeforeCommit);
+    let err = s
+        .writer
+        .append(user(1, "rolledbackword"), &s.sink)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Panicked {
+                committed: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(hits(&store, &query("rolledbackword")), []);
+    let seq = s.add(user(2, "committedword"));
+    assert_eq!(
+        hits(&store, &query("committedword")),
+        [(s.id().to_string(), seq.get(), "user_input".to_owned())]
+    );
+}
+
+fn integrity(store: &Store) {
+    store
+        .writer()
+        .execute_batch("INSERT INTO search (search, rank) VALUES ('integrity-check', 1)")
+        .unwrap();
+}
+
+#[test]
+fn deleting_a_session_removes_its_hits_and_vacuum_then_rebuild_keeps_them_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut a = Session::new(&store);
+    let mut b = Session::new(&store);
+    let big = format!("{} deepword", "x ".repeat(THRESHOLD));
+    for i in 0..20 {
+        a.add(user(i, "shared gone"));
+        b.add(user(i, "shared kept"));
+    }
+    a.add(output(99, &big));
+    b.add(output(99, &big));
+    let b_id = b.id();
+    let a_id = a.id();
+    drop(a);
+    {
+        let conn = store.writer();
+        conn.execute("DELETE FROM entries WHERE session_id = ?1", [a_id.as_str()])
+            .unwrap();
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [a_id.as_str()])
+            .unwrap();
+    }
+    integrity(&store);
+    assert_eq!(hits(&store, &query("gone")), []);
+    let mut q = query("shared OR deepword");
+    q.limit = 100;
+    let before = hits(&store, &q);
+    assert_eq!(before.len(), 21);
+    assert!(before.iter().all(|h| h.0 == b_id.as_str()));
+    store.writer().execute_batch("VACUUM").unwrap();
+    store.rebuild_search_index().unwrap();
+    integrity(&store);
+    assert_eq!(hits(&store, &q), before);
+}
+
+#[test]
+fn upgrading_indexes_existing_entries_in_chunks_with_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for &(version, _, sql) in crate::schema::migrations() {
+            if version >= 5 {
+                break;
+            }
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO sessions (id, origin, created_at, updated_at, last_seq, entry_count)
+             VALUES ('old', 'new', 1, 1, 12001, 12001);
+             INSERT INTO entries (session_id, seq, ts, kind, body)
+             VALUES ('old', 1, 1, 'session_start', '{\"type\":\"session_start\",\"ts\":1}');
+             WITH RECURSIVE n (i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 12001)
+             INSERT INTO entries (session_id, seq, ts, kind, body)
+             SELECT 'old', i, i, 'user_input',
+                    json_object('type', 'user_input', 'ts', i, 'text', 'old word' || i)
+             FROM n;",
+        )
+        .unwrap();
+    }
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let store = Store::open(
+        &path,
+        StoreOptions {
+            progress: Some(Arc::new(move |done, total| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                seen.lock().unwrap().push((done, total));
+            })),
+            ..options()
+        },
+    )
+    .unwrap();
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [(0, 12001), (5000, 12001), (10000, 12001), (12001, 12001)]
+    );
+    let mut q = query("word12001 OR word2");
+    q.limit = 10;
+    assert_eq!(
+        hits(&store, &q),
+        [
+            ("old".to_owned(), 12001, "user_input".to_owned()),
+            ("old".to_owned(), 2, "user_input".to_owned())
+        ]
+    );
+    let mut q = query("old");
+    q.limit = 1000;
+    let mut total = 0;
+    loop {
+        let page = store.search(&q).unwrap();
+        total += page.hits.len();
+        match page.next {
+            Some(n) => q.cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(total, 12000);
+    integrity(&store);
+    drop(store);
+    // Opening again migrates nothing and reports nothing.
+    let before = count.load(Ordering::Relaxed);
+    drop(Store::open(&path, options()).unwrap());
+    assert_eq!(count.load(Ordering::Relaxed), before);
+}

@@ -53,6 +53,10 @@ enum Command {
     Show {
         /// The session id, or an unambiguous prefix of it.
         session: String,
+        /// Start at this seq (a few entries before it for context), marking
+        /// it with `>`: where a search hit is.
+        #[arg(long, value_name = "SEQ")]
+        at: Option<u64>,
     },
     #[command(flatten)]
     Lifecycle(crate::lifecycle_cmd::LifecycleCommand),
@@ -62,6 +66,8 @@ enum Command {
     Tail(crate::tail_cmd::TailArgs),
     /// Make, list or revoke read-only links to one session.
     Share(crate::share_cmd::ShareArgs),
+    /// Search every session's entries, newest first.
+    Search(crate::search_cmd::SearchArgs),
 }
 
 /// The database path from the arguments, or the platform default.
@@ -84,6 +90,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             SyncArg::Full => Synchronous::Full,
             SyncArg::Normal => Synchronous::Normal,
         },
+        progress: Some(crate::search_cmd::migration_progress()),
         ..StoreOptions::default()
     };
     let store = Store::open(&path, options).map_err(|e| e.to_string())?;
@@ -95,7 +102,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             Err(DemoError::Store(e)) => return Err(e),
         },
         Command::Sessions => sessions(&store)?,
-        Command::Show { session } => show(&store, &session)?,
+        Command::Show { session, at } => show(&store, &session, at)?,
+        Command::Search(search) => return crate::search_cmd::run(&store, search, &mut out),
         Command::Lifecycle(command) => return crate::lifecycle_cmd::run(&store, command, &mut out),
         Command::Share(share) => return crate::share_cmd::run(&store, share, &mut out),
         Command::Serve(serve) => {
@@ -227,7 +235,10 @@ fn sessions(store: &Store) -> Result<String, String> {
     Ok(text)
 }
 
-fn show(store: &Store, session: &str) -> Result<String, String> {
+/// How many entries `show --at` prints before the one asked for.
+const SHOW_CONTEXT: u64 = 3;
+
+fn show(store: &Store, session: &str, at: Option<u64>) -> Result<String, String> {
     let id = store.resolve(session).map_err(|e| e.to_string())?;
     let info = store.session(&id).map_err(|e| e.to_string())?;
     let entries = store.entries(&id).map_err(|e| e.to_string())?;
@@ -242,7 +253,20 @@ fn show(store: &Store, session: &str) -> Result<String, String> {
             .as_ref()
             .map_or_else(String::new, |p| format!(", from {p}"))
     );
-    for c in &entries {
+    let Some(at) = at else {
+        for c in &entries {
+            text.push_str(&line(c));
+        }
+        return Ok(text);
+    };
+    if at == 0 || at > info.last_seq.get() {
+        return Err(format!(
+            "session {} has no seq {at} (its entries are 1 to {})",
+            info.id, info.last_seq
+        ));
+    }
+    for c in entries.iter().filter(|c| c.seq.get() + SHOW_CONTEXT >= at) {
+        text.push_str(if c.seq.get() == at { "> " } else { "  " });
         text.push_str(&line(c));
     }
     Ok(text)

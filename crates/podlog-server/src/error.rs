@@ -112,7 +112,8 @@ impl ApiError {
             StoreError::UnknownSession(_) | StoreError::UnknownShare(_) => StatusCode::NOT_FOUND,
             StoreError::AmbiguousSession { .. }
             | StoreError::BadCut { .. }
-            | StoreError::Import { .. } => StatusCode::BAD_REQUEST,
+            | StoreError::Import { .. }
+            | StoreError::BadSearch { .. } => StatusCode::BAD_REQUEST,
             StoreError::SessionLocked { .. }
             | StoreError::Rejected { .. }
             | StoreError::StaleWriter { .. } => StatusCode::CONFLICT,

@@ -143,6 +143,93 @@ fn classify(query: &str, e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Parses a `since` bound into milliseconds since the epoch: an ISO-8601
+/// date or time in UTC (`2026-11-30`, `2026-11-30T08:15`,
+/// `2026-11-30T08:15:00Z`, `2026-11-30T08:15:00.250Z`), a time before
+/// `now_ms` (a whole number and a unit: `90s`, `30m`, `12h`, `7d`, `2w`), or
+/// milliseconds since the epoch as a plain number.
+pub fn parse_since(text: &str, now_ms: u64) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "bad time {text:?}: want an ISO date or time in UTC (2026-11-30, \
+             2026-11-30T08:15:00Z) or a time ago (90s, 30m, 12h, 7d, 2w)"
+        )
+    };
+    if let Some(unit) = text.chars().last().filter(|c| c.is_ascii_alphabetic()) {
+        let number = &text[..text.len() - 1];
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            let unit_ms: u64 = match unit {
+                's' => 1000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                'w' => 7 * 86_400_000,
+                _ => return Err(bad()),
+            };
+            return Ok(now_ms.saturating_sub(n.saturating_mul(unit_ms)));
+        }
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| bad());
+    }
+    parse_iso(text).ok_or_else(bad)
+}
+
+/// `YYYY-MM-DD`, optionally followed by `T` (or a space) and `HH:MM`,
+/// `HH:MM:SS` or `HH:MM:SS.fff`, optionally ending in `Z`.
+fn parse_iso(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = match text.find(['T', ' ']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let num = |s: &str, len: usize| -> Option<i64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let mut d = date.split('-');
+    let year = num(d.next()?, 4)?;
+    let month = num(d.next()?, 2)?;
+    let day = num(d.next()?, 2)?;
+    if d.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut ms = 0i64;
+    if let Some(time) = time {
+        let (hms, frac) = match time.split_once('.') {
+            Some((hms, frac)) => (hms, Some(frac)),
+            None => (time, None),
+        };
+        let mut t = hms.split(':');
+        let h = num(t.next()?, 2)?;
+        let m = num(t.next()?, 2)?;
+        let s = match t.next() {
+            Some(s) => num(s, 2)?,
+            None => 0,
+        };
+        if t.next().is_some() || h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        ms = (h * 3600 + m * 60 + s) * 1000;
+        if let Some(frac) = frac {
+            if frac.is_empty() || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            ms += format!("{frac:0<3}").parse::<i64>().ok()?;
+        }
+    }
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400_000 + ms).ok()
+}
+
 impl Store {
     /// One page of the entries matching `query`, newest first.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {

@@ -473,3 +473,35 @@ fn upgrading_indexes_existing_entries_in_chunks_with_progress() {
     drop(Store::open(&path, options()).unwrap());
     assert_eq!(count.load(Ordering::Relaxed), before);
 }
+
+#[test]
+fn since_takes_iso_times_and_times_ago() {
+    let now = 1_700_000_000_000;
+    assert_eq!(parse_since("2023-11-14", now), Ok(1_699_920_000_000));
+    assert_eq!(
+        parse_since("2023-11-14T22:13:20Z", now),
+        Ok(1_700_000_000_000)
+    );
+    assert_eq!(
+        parse_since("2023-11-14T22:13:20.123Z", now),
+        Ok(1_700_000_000_123)
+    );
+    assert_eq!(parse_since("2023-11-14T22:13", now), Ok(1_699_999_980_000));
+    assert_eq!(parse_since("2000-02-29", now), Ok(951_782_400_000));
+    assert_eq!(parse_since("7d", now), Ok(now - 7 * 86_400_000));
+    assert_eq!(parse_since("12h", now), Ok(now - 12 * 3_600_000));
+    assert_eq!(parse_since("30m", now), Ok(now - 30 * 60_000));
+    assert_eq!(parse_since("1700000000000", now), Ok(now));
+    for bad in [
+        "",
+        "yesterday",
+        "7x",
+        "2023-13-01",
+        "2023-11-14T25:00",
+        "d",
+        "2023-1-1",
+    ] {
+        let err = parse_since(bad, now).unwrap_err();
+        assert!(err.starts_with("bad time"), "{bad:?}: {err}");
+    }
+}

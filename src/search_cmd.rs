@@ -121,11 +121,9 @@ pub fn migration_progress() -> podlog_store::Progress {
     std::sync::Arc::new(move |done: u64, total: u64| {
         if terminal {
             let width: u64 = 30;
-            let filled = if total == 0 {
-                width
-            } else {
-                (done * width / total).min(width)
-            } as usize;
+            let filled = (done * width)
+                .checked_div(total)
+                .map_or(width, |f| f.min(width)) as usize;
             eprint!(
                 "\rpodlog: indexing for search [{}{}] {done}/{total} entries",
                 "#".repeat(filled),

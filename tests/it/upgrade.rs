@@ -3,6 +3,7 @@
 //! `fixtures/schema/`, must open with the current podlog, reach the current
 //! schema version, and keep every session and entry exactly (checked entry by
 //! entry), and a database from a newer version must be refused untouched.
+//! Upgraded data is searchable, payloads included (schema 5).
 
 use std::path::Path;
 
@@ -22,10 +23,18 @@ fn load_dump(dump: &Path, db: &Path) {
 
 /// `(session_id, seq, kind, body)` of every entry, read with the shell.
 fn raw_entries(db: &Path) -> Vec<(String, u64, String, String)> {
+    read_entries(db, "entries")
+}
+
+/// The same from `table`: `entries` for the rows as stored, `entries_full`
+/// (schema 3 on) for the entries with their payloads put back.
+fn read_entries(db: &Path, table: &str) -> Vec<(String, u64, String, String)> {
     let run: crate::support::Run = std::process::Command::new("sqlite3")
         .args(["-readonly", "-json"])
         .arg(db)
-        .arg("SELECT session_id, seq, kind, body FROM entries ORDER BY session_id, seq;")
+        .arg(format!(
+            "SELECT session_id, seq, kind, body FROM {table} ORDER BY session_id, seq;"
+        ))
         .output()
         .expect("the sqlite3 shell must be installed")
         .into();
@@ -71,7 +80,15 @@ fn every_earlier_schema_version_upgrades_with_all_its_data() {
     for dump in &dumps {
         let db = TempDb::new();
         load_dump(dump, &db.path);
+        let dumped_version: i64 = dump.file_stem().unwrap().to_string_lossy()[1..]
+            .parse()
+            .unwrap();
         let before = raw_entries(&db.path);
+        let whole = if dumped_version >= 3 {
+            read_entries(&db.path, "entries_full")
+        } else {
+            before.clone()
+        };
         assert!(
             before.len() > 10,
             "{} holds a real conversation",
@@ -95,19 +112,28 @@ fn every_earlier_schema_version_upgrades_with_all_its_data() {
             let entries = store.entries(&info.id).unwrap();
             assert_eq!(entries.len() as u64, info.entry_count);
             for c in entries {
-                let row = before
+                let row = whole
                     .iter()
                     .find(|r| r.0 == info.id.as_str() && r.1 == c.seq.get())
                     .unwrap_or_else(|| panic!("{}@{} was not in the dump", info.id, c.seq));
                 assert_eq!(row.2, c.entry.kind());
-                assert_eq!(row.3, c.entry.to_json(), "{}@{}", info.id, c.seq);
+                // As JSON: an imported body keeps the spacing of its file.
+                let stored: serde_json::Value = serde_json::from_str(&row.3).unwrap();
+                let read: serde_json::Value = serde_json::from_str(&c.entry.to_json()).unwrap();
+                assert_eq!(stored, read, "{}@{}", info.id, c.seq);
                 checked += 1;
             }
         }
         assert_eq!(checked, before.len(), "every entry survived");
         // Rows written before payloads went out of line stay whole, and
         // read the same in the form the mirror and the wire carry.
-        for info in store.sessions().unwrap().into_iter().map(Result::unwrap) {
+        for info in store
+            .sessions()
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|_| dumped_version < 3)
+        {
             let lean = store
                 .previews_after(&info.id, podlog_entry::Seq::ZERO, usize::MAX)
                 .unwrap();
@@ -122,6 +148,7 @@ fn every_earlier_schema_version_upgrades_with_all_its_data() {
         )
         .stdout;
         assert_eq!(sessions_after, sessions_before);
+        check_search(&store, &db.path, dumped_version, &before);
         // The new views work on the upgraded data.
         let lineage = sqlite3(&db.path, "SELECT count(*) FROM lineage;");
         assert_eq!(
@@ -155,4 +182,64 @@ fn a_database_from_a_newer_version_is_refused_and_left_untouched() {
         )
     );
     assert_eq!(std::fs::read(&db.path).unwrap(), before, "file untouched");
+}
+
+/// The upgrade indexed every searchable entry: FTS5's own check against
+/// the content agrees, a word of the demo is found in each session that
+/// has it, through the store and the stock shell, and in the dump with
+/// payloads a word only past a payload's preview is found.
+fn check_search(store: &Store, db: &Path, version: i64, rows: &[(String, u64, String, String)]) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("INSERT INTO search (search, rank) VALUES ('integrity-check', 1)")
+        .unwrap_or_else(|e| panic!("v{version}: {e}"));
+    drop(conn);
+    let hits = |text: &str| -> Vec<(String, u64)> {
+        let page = store
+            .search(&podlog_store::SearchQuery {
+                text: text.to_owned(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        page.hits
+            .iter()
+            .map(|h| (h.session.to_string(), h.seq.get()))
+            .collect()
+    };
+    // Every user input of the dump is found by its own words.
+    let inputs: Vec<&(String, u64, String, String)> =
+        rows.iter().filter(|r| r.2 == "user_input").collect();
+    assert!(!inputs.is_empty(), "v{version} has user input");
+    for (session, seq, _, body) in inputs {
+        let text = serde_json::from_str::<serde_json::Value>(body).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let found = hits(&podlog_store::search::plain_query(&text));
+        assert!(
+            found.contains(&(session.clone(), *seq)),
+            "v{version}: {session}@{seq} {text:?} not found: {found:?}"
+        );
+    }
+    let shell = sqlite3(
+        db,
+        "SELECT count(*) FROM search WHERE search MATCH 'file' AND rowid > 0;",
+    );
+    assert_eq!(shell.code, 0, "{}", shell.stderr);
+    assert!(
+        shell.stdout.trim().parse::<u64>().unwrap() > 0,
+        "v{version}"
+    );
+    if version >= 4 {
+        let found = hits("quokkafinch");
+        assert_eq!(
+            found.len(),
+            2,
+            "v{version}: both outputs holding the payload"
+        );
+        assert!(
+            !rows.iter().any(|r| r.3.contains("quokkafinch")),
+            "only in the payload"
+        );
+    }
 }

@@ -17,6 +17,7 @@
 //! | `GET /sessions/{id}/entries?before=SEQ&limit=N` | the same, the page just below `SEQ`: how a client holding the tail pages back |
 //! | `GET /sessions/{id}/events` | the session's SSE stream, whoever writes it, followed through the store (`podlog_pod::follow`) |
 //! | `GET /blobs/{hash}` | the payload `hash` names, as text: cacheable for good, with `ETag`, `If-None-Match` and single byte `Range`s |
+//! | `GET /search?q=QUERY&session=&kind=&since=&limit=&cursor=&plain=` | full-text search, newest first: `{"hits": [{"session_id", "seq", "ts", "time", "kind", "snippet": [{"text", "match"}]}], "next": CURSOR or null}` (see [`search`]) |
 //!
 //! Entry pages are lean: an entry's large strings are previews and its
 //! `payloads` name the blobs that hold them whole. A page that does not
@@ -78,6 +79,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sessions/{id}/entries", get(entries))
         .route("/sessions/{id}/events", get(session_events))
         .route("/blobs/{hash}", get(blob))
+        .route("/search", get(search))
         .fallback(|| async { ApiError::not_found("no such route; see docs/protocol.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -691,4 +693,108 @@ mod tests {
         assert_eq!(tag, "W/\"a%22b%25c%C3%A9:1-2:v1\"");
         assert!(header_value(&tag).is_ok());
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    q: Option<String>,
+    session: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+    plain: Option<bool>,
+}
+
+/// `GET /search`: one page of the entries matching `q` (FTS5 query syntax,
+/// or words as written with `plain=true`), newest first, 20 by default and
+/// at most 1000; `next` is the `cursor` of the following page, `null` on
+/// the last. `since` is an ISO date or time in UTC, a time ago (`7d`,
+/// `12h`) or milliseconds since the epoch. A malformed query or parameter
+/// is `400` naming it. A share token is refused (`403`): search reaches
+/// every session.
+async fn search(
+    State(state): State<AppState>,
+    query: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = query.map_err(query_error)?;
+    let Some(text) = params.q.filter(|q| !q.trim().is_empty()) else {
+        return Err(ApiError::bad_request(
+            "missing search query: give `q`, e.g. /search?q=error",
+        ));
+    };
+    let limit = params.limit.unwrap_or(20);
+    if limit == 0 || limit > podlog_store::search::MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} out of range: want 1 to {}",
+            podlog_store::search::MAX_LIMIT
+        )));
+    }
+    let cursor = match &params.cursor {
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "bad cursor {c:?}: give the `next` of the previous page"
+            ))
+        })?),
+        None => None,
+    };
+    let page = blocking(move || {
+        let store = &state.inner.store;
+        let since = match &params.since {
+            Some(s) => Some(
+                podlog_store::search::parse_since(s, store.now())
+                    .map_err(|e| ApiError::bad_request(format!("bad `since`: {e}")))?,
+            ),
+            None => None,
+        };
+        let session = match &params.session {
+            Some(s) => Some(resolve(&state, s)?),
+            None => None,
+        };
+        let page = store
+            .search(&podlog_store::SearchQuery {
+                text,
+                plain: params.plain.unwrap_or(false),
+                session,
+                kind: params.kind,
+                since,
+                limit,
+                cursor,
+            })
+            .map_err(|e| {
+                let bad = matches!(e, podlog_store::StoreError::BadSearch { .. });
+                let error = ApiError::from(e);
+                if bad {
+                    // The message quotes the query; the log does not.
+                    error.with_log("malformed search query")
+                } else {
+                    error
+                }
+            })?;
+        Ok(page)
+    })
+    .await?;
+    let hits: Vec<Value> = page
+        .hits
+        .iter()
+        .map(|hit| {
+            json!({
+                "session_id": hit.session.as_str(),
+                "seq": hit.seq.get(),
+                "ts": hit.ts,
+                "time": podlog_entry::iso8601(hit.ts),
+                "kind": hit.kind,
+                "snippet": hit
+                    .snippet_parts()
+                    .into_iter()
+                    .map(|(text, matched)| json!({ "text": text, "match": matched }))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "hits": hits,
+        "next": page.next.map(|n| n.to_string()),
+    })))
 }

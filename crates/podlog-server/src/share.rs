@@ -268,6 +268,7 @@ mod tests {
             "/blobs/a/b",
             "/shares",
             "/assets",
+            "/search",
         ] {
             assert!(matches!(route(&get, path, &s), Route::Deny(_)), "{path}");
         }

@@ -145,8 +145,8 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
     let queries = documented_queries();
     assert_eq!(
         queries.iter().map(|q| q.0).collect::<Vec<_>>(),
-        (1..=12).collect::<Vec<_>>(),
-        "docs/inspect.md numbers its twelve queries"
+        (1..=13).collect::<Vec<_>>(),
+        "docs/inspect.md numbers its thirteen queries"
     );
     for (n, title, sql) in &queries {
         let rows = shell(&db.path, a.as_str(), sql);
@@ -318,6 +318,26 @@ fn the_documented_queries_answer_correctly_while_a_pod_writes() {
                     ]],
                     "{what}"
                 );
+            }
+            13 => {
+                let page = store
+                    .search(&podlog_store::SearchQuery {
+                        text: "test*".to_owned(),
+                        limit: 20,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                assert!(page.hits.len() >= 3, "{what}");
+                let want: Vec<Vec<String>> = page
+                    .hits
+                    .iter()
+                    .map(|h| vec![h.session.to_string(), h.seq.to_string(), h.kind.clone()])
+                    .collect();
+                let got: Vec<Vec<String>> = rows.iter().map(|r| r[..3].to_vec()).collect();
+                assert_eq!(got, want, "{what}");
+                for r in &rows {
+                    assert!(r[3].to_lowercase().contains("[test"), "{what}: {r:?}");
+                }
             }
             other => panic!("unexpected query number {other}"),
         }

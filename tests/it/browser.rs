@@ -928,7 +928,7 @@ async fn the_viewer_is_dark_in_a_dark_scheme_and_works_from_the_keyboard() {
         seen.push(focused.clone());
         let tag = focused[0].as_str().unwrap_or_default().to_owned();
         let outline = focused[2].as_str().unwrap_or_default().to_owned();
-        if !["A", "BUTTON", "SUMMARY", "TEXTAREA", "DIV"].contains(&tag.as_str())
+        if !["A", "BUTTON", "SUMMARY", "TEXTAREA", "INPUT", "DIV"].contains(&tag.as_str())
             || outline == "none"
         {
             b.fail(&format!(
@@ -1121,5 +1121,104 @@ async fn a_session_another_process_writes_appears_live() {
     .await;
     b.finish().await;
     drop(pod);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_box_lists_hits_pages_and_jumps_to_the_entry() {
+    let (bench, pod, server) = pod_with_one_run().await;
+    let addr = server.local_addr().unwrap();
+    // Another session with 30 inputs naming the word searched for.
+    let other = scripted_pod(&bench.store);
+    let other_id = other.session_id().to_string();
+    let mut seqs = Vec::new();
+    for i in 0..30 {
+        let entry = user_input(&format!("question {i} about the needleword in the build"));
+        let other = other.clone();
+        seqs.push(
+            tokio::task::spawn_blocking(move || other.commit(entry))
+                .await
+                .unwrap()
+                .unwrap()
+                .get(),
+        );
+    }
+    let b = browser("search").await;
+    b.open(addr, "#pod=p").await;
+    b.wait_for_seqs(pod.end_seq().get(), Duration::from_secs(10))
+        .await;
+    match b.client().find(Locator::Id("search-q")).await {
+        Ok(input) => {
+            if let Err(e) = input.send_keys("needleword").await {
+                b.fail(&format!("cannot type in the search box: {e}")).await;
+            }
+        }
+        Err(e) => b.fail(&format!("no search box: {e}")).await,
+    }
+    let hits = "return document.querySelectorAll('#search-hits a.hit').length;";
+    b.wait(
+        "the first page of hits",
+        Duration::from_secs(5),
+        &format!("{} === 20;", hits.trim_end_matches(';')),
+    )
+    .await;
+    // Newest first, each linking to its entry, the word marked.
+    let first = b
+        .js("const a = document.querySelector('#search-hits a.hit');
+             return [a.getAttribute('href'), a.querySelector('mark').textContent];")
+        .await;
+    assert_eq!(
+        first,
+        json!([format!("#{other_id}:{}", seqs[29]), "needleword"])
+    );
+    b.screenshot_as("search-hits").await;
+    b.click("#search-more").await;
+    b.wait(
+        "the second page of hits",
+        Duration::from_secs(5),
+        &format!("{} === 30;", hits.trim_end_matches(';')),
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('search-more').hidden;")
+            .await,
+        json!(true),
+        "no third page"
+    );
+    // A hit opens the session at its entry.
+    let target = seqs[4];
+    b.click(&format!(
+        "#search-hits a[href={:?}]",
+        format!("#{other_id}:{target}")
+    ))
+    .await;
+    b.wait(
+        "the session opened at the hit",
+        Duration::from_secs(5),
+        &format!(
+            "return document.getElementById('session-id')?.textContent === {other_id:?}
+                && document.querySelector('.entry.target')?.dataset.seq === '{target}';"
+        ),
+    )
+    .await;
+    // A malformed query says why, in place of the hits.
+    b.js("const q = document.getElementById('search-q');
+          q.value = '\"unbalanced';
+          document.getElementById('search').requestSubmit();")
+        .await;
+    let error = b
+        .wait(
+            "the query's error",
+            Duration::from_secs(5),
+            "const e = document.getElementById('search-error');
+             return !e.hidden && e.textContent;",
+        )
+        .await;
+    assert!(
+        error.as_str().unwrap().contains("bad search query"),
+        "{error}"
+    );
+    assert_eq!(b.js(hits).await, json!(0));
+    b.finish().await;
     server.shutdown().await.unwrap();
 }

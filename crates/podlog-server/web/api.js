@@ -37,6 +37,7 @@ export const routes = {
   sessionEvents: (id, { after, tail }) =>
     url(`/sessions/${enc(id)}/events`, { after, tail }),
   input: (pod) => url(`/pods/${enc(pod)}/input`),
+  search: (q, cursor) => url("/search", { q, limit: 20, cursor }),
 };
 
 async function check(response, what) {

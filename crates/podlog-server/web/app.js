@@ -4,6 +4,7 @@
 //   #SESSION       a session (through its pod when a live pod writes it)
 //   #SESSION:SEQ   the same, opened at entry SEQ
 //   #session=ID    the same as #ID (what `podlog share` prints)
+// The search box (GET /search) lists hits as #SESSION:SEQ links.
 // Opened from a share link (`?share=TOKEN`), the page shows that link's one
 // session, read-only: no lists, no input box, every request carries the
 // token.
@@ -641,6 +642,74 @@ async function route() {
   viewer = new Viewer(target);
   drawLists();
 }
+
+// ---------------------------------------------------------------- search
+
+/** The query of the hits shown, and the cursor of their next page. */
+let searched = "";
+let searchNext = null;
+let searchTimer = null;
+
+function hitItem(hit) {
+  const snippet = hit.snippet.map((p) => (p.match ? h("mark", {}, p.text) : p.text));
+  return h(
+    "li",
+    {},
+    h(
+      "a",
+      { href: `#${hit.session_id}:${hit.seq}`, class: "hit", title: hit.time },
+      h("span", { class: "sub" }, `${hit.session_id.slice(0, 8)}… #${hit.seq} · ${hit.kind}`),
+      h("span", { class: "snippet" }, snippet),
+    ),
+  );
+}
+
+/** Shows the first page of hits for the box's query, or with `more` the
+ * next page of the hits shown. A query the server refuses shows why. */
+async function runSearch(more) {
+  const list = $("search-hits");
+  const error = $("search-error");
+  const next = $("search-more");
+  if (!more) {
+    searched = $("search-q").value.trim();
+    searchNext = null;
+  }
+  const query = searched;
+  if (!query) {
+    list.replaceChildren();
+    error.hidden = true;
+    next.hidden = true;
+    return;
+  }
+  try {
+    const page = await getJSON(routes.search(query, more ? searchNext : null));
+    // A newer query was typed while this one ran: drop this answer.
+    if (query !== searched) return;
+    error.hidden = true;
+    const items = page.hits.map(hitItem);
+    if (more) list.append(...items);
+    else list.replaceChildren(...(items.length ? items : [h("li", { class: "empty" }, "No entries match")]));
+    searchNext = page.next;
+    next.hidden = !page.next;
+  } catch (err) {
+    if (query !== searched) return;
+    list.replaceChildren();
+    error.textContent = err.message;
+    error.hidden = false;
+    next.hidden = true;
+  }
+}
+
+$("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  clearTimeout(searchTimer);
+  runSearch(false);
+});
+$("search-q").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => runSearch(false), 300);
+});
+$("search-more").addEventListener("click", () => runSearch(true));
 
 // ---------------------------------------------------------------- start
 

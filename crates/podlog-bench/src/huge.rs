@@ -934,6 +934,8 @@ pub struct SizeCost {
     /// `Store::payload_totals`: payloads and their bytes.
     pub payloads: u64,
     pub payload_bytes: u64,
+    /// `Store::search_index_bytes`: what the full-text index holds.
+    pub search_bytes: u64,
 }
 
 impl SizeCost {
@@ -1040,12 +1042,17 @@ impl HugeFixture {
                 ),
             ));
         }
+        let search_bytes = self
+            .store
+            .search_index_bytes()
+            .map_err(error::store("H4"))?;
         Ok(SizeCost {
             db_bytes,
             wal_bytes,
             export_bytes: counted.0,
             payloads,
             payload_bytes,
+            search_bytes,
         })
     }
 }

@@ -18,6 +18,8 @@
 //! | H2 | the same run: bytes of a default first attach's snapshot event | 1 MiB; the `?tail=100` attach |
 //! | H3 | [`restore::RestoreFixture::pod_restore`] on a 1M-entry session | the same on a 10k-entry session |
 //! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint | the session's JSONL export |
+//! | S1 | [`search::SearchCorpus::measure`]: `Store::search` latency over a 1M-entry history | p50 20 ms, p99 100 ms |
+//! | S2 | P1's durable append with the search index | the same with the index's triggers dropped |
 //!
 //! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and
 //! returns a [`Report`] (what the
@@ -46,6 +48,7 @@ pub mod quick;
 pub mod restore;
 pub mod restored;
 pub mod resume;
+pub mod search;
 pub mod sse_client;
 pub mod stats;
 

@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
 
-    /// The rows to run: a comma-separated list of P1 to P9, H1 to H4, F1 and F2
+    /// The rows to run: a comma-separated list of P1 to P9, H1 to H4, F1, F2, S1 and S2
     /// (each with its reference rows), or all.
     #[arg(long, value_name = "ROWS", default_value = "all")]
     only: Selection,

@@ -52,6 +52,7 @@ use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
 
 mod huge_rows;
+mod search_rows;
 
 /// F1 and F2: following sessions another connection writes (see
 /// [`crate::follow`]). One run each: F1's figure is a percentile over its
@@ -174,6 +175,12 @@ pub struct Scale {
     /// F2: sessions followed, and how long the idle process is watched.
     pub follow_sessions: usize,
     pub follow_idle: Duration,
+    /// S1: entries of the searched history, entries per session, sessions
+    /// written at a time, and timed queries per query shape.
+    pub search_entries: usize,
+    pub search_per_session: usize,
+    pub search_concurrent: usize,
+    pub search_runs: usize,
 }
 
 impl Scale {
@@ -212,6 +219,10 @@ impl Scale {
             follow_pace: Duration::from_millis(7),
             follow_sessions: 100,
             follow_idle: Duration::from_secs(10),
+            search_entries: 1_000_000,
+            search_per_session: 1_000,
+            search_concurrent: 8,
+            search_runs: 50,
         }
     }
 
@@ -249,6 +260,10 @@ impl Scale {
             follow_pace: Duration::from_millis(2),
             follow_sessions: 5,
             follow_idle: Duration::from_millis(300),
+            search_entries: 2_000,
+            search_per_session: 100,
+            search_concurrent: 3,
+            search_runs: 2,
         }
     }
 }
@@ -276,8 +291,9 @@ pub struct QuickOptions {
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 15] = [
-    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4", "F1", "F2",
+pub const GROUPS: [&str; 17] = [
+    "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4", "F1", "F2", "S1",
+    "S2",
 ];
 
 /// Which groups of rows a run measures: all of them, or those named in a
@@ -1029,6 +1045,7 @@ pub fn quick(
         progress,
     )?);
     rows.extend(follow_rows(dir, scale, selected, progress)?);
+    rows.extend(search_rows::rows(dir, scale, repeats, selected, progress)?);
 
     let workdir_path = workdir.path().to_owned();
     workdir

@@ -297,6 +297,20 @@ impl Store {
         })
     }
 
+    /// Bytes the search index holds: its segments and per-entry sizes (the
+    /// records of the FTS5 shadow tables, without B-tree overhead). For
+    /// reporting how much of the database the index is.
+    pub fn search_index_bytes(&self) -> Result<u64> {
+        self.with_reader(|conn| {
+            conn.query_row(
+                "SELECT (SELECT coalesce(sum(length(block)), 0) FROM search_data)                       + (SELECT coalesce(sum(length(sz)), 0) FROM search_docsize)                       + (SELECT count(*) * 8 FROM search_docsize)",
+                [],
+                |r| r.get(0),
+            )
+            .context(|| "measuring the search index".to_owned())
+        })
+    }
+
     /// Rebuilds the search index from the entries. Needed after a full
     /// `VACUUM`, which may renumber the rowids the index is keyed by.
     pub fn rebuild_search_index(&self) -> Result<()> {

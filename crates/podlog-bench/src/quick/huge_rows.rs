@@ -90,6 +90,19 @@ pub(super) fn rows(
                 size.payloads, size.payload_bytes, stats.large_results
             ));
             h4_rows.push(payloads);
+            let mut search = Row::alone(
+                "H4-search",
+                "  the full-text search index in it (Store::search_index_bytes)".to_owned(),
+                Figure::new(mib(size.search_bytes), Unit::MiB),
+                Target::Reference,
+            );
+            search.note = Some(format!(
+                "{} bytes of search index: every tool result is indexed whole, repeated \
+                 outputs once per entry; the database without it is {:.3}x the export",
+                size.search_bytes,
+                size.db_bytes.saturating_sub(size.search_bytes) as f64 / size.export_bytes as f64
+            ));
+            h4_rows.push(search);
         }
         if selected.has("H1") || selected.has("H2") {
             progress("H1, H2: a server restoring the long session, and its first attaches");

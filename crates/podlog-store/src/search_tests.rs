@@ -505,3 +505,48 @@ fn since_takes_iso_times_and_times_ago() {
         assert!(err.starts_with("bad time"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn imported_and_forked_sessions_are_indexed_by_the_same_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut s = Session::new(&store);
+    let big = format!("{} importedpayloadword", "y ".repeat(THRESHOLD));
+    s.add(user(1, "importedword in the input"));
+    s.add(output(2, &big));
+    let id = s.id();
+    drop(s);
+    let mut jsonl = Vec::new();
+    store.export(&id, false, &mut jsonl, |_| {}).unwrap();
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Arc::new(
+        Store::open(
+            other_dir.path().join("other.db"),
+            StoreOptions {
+                ids: Arc::new(SequentialIds::new("o")),
+                ..options()
+            },
+        )
+        .unwrap(),
+    );
+    other.import(&jsonl[..], |_| {}).unwrap();
+    for word in ["importedword", "importedpayloadword"] {
+        assert_eq!(hits(&other, &query(word)).len(), 1, "{word}");
+    }
+    // A fork starts with the parent's history in its SessionStart, which
+    // is not indexed: a word is found where it was said, once.
+    let (fork, _) = other.fork(&id, Seq(2)).unwrap();
+    assert_eq!(
+        hits(&other, &query("importedword")),
+        [(id.to_string(), 2, "user_input".to_owned())]
+    );
+    let sink = SessionLogSink::with_initial(other.entries(&fork).unwrap()).unwrap();
+    let mut writer = other.session_writer(&fork).unwrap();
+    let seq = writer.append(user(3, "forkedword"), &sink).unwrap();
+    assert_eq!(
+        hits(&other, &query("forkedword")),
+        [(fork.to_string(), seq.get(), "user_input".to_owned())]
+    );
+    integrity(&other);
+}

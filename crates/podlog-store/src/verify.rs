@@ -17,7 +17,8 @@
 //!     SQLite skips `CHECK` constraints; the checks below cover every one of
 //!     the schema's (`json_valid(body)`, `seq >= 1`, the origin and parent
 //!     rules, the counters);
-//!   - entries stored under a session id that has no session row.
+//!   - entries stored under a session id that has no session row;
+//!   - the search index holds exactly the searchable entries (by rowid).
 //! * The entry rows are read by the reader every other read uses
 //!   (`rows.rs`), which reports each gap, undecodable body and misplaced
 //!   `SessionStart` and reads on, so verify and a failed read name a
@@ -102,6 +103,16 @@ impl Report<'_> {
 
     fn integrity(&mut self) {
         let mut lines = Vec::new();
+        // FTS5 keeps its index's structure per connection and the integrity
+        // check reads that copy as it is: a query first makes it reread the
+        // structure if another connection changed it since (a read
+        // connection from the pool would otherwise report blobs a merge or
+        // a rebuild removed as corruption).
+        let _ = self.conn.query_row(
+            "SELECT rowid FROM search WHERE search MATCH 'a' LIMIT 1",
+            [],
+            |_| Ok(()),
+        );
         let run = self
             .conn
             .prepare("PRAGMA integrity_check")
@@ -218,6 +229,33 @@ impl Report<'_> {
                 }
             }
             Err(e) => self.push(None, None, format!("cannot look for orphan entries: {e}")),
+        }
+    }
+
+    /// The search index holds exactly the searchable entries, by rowid (see
+    /// `crate::search`): a mismatch is what a `VACUUM` that renumbered the
+    /// rowids without a rebuild leaves, or an index edited by hand.
+    fn search_index(&mut self) {
+        let counts = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM search_docsize AS d \
+                     WHERE NOT EXISTS (SELECT 1 FROM search_source AS s WHERE s.entry_rowid = d.id)), \
+                    (SELECT count(*) FROM search_source AS s \
+                     WHERE NOT EXISTS (SELECT 1 FROM search_docsize AS d WHERE d.id = s.entry_rowid))",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        );
+        match counts {
+            Ok((0, 0)) => {}
+            Ok((stray, missing)) => self.push(
+                None,
+                None,
+                format!(
+                    "search index: {stray} indexed rows name no searchable entry and {missing} \
+                     searchable entries are not indexed (after a VACUUM the index must be \
+                     rebuilt: INSERT INTO search (search) VALUES ('rebuild'))"
+                ),
+            ),
+            Err(e) => self.push(None, None, format!("cannot check the search index: {e}")),
         }
     }
 
@@ -506,6 +544,7 @@ impl Store {
             report.payloads(session.map(SessionId::as_str));
             if session.is_none() {
                 report.orphans();
+                report.search_index();
             }
             match session_rows(&tx, session) {
                 Ok(rows) => {

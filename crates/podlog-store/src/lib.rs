@@ -31,6 +31,7 @@ pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
 pub mod payloads;
+pub mod retention;
 mod rows;
 pub mod schema;
 pub mod shares;
@@ -56,6 +57,10 @@ pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
 pub use payloads::Payload;
 use payloads::{insert_rendered, render};
+pub use retention::{
+    AutoVacuum, Kept, KeptBecause, Removed, RetentionOptions, RetentionReport, Selection,
+    SpaceUsage,
+};
 use rows::{read_rows, Form, Span};
 pub use schema::SCHEMA_VERSION;
 pub use shares::{ShareCheck, ShareInfo, ShareState, ShareToken};

@@ -111,11 +111,6 @@ pub enum StoreError {
     #[error("line {line}: {reason}")]
     Import { line: u64, reason: String },
 
-    /// A retention archive could not be written, or reads back other than
-    /// written; the session it was for was not deleted.
-    #[error("archive {path}: {reason}")]
-    Archive { path: PathBuf, reason: String },
-
     /// Reading an import or writing an export failed.
     #[error("{context}: {source}")]
     Io {

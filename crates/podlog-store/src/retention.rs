@@ -61,6 +61,15 @@ use crate::jsonl::SESSION_HEADER_TYPE;
 use crate::lock::{LockHolder, SessionLock};
 use crate::{Result, SessionInfo, Store, StoreError};
 
+/// An archive that could not be written or reads back wrong: an
+/// [`StoreError::Io`] naming the file.
+fn archive_error(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        context: format!("archive {}", path.display()),
+        source: std::io::Error::other(reason.to_string()),
+    }
+}
+
 /// Which sessions a retention run considers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -685,12 +694,7 @@ impl Store {
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}
-            Err(e) => {
-                return Err(StoreError::Archive {
-                    path: dir.to_owned(),
-                    reason: format!("cannot create the folder: {e}"),
-                })
-            }
+            Err(e) => return Err(archive_error(dir, format!("cannot create the folder: {e}"))),
         }
         let name = archive_file_name(&info.id);
         let path = dir.join(&name);
@@ -698,10 +702,7 @@ impl Store {
         let io = |p: &Path, what: &str| {
             let p = p.to_owned();
             let what = what.to_owned();
-            move |e: std::io::Error| StoreError::Archive {
-                path: p,
-                reason: format!("{what}: {e}"),
-            }
+            move |e: std::io::Error| archive_error(&p, format!("{what}: {e}"))
         };
         // A partial file left by a run that was killed is ours to replace.
         match std::fs::remove_file(&partial) {
@@ -728,13 +729,13 @@ impl Store {
         file.sync_all().map_err(io(&partial, "cannot flush"))?;
         drop(file);
         if written.entries != info.entry_count {
-            return Err(StoreError::Archive {
-                path: partial,
-                reason: format!(
+            return Err(archive_error(
+                &partial,
+                format!(
                     "the export holds {} entries, the session row counts {}",
                     written.entries, info.entry_count
                 ),
-            });
+            ));
         }
         std::fs::rename(&partial, &path).map_err(io(&path, "cannot rename into place"))?;
         File::open(dir)
@@ -778,10 +779,7 @@ pub fn archive_file_name(id: &SessionId) -> String {
 /// session and its entries, seq 1 to `last_seq`, each a JSON object of that
 /// session.
 fn check_archive(path: &Path, info: &SessionInfo, hash: &blake3::Hash) -> Result<()> {
-    let bad = |reason: String| StoreError::Archive {
-        path: path.to_owned(),
-        reason: format!("reads back wrong: {reason}"),
-    };
+    let bad = |reason: String| archive_error(path, format!("reads back wrong: {reason}"));
     let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
     let mut reader = BufReader::new(file);
     let mut hasher = blake3::Hasher::new();

@@ -611,3 +611,32 @@ fn vacuuming_an_old_database_switches_it_to_incremental() {
     store.vacuum_to_incremental().unwrap();
     assert_eq!(store.auto_vacuum().unwrap(), AutoVacuum::Incremental);
 }
+
+#[test]
+fn verify_reports_payload_refs_that_disagree_with_the_entries() {
+    let f = fixture();
+    let id = session(&f, None, &[output(1, 10_000)], RECENT);
+    assert_verifies(&f);
+    f.store
+        .writer()
+        .execute_batch(
+            "DELETE FROM payload_refs; \
+             INSERT INTO payload_refs VALUES ('feed', 's-0001', 1);",
+        )
+        .unwrap();
+    let problems: Vec<String> = f
+        .store
+        .verify(None)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let hash = crate::payloads::hash(&output(1, 10_000));
+    assert_eq!(
+        problems,
+        [
+            format!("session {id} seq 1: payload_refs lists payload feed, which the entry does not reference"),
+            format!("session {id} seq 2: payload_refs lacks its reference to payload {hash}"),
+        ]
+    );
+}

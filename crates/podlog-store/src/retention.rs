@@ -278,20 +278,26 @@ impl Store {
     /// [`Store::vacuum_to_incremental`]).
     pub fn reclaim_space(&self) -> Result<SpaceUsage> {
         if self.auto_vacuum()? == AutoVacuum::Incremental {
-            let conn = self.writer();
-            // Frees every page on the free list, in one write transaction
-            // of its own, moving pages from the end of the file into them.
-            let mut stmt = conn
-                .prepare("PRAGMA incremental_vacuum")
-                .context(|| "vacuuming freed pages".to_owned())?;
-            let mut rows = stmt
-                .query([])
-                .context(|| "vacuuming freed pages".to_owned())?;
-            while rows
-                .next()
-                .context(|| "vacuuming freed pages".to_owned())?
-                .is_some()
-            {}
+            let ctx = || "vacuuming freed pages".to_owned();
+            let mut free = u64::MAX;
+            loop {
+                // A few thousand pages per write transaction, letting go of
+                // the write connection in between: pods' commits wait for
+                // one step, never for the whole vacuum.
+                let conn = self.writer();
+                let left: u64 = conn
+                    .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                    .context(ctx)?;
+                if left == 0 || left >= free {
+                    break;
+                }
+                free = left;
+                let mut stmt = conn
+                    .prepare("PRAGMA incremental_vacuum(4096)")
+                    .context(ctx)?;
+                let mut rows = stmt.query([]).context(ctx)?;
+                while rows.next().context(ctx)?.is_some() {}
+            }
         }
         // A reader in another process may keep the checkpoint from
         // finishing; the file then shrinks at a later checkpoint.
@@ -441,7 +447,7 @@ impl Store {
                 }
                 vec![s.clone()]
             };
-            match self.remove_unit(&unit, options) {
+            match self.remove_unit(&unit, options, &gone) {
                 Ok(removed) => {
                     gone.extend(removed.sessions.iter().map(|r| r.id.clone()));
                     report.removed.push(removed);
@@ -458,10 +464,14 @@ impl Store {
 
     /// Archives and deletes one unit (the sessions of `unit`, the selected
     /// one first, each after its parent), or in a dry run measures it.
+    /// `gone` are the sessions deleted before it in this run (in a dry
+    /// run, those that would be): payloads only they and the unit
+    /// reference count as freed.
     fn remove_unit(
         &self,
         unit: &[SessionInfo],
         options: &RetentionOptions,
+        gone: &HashSet<SessionId>,
     ) -> std::result::Result<Removed, KeptBecause> {
         let failed = |e: StoreError| KeptBecause::Failed(e.to_string());
         // Held for the rest of this function: no pod may start writing a
@@ -505,7 +515,10 @@ impl Store {
                 Err(e) => return Err(failed(e)),
             }
         }
-        let mut removed = self.measure_unit(unit).map_err(failed)?;
+        // Only a dry run still has the sessions it counts as gone.
+        let no_one = HashSet::new();
+        let gone = if options.dry_run { gone } else { &no_one };
+        let mut removed = self.measure_unit(unit, gone).map_err(failed)?;
         if options.dry_run {
             return Ok(removed);
         }
@@ -521,9 +534,13 @@ impl Store {
     }
 
     /// What deleting `unit` frees, read on a read connection: its entries,
-    /// their bytes, and the payloads nothing outside it references.
-    fn measure_unit(&self, unit: &[SessionInfo]) -> Result<Removed> {
+    /// their bytes, and the payloads nothing outside it and `gone`
+    /// references.
+    fn measure_unit(&self, unit: &[SessionInfo], gone: &HashSet<SessionId>) -> Result<Removed> {
         let ids = ids_json(unit);
+        let mut ignored: Vec<&str> = unit.iter().map(|s| s.id.as_str()).collect();
+        ignored.extend(gone.iter().map(SessionId::as_str));
+        let ignored = Value::from(ignored).to_string();
         self.with_reader(|conn| {
             let ctx = || format!("measuring session {}", unit[0].id);
             let (entries, entry_bytes): (u64, u64) = conn
@@ -545,15 +562,16 @@ impl Store {
                 .context(ctx)?;
             let (payloads, payload_bytes): (u64, u64) = conn
                 .query_row(
-                    "WITH unit (id) AS (SELECT value FROM json_each(?1)) \
-                     SELECT count(*), coalesce(sum(p.size), 0) FROM payloads AS p \
+                    "SELECT count(*), coalesce(sum(p.size), 0) FROM payloads AS p \
                      WHERE p.hash IN ( \
                        SELECT json_extract(j.value, '$.hash') \
                        FROM entries AS e, json_each(e.payloads) AS j \
-                       WHERE e.session_id IN (SELECT id FROM unit) AND e.payloads IS NOT NULL) \
+                       WHERE e.session_id IN (SELECT value FROM json_each(?1)) \
+                         AND e.payloads IS NOT NULL) \
                      AND NOT EXISTS (SELECT 1 FROM payload_refs AS x \
-                       WHERE x.hash = p.hash AND x.session_id NOT IN (SELECT id FROM unit))",
-                    [&ids],
+                       WHERE x.hash = p.hash \
+                         AND x.session_id NOT IN (SELECT value FROM json_each(?2)))",
+                    [&ids, &ignored],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .context(ctx)?;

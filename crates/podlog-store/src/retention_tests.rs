@@ -640,3 +640,25 @@ fn verify_reports_payload_refs_that_disagree_with_the_entries() {
         ]
     );
 }
+
+#[test]
+fn a_dry_run_counts_a_payload_shared_only_by_sessions_that_would_go() {
+    let f = fixture();
+    let shared = output(1, 30_000);
+    session(&f, None, std::slice::from_ref(&shared), OLD);
+    session(&f, None, std::slice::from_ref(&shared), OLD);
+    let dry = f
+        .store
+        .retain(
+            &gc(),
+            &RetentionOptions {
+                dry_run: true,
+                ..RetentionOptions::default()
+            },
+        )
+        .unwrap();
+    let real = f.store.retain(&gc(), &RetentionOptions::default()).unwrap();
+    assert_eq!(real.payloads(), 1);
+    assert_eq!(dry.payloads(), real.payloads());
+    assert_eq!(dry.bytes(), real.bytes());
+}

@@ -273,7 +273,7 @@ fn space(
     text: &mut String,
 ) -> Result<(), String> {
     let mode = store.auto_vacuum().map_err(|e| e.to_string())?;
-    if vacuum && mode != AutoVacuum::Incremental {
+    if vacuum && mode == AutoVacuum::None {
         let after = store.vacuum_to_incremental().map_err(|e| e.to_string())?;
         let _ = writeln!(
             text,
@@ -282,6 +282,9 @@ fn space(
             human(after.file_bytes)
         );
         return Ok(());
+    }
+    if vacuum {
+        text.push_str("the database already has auto-vacuum on: nothing to rewrite\n");
     }
     if report.removed.is_empty() {
         return Ok(());

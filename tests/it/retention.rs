@@ -515,6 +515,12 @@ fn an_upgraded_database_knows_its_payload_references_and_can_be_vacuumed_once() 
     );
     assert_eq!(sqlite3(&db.path, "PRAGMA auto_vacuum;").stdout.trim(), "2");
     assert_verifies(&db.path);
+    let again = podlog(&db.path, &["gc", "--older-than", "1d", "--vacuum"]);
+    assert!(
+        ok(&again).contains("already has auto-vacuum on: nothing to rewrite"),
+        "{}",
+        again.stdout
+    );
 }
 
 /// This file's crash test, as the harness names it.

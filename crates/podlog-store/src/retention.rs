@@ -313,8 +313,9 @@ impl Store {
     ///
     /// `VACUUM` may renumber the rowids of `entries` (its key is
     /// `(session_id, seq)`, not an `INTEGER PRIMARY KEY`): anything keyed by
-    /// those rowids, such as a full-text index over entries, must be rebuilt
-    /// after this returns.
+    /// those rowids must be rebuilt after this returns, the full-text search
+    /// index over entries first of all (`Store::rebuild_search_index`). This
+    /// is the only place podlog runs a full `VACUUM`.
     pub fn vacuum_to_incremental(&self) -> Result<SpaceUsage> {
         {
             let conn = self.writer();

@@ -657,3 +657,33 @@ fn a_gc_killed_at_random_moments_leaves_every_session_whole_or_archived() {
         exports.len()
     );
 }
+
+#[test]
+fn a_session_an_open_pod_of_this_process_holds_is_kept_until_the_pod_closes() {
+    let db = TempDb::new();
+    let old = old_store(&db.path);
+    let held = add_session(&old, None, &["a".to_owned()]);
+    drop(old);
+    let store = new_store(&db.path);
+    let pod = podlog_pod::Pod::restore(
+        store.clone(),
+        &held,
+        Box::new(podlog_pod::ScriptedDriver::demo()),
+    )
+    .expect("restore a pod on the old session");
+    let cutoff = podlog_store::Selection::UntouchedBefore(store.now() - 86_400_000);
+    let options = podlog_store::RetentionOptions::default();
+    let report = store.retain(&cutoff, &options).unwrap();
+    assert_eq!(report.sessions(), 0);
+    match &report.kept[0].because {
+        podlog_store::KeptBecause::Held { session, holder } => {
+            assert_eq!(session, &held);
+            assert_eq!(holder.pid, Some(std::process::id()));
+        }
+        other => panic!("kept for {other:?}"),
+    }
+    pod.shutdown();
+    drop(pod);
+    let report = store.retain(&cutoff, &options).unwrap();
+    assert_eq!(report.sessions(), 1, "{report:?}");
+}

@@ -176,7 +176,9 @@ impl Store {
     /// for longer than a look and without creating any file: a session
     /// whose lock file does not exist has never been locked, so no one
     /// holds it. For reports that must change nothing (`podlog gc
-    /// --dry-run`).
+    /// --dry-run`). The look takes a shared lock for an instant: a writer
+    /// taking the lock in that instant is refused as if the session were
+    /// held, and may try again.
     pub fn lock_holder(&self, session: &SessionId) -> Result<Option<LockHolder>> {
         let path = lock_dir(self.path())?.join(lock_file_name(session));
         let mut file = match OpenOptions::new().read(true).open(&path) {

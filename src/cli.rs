@@ -68,6 +68,12 @@ enum Command {
     Share(crate::share_cmd::ShareArgs),
     /// Search every session's entries, newest first.
     Search(crate::search_cmd::SearchArgs),
+    /// Delete whole sessions untouched for longer than a limit, archiving
+    /// them first if asked; never one an open pod holds.
+    Gc(crate::gc_cmd::GcArgs),
+    /// Delete one session (and, if asked, its descendants), archiving it
+    /// first if asked.
+    Rm(crate::gc_cmd::RmArgs),
 }
 
 /// The database path from the arguments, or the platform default.
@@ -106,6 +112,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Search(search) => return crate::search_cmd::run(&store, search, &mut out),
         Command::Lifecycle(command) => return crate::lifecycle_cmd::run(&store, command, &mut out),
         Command::Share(share) => return crate::share_cmd::run(&store, share, &mut out),
+        Command::Gc(gc) => return crate::gc_cmd::gc(&store, gc, &mut out),
+        Command::Rm(rm) => return crate::gc_cmd::rm(&store, rm, &mut out),
         Command::Serve(serve) => {
             drop(out);
             return crate::serve_cmd::run(serve, store, &path);

@@ -6,6 +6,7 @@
 //! why), 2 when the arguments are wrong.
 
 mod cli;
+mod gc_cmd;
 mod lifecycle_cmd;
 mod search_cmd;
 mod serve_cmd;

@@ -18,6 +18,7 @@ mod import_props;
 mod inspect;
 mod lifecycle_cli;
 mod pod;
+mod retention;
 mod search;
 mod server;
 mod server_cli;

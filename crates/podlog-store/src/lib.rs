@@ -31,6 +31,7 @@ pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
 pub mod payloads;
+pub mod retention;
 mod rows;
 pub mod schema;
 pub mod search;
@@ -57,6 +58,10 @@ pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
 pub use payloads::Payload;
 use payloads::{insert_rendered, render};
+pub use retention::{
+    AutoVacuum, Kept, KeptBecause, Removed, RetentionOptions, RetentionReport, Selection,
+    SpaceUsage,
+};
 use rows::{read_rows, Form, Span};
 pub use schema::SCHEMA_VERSION;
 pub use search::{SearchHit, SearchPage, SearchQuery};

@@ -172,6 +172,38 @@ fn read_holder(file: &mut File) -> LockHolder {
 }
 
 impl Store {
+    /// Who holds the write lock of `session`, if anyone, without taking it
+    /// for longer than a look and without creating any file: a session
+    /// whose lock file does not exist has never been locked, so no one
+    /// holds it. For reports that must change nothing (`podlog gc
+    /// --dry-run`). The look takes a shared lock for an instant: a writer
+    /// taking the lock in that instant is refused as if the session were
+    /// held, and may try again.
+    pub fn lock_holder(&self, session: &SessionId) -> Result<Option<LockHolder>> {
+        let path = lock_dir(self.path())?.join(lock_file_name(session));
+        let mut file = match OpenOptions::new().read(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreError::Lock {
+                    path,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(None)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(read_holder(&mut file))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Lock {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// Takes the write lock of `session` for this process, or fails at once
     /// with [`StoreError::SessionLocked`] naming the process that holds it.
     /// The lock lasts until the returned [`SessionLock`] is dropped or the

@@ -149,8 +149,27 @@ fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Refuses a database newer than this build, switches it to WAL, and brings
-/// it to [`SCHEMA_VERSION`], one transaction per migration.
+/// Gives a database that holds no table yet incremental auto-vacuum, so
+/// that the pages retention frees (`podlog gc`, `podlog rm`) can be given
+/// back to the file system with `PRAGMA incremental_vacuum`, without
+/// rewriting the file. SQLite fixes the auto-vacuum mode when the first
+/// table is created, so this must run before the first migration and before
+/// the switch to WAL; on a database that has tables it changes nothing (see
+/// `retention.rs` for databases created before this).
+fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if tables == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .map_err(|e| classify(path, e))?;
+    }
+    Ok(())
+}
+
+/// Refuses a database newer than this build, gives a new one incremental
+/// auto-vacuum, switches it to WAL, and brings it to [`SCHEMA_VERSION`],
+/// one transaction per migration.
 pub(crate) fn migrate(
     conn: &mut Connection,
     path: &Path,
@@ -164,6 +183,7 @@ pub(crate) fn migrate(
             supported: SCHEMA_VERSION,
         });
     }
+    enable_incremental_vacuum(conn, path)?;
     enable_wal(conn, path)?;
     for &(version, name, sql) in MIGRATIONS {
         let fail = |source| StoreError::Migration {

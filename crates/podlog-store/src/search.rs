@@ -314,10 +314,14 @@ impl Store {
     /// Rebuilds the search index from the entries. Needed after a full
     /// `VACUUM`, which may renumber the rowids the index is keyed by.
     pub fn rebuild_search_index(&self) -> Result<()> {
-        let conn = self.writer();
-        conn.execute_batch("INSERT INTO search (search) VALUES ('rebuild')")
-            .context(|| "rebuilding the search index".to_owned())
+        rebuild(&self.writer())
     }
+}
+
+/// Rebuilds the search index from its content, on the writer `conn`.
+pub(crate) fn rebuild(conn: &Connection) -> Result<()> {
+    conn.execute_batch("INSERT INTO search (search) VALUES ('rebuild')")
+        .context(|| "rebuilding the search index".to_owned())
 }
 
 fn run(

@@ -19,6 +19,8 @@
 //!     rules, the counters);
 //!   - entries stored under a session id that has no session row;
 //!   - the search index holds exactly the searchable entries (by rowid).
+//!   - `payload_refs` lists exactly the payload references of
+//!     `entries.payloads` (retention relies on it).
 //! * The entry rows are read by the reader every other read uses
 //!   (`rows.rs`), which reports each gap, undecodable body and misplaced
 //!   `SessionStart` and reads on, so verify and a failed read name a
@@ -256,6 +258,51 @@ impl Report<'_> {
                 ),
             ),
             Err(e) => self.push(None, None, format!("cannot check the search index: {e}")),
+        }
+    }
+
+    /// `payload_refs` against `entries.payloads`: retention deletes a
+    /// payload when this table lists no other reference to it, so a
+    /// reference missing here would let it delete a payload still in use.
+    fn payload_refs(&mut self) {
+        let rows = self
+            .conn
+            .prepare(
+                "WITH named (hash, session_id, seq) AS ( \
+                   SELECT json_extract(r.value, '$.hash'), e.session_id, e.seq \
+                   FROM entries AS e, json_each(e.payloads) AS r \
+                   WHERE e.payloads IS NOT NULL) \
+                 SELECT 'missing', * FROM (SELECT * FROM named EXCEPT SELECT * FROM payload_refs) \
+                 UNION ALL \
+                 SELECT 'stale', * FROM (SELECT * FROM payload_refs EXCEPT SELECT * FROM named) \
+                 ORDER BY 3, 4, 2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            });
+        match rows {
+            Ok(rows) => {
+                for (what, hash, session, seq) in rows {
+                    let hash = hash.unwrap_or_else(|| "(none)".to_owned());
+                    let message = if what == "missing" {
+                        format!("payload_refs lacks its reference to payload {hash}")
+                    } else {
+                        format!(
+                            "payload_refs lists payload {hash}, which the entry does not reference"
+                        )
+                    };
+                    self.push(Some(&session), Some(seq), message);
+                }
+            }
+            Err(e) => self.push(None, None, format!("cannot check payload_refs: {e}")),
         }
     }
 
@@ -545,6 +592,7 @@ impl Store {
             if session.is_none() {
                 report.orphans();
                 report.search_index();
+                report.payload_refs();
             }
             match session_rows(&tx, session) {
                 Ok(rows) => {

@@ -1,0 +1,92 @@
+//! The corpora of `fixtures/redaction/`: realistic fake secrets that every
+//! detector must catch, and ordinary text that must come out unchanged.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use super::*;
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/redaction")
+        .join(name)
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    file: Vec<Expected>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    name: String,
+    kinds: Vec<String>,
+    secrets: Vec<String>,
+}
+
+fn manifest() -> Manifest {
+    let text = std::fs::read_to_string(corpus("secrets/manifest.toml")).unwrap();
+    toml::from_str(&text).unwrap()
+}
+
+#[test]
+fn each_secret_file_yields_exactly_its_kinds_and_no_secret_survives() {
+    let r = Redactor::new(KEY);
+    let manifest = manifest();
+    assert!(manifest.file.len() >= 10);
+    for f in &manifest.file {
+        let text = std::fs::read_to_string(corpus("secrets").join(&f.name)).unwrap();
+        let mut found = Redactions::default();
+        let out = r.redact(&text, &mut found).unwrap_or_else(|| text.clone());
+        let kinds: BTreeSet<&str> = found.iter().map(|(k, _)| k).collect();
+        let expected: BTreeSet<&str> = f.kinds.iter().map(String::as_str).collect();
+        assert_eq!(kinds, expected, "{}:\n{out}", f.name);
+        assert!(!f.secrets.is_empty(), "{}", f.name);
+        for secret in &f.secrets {
+            assert!(
+                text.contains(secret.as_str()),
+                "{}: {secret} is in the file",
+                f.name
+            );
+            assert!(
+                !out.contains(secret.as_str()),
+                "{}: {secret} survived:\n{out}",
+                f.name
+            );
+        }
+        // As a JSON string (how an entry holds it), the same.
+        let doc = serde_json::json!({ "output": text }).to_string();
+        let (json, again) = r.redact_json(&doc).expect("a secret file is redacted");
+        assert_eq!(again, found, "{}", f.name);
+        for secret in &f.secrets {
+            assert!(
+                !json.contains(secret.as_str()),
+                "{}: {secret} in JSON",
+                f.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_builtin_detector_catches_its_own_in_the_corpus() {
+    let covered: BTreeSet<String> = manifest().file.into_iter().flat_map(|f| f.kinds).collect();
+    for kind in BUILTIN_KINDS {
+        assert!(covered.contains(kind), "no corpus file yields {kind}");
+    }
+}
+
+#[test]
+fn the_clean_corpus_yields_nothing() {
+    let r = Redactor::new(KEY);
+    let mut files = 0;
+    for entry in std::fs::read_dir(corpus("clean")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut found = Redactions::default();
+        let out = r.redact(&text, &mut found);
+        assert_eq!(out, None, "{}: {found}", path.display());
+        files += 1;
+    }
+    assert!(files >= 6, "{files} clean files");
+}

@@ -95,7 +95,7 @@ pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
 pub use follow::{Follow, Followers};
 pub use live::MIRROR_WINDOW;
-pub use pod::{Pod, PodStatus};
+pub use pod::{human_bytes, Pod, PodStatus, DEFAULT_SIZE_WARNING};
 pub use scripted::ScriptedDriver;
 
 #[cfg(test)]

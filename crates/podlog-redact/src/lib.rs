@@ -462,8 +462,51 @@ impl Redactor {
     /// `text` with every secret replaced by its marker, counting each in
     /// `found`; `None` when nothing was replaced.
     pub fn redact(&self, text: &str, found: &mut Redactions) -> Option<String> {
-        if !self.may_contain(text) {
+        let spans = self.find(text);
+        if spans.is_empty() {
             return None;
+        }
+        Some(self.replace(text, 0, &spans, found))
+    }
+
+    /// `text[from..]` with its secrets replaced, where `text[..from]` is
+    /// context already sent (what a detector such as
+    /// `aws_secret_access_key = …` needs to see); secrets inside the context
+    /// are not counted again. A secret that starts in the context and ends
+    /// after `from` has its part after `from` replaced.
+    pub fn redact_after(&self, text: &str, from: usize, found: &mut Redactions) -> String {
+        let spans = self.find(text);
+        self.replace(text, from, &spans, found)
+    }
+
+    /// Writes `text[from..]` with `spans` replaced by markers.
+    fn replace(
+        &self,
+        text: &str,
+        from: usize,
+        spans: &[(usize, usize, usize)],
+        found: &mut Redactions,
+    ) -> String {
+        let mut out = String::with_capacity(text.len() - from);
+        let mut at = from;
+        for &(start, end, i) in spans {
+            if end <= from {
+                continue;
+            }
+            let kind = &self.detectors[i].kind;
+            out.push_str(&text[at..start.max(from)]);
+            out.push_str(&self.marker(kind, &text[start..end]));
+            found.add(kind);
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+
+    /// The secrets in `text`: (start, end, detector), by start.
+    fn find(&self, text: &str) -> Vec<(usize, usize, usize)> {
+        if !self.may_contain(text) {
+            return Vec::new();
         }
         // (start, end, detector) of every secret taken, in no order.
         let mut taken: Vec<(usize, usize, usize)> = Vec::new();
@@ -491,21 +534,8 @@ impl Redactor {
                 }
             }
         }
-        if taken.is_empty() {
-            return None;
-        }
         taken.sort_unstable();
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (start, end, i) in taken {
-            let kind = &self.detectors[i].kind;
-            out.push_str(&text[at..start]);
-            out.push_str(&self.marker(kind, &text[start..end]));
-            found.add(kind);
-            at = end;
-        }
-        out.push_str(&text[at..]);
-        Some(out)
+        taken
     }
 
     /// Redacts every string value in `value` (object keys are left as they

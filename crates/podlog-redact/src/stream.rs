@@ -3,34 +3,36 @@
 //!
 //! A secret split across two deltas (`ghp_Ab` then `cD…`) is in neither
 //! piece whole, so redacting each piece alone would miss it. A
-//! [`StreamRedactor`] holds back the unfinished line and releases, redacted,
-//! only whole lines: every built-in secret but a PEM block fits on one line,
-//! and so does the context some detectors need (`aws_secret_access_key =`).
-//! Two bounds keep the stream moving:
+//! [`StreamRedactor`] holds back the text after the last white space (the
+//! word still being written) and releases, redacted, only text up to white
+//! space: no built-in secret but a PEM block holds white space, so none is
+//! ever cut. The released text is redacted together with what was already
+//! released of its line, so a detector that needs context
+//! (`aws_secret_access_key = …`, `Authorization: Bearer …`) sees it.
+//! An open PEM block (`-----BEGIN … PRIVATE KEY-----` with no END yet) is
+//! held whole. Anything held past [`MAX_HOLD`] bytes is released as it is
+//! (redacted, but a secret longer than that could be cut).
 //!
-//! * a line longer than [`LINE_HOLD`] bytes (prose) is released up to its
-//!   last white space, so a token is still never cut, but a context and its
-//!   secret on a long line may be released apart (the committed item that
-//!   follows is redacted whole either way);
-//! * an open PEM block (`-----BEGIN … PRIVATE KEY-----` with no END yet) is
-//!   held whole, and anything held past [`MAX_HOLD`] bytes is released.
-//!
-//! The committed item that follows the deltas carries the whole text and is
-//! redacted as one string, so what is written never depends on how the text
-//! was cut.
+//! The limits: a user pattern that spans white space, or context more than
+//! [`LINE_CONTEXT`] bytes before its secret on one line, is only caught in
+//! the committed item, which follows the deltas with the whole text and is
+//! redacted as one string, so what is written never depends on the cuts.
 
 use crate::{Redactions, Redactor};
-
-/// The longest unfinished line held back whole.
-pub const LINE_HOLD: usize = 256;
 
 /// The most text ever held back.
 pub const MAX_HOLD: usize = 16 * 1024;
 
+/// How much of the current line's released text is kept as context.
+pub const LINE_CONTEXT: usize = 1024;
+
 /// The held-back tail of one stream of text. See the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct StreamRedactor {
+    /// Received, not yet released.
     held: String,
+    /// Released text of the current line (its last [`LINE_CONTEXT`] bytes).
+    line: String,
 }
 
 impl StreamRedactor {
@@ -49,44 +51,62 @@ impl StreamRedactor {
         }
         let rest = self.held.split_off(cut);
         let out = std::mem::replace(&mut self.held, rest);
-        Some(redactor.redact(&out, found).unwrap_or(out))
+        Some(self.release(redactor, &out, found))
     }
 
-    /// Releases everything held, redacted (`None`: nothing was held).
+    /// Releases everything held, redacted (`None`: nothing was held), and
+    /// starts afresh.
     pub fn flush(&mut self, redactor: &Redactor, found: &mut Redactions) -> Option<String> {
         if self.held.is_empty() {
+            self.line.clear();
             return None;
         }
         let out = std::mem::take(&mut self.held);
-        Some(redactor.redact(&out, found).unwrap_or(out))
+        let text = self.release(redactor, &out, found);
+        self.line.clear();
+        Some(text)
     }
 
-    /// Drops what is held: the committed item that ends the stream carries
-    /// the whole text.
+    /// Drops what is held and the line's context.
     pub fn clear(&mut self) {
         self.held.clear();
+        self.line.clear();
     }
 
     /// Bytes held back.
     pub fn held(&self) -> usize {
         self.held.len()
     }
+
+    /// `out` redacted after the line's context; the context moves on.
+    fn release(&mut self, redactor: &Redactor, out: &str, found: &mut Redactions) -> String {
+        let from = self.line.len();
+        self.line.push_str(out);
+        let text = redactor.redact_after(&self.line, from, found);
+        if let Some(newline) = self.line.rfind('\n') {
+            self.line.drain(..=newline);
+        }
+        if self.line.len() > LINE_CONTEXT {
+            let mut start = self.line.len() - LINE_CONTEXT;
+            while !self.line.is_char_boundary(start) {
+                start += 1;
+            }
+            self.line.drain(..start);
+        }
+        text
+    }
 }
 
-/// How much of `held` may be released: whole lines, or up to the last white
-/// space of an overlong line, but never into an open PEM block.
+/// How much of `held` may be released: up to its last white space, but
+/// never into an open PEM block.
 fn release_point(held: &str) -> usize {
     if held.len() >= MAX_HOLD {
         return held.len();
     }
-    let mut cut = held.rfind('\n').map_or(0, |i| i + 1);
-    if held.len() - cut > LINE_HOLD {
-        if let Some(space) = held[cut..].rfind(char::is_whitespace) {
-            let space = cut + space;
-            let width = held[space..].chars().next().map_or(1, char::len_utf8);
-            cut = space + width;
-        }
-    }
+    let mut cut = match held.char_indices().rev().find(|(_, c)| c.is_whitespace()) {
+        Some((i, c)) => i + c.len_utf8(),
+        None => 0,
+    };
     if let Some(begin) = held[..cut].rfind("-----BEGIN") {
         if !held[begin..cut].contains("-----END") {
             cut = begin;
@@ -126,45 +146,41 @@ mod tests {
     fn a_token_split_across_deltas_is_still_redacted() {
         let (a, b) = TOKEN.split_at(10);
         let (out, found) = feed(&["push with ", a, b, " now\nok"]);
-        assert!(!out.contains(TOKEN), "{out}");
-        assert!(!out.contains(&TOKEN[4..]), "no tail of it either: {out}");
+        assert!(!out.contains(&TOKEN[..10]), "no start of it: {out}");
+        assert!(!out.contains(&TOKEN[10..]), "no tail of it either: {out}");
         assert_eq!(found.count("github_token"), 1);
         assert!(out.starts_with("push with [REDACTED:github_token:"));
         assert!(out.ends_with(" now\nok"));
     }
 
     #[test]
-    fn whole_lines_are_released_at_once_and_the_open_line_is_held() {
+    fn words_are_released_at_white_space_and_the_last_one_is_held() {
         let r = redactor();
         let mut s = StreamRedactor::default();
         let mut found = Redactions::default();
-        assert_eq!(
-            s.push(&r, "first line\nsecond", &mut found).as_deref(),
-            Some("first line\n")
-        );
-        assert_eq!(s.held(), "second".len());
-        assert_eq!(s.push(&r, " part", &mut found), None);
+        assert_eq!(s.push(&r, "Hello", &mut found), None);
+        assert_eq!(s.push(&r, " wor", &mut found).as_deref(), Some("Hello "));
+        assert_eq!(s.held(), "wor".len());
+        assert_eq!(s.push(&r, "ld\n", &mut found).as_deref(), Some("world\n"));
+        assert_eq!(s.push(&r, "tail", &mut found), None);
         s.clear();
         assert_eq!(s.flush(&r, &mut found), None);
+        assert!(found.is_empty());
     }
 
     #[test]
-    fn a_long_line_is_released_at_white_space_without_cutting_a_token() {
-        let prose = "word ".repeat(80);
-        let (a, b) = TOKEN.split_at(20);
-        let r = redactor();
-        let mut s = StreamRedactor::default();
-        let mut found = Redactions::default();
-        let first = s.push(&r, &format!("{prose}{a}"), &mut found).unwrap();
-        assert_eq!(
-            first, prose,
-            "released up to the last space, the token's start held"
-        );
-        assert_eq!(s.push(&r, &format!("{b} and more"), &mut found), None);
-        let rest = s.flush(&r, &mut found).unwrap();
-        assert!(rest.starts_with("[REDACTED:github_token:"), "{rest}");
-        assert!(rest.ends_with("] and more"), "{rest}");
-        assert_eq!(found.total(), 1);
+    fn a_secret_whose_context_was_released_earlier_is_still_caught() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let (out, found) = feed(&[
+            "aws_secret_access_key",
+            " = ",
+            &secret[..9],
+            &secret[9..],
+            "\n",
+        ]);
+        assert_eq!(found.count("aws_secret_access_key"), 1, "{out}");
+        assert!(!out.contains(&secret[..9]), "{out}");
+        assert!(out.starts_with("aws_secret_access_key = [REDACTED:aws_secret_access_key:"));
     }
 
     #[test]

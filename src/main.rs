@@ -7,6 +7,7 @@
 
 mod cli;
 mod lifecycle_cmd;
+mod redaction_cmd;
 mod serve_cmd;
 mod share_cmd;
 mod tail_cmd;

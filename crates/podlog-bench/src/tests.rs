@@ -183,7 +183,9 @@ fn a_quick_run_measures_every_row() {
             "H4",
             "H4-payloads",
             "F1",
-            "F2"
+            "F2",
+            "R1",
+            "R1-secrets"
         ],
         "{report}"
     );
@@ -291,7 +293,9 @@ fn a_quick_run_measures_every_row() {
         .starts_with("20 entries"));
     let idle = report.row("F2").unwrap().ours.unwrap().value;
     assert!((0.0..=200.0).contains(&idle), "F2 {idle}%");
-    assert_eq!(heard.len(), 15, "{heard:?}");
+    let redaction = report.row("R1").unwrap().ours.unwrap().value;
+    assert!(redaction > 0.0, "R1 {redaction}/s");
+    assert_eq!(heard.len(), 16, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {

@@ -107,7 +107,11 @@ struct Detector {
 }
 
 /// A built-in detector's source: kind, regex, secret group, check, and the
-/// literal-prefix regex the fast path scans for.
+/// prefix regex the fast path scans for: a literal (which the regex engine
+/// finds with a SIMD scan) and, where it is short, the characters that must
+/// follow it. Every detector match contains a prefilter match, also in the
+/// JSON-escaped form of its text: no prefilter needs a character JSON
+/// escapes (white space, quotes, backslashes, control characters).
 struct Builtin {
     kind: &'static str,
     regex: &'static str,
@@ -136,28 +140,28 @@ fn builtins() -> Vec<Builtin> {
             regex: r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}",
             group: 0,
             check: Check::None,
-            prefilter: "eyJ",
+            prefilter: r"eyJ[A-Za-z0-9_-]{8,}\.",
         },
         Builtin {
             kind: "anthropic_key",
             regex: r"\bsk-ant-[A-Za-z0-9_-]{20,}",
             group: 0,
             check: Check::None,
-            prefilter: "sk-",
+            prefilter: "sk-[A-Za-z0-9_-]{20}",
         },
         Builtin {
             kind: "openai_key",
             regex: r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
             group: 0,
             check: Check::Random,
-            prefilter: "sk-",
+            prefilter: "sk-[A-Za-z0-9_-]{20}",
         },
         Builtin {
             kind: "github_token",
             regex: r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
             group: 0,
             check: Check::None,
-            prefilter: "gh[pousr]_|github_pat_",
+            prefilter: "gh[pousr]_[A-Za-z0-9]{36}|github_pat_",
         },
         Builtin {
             kind: "gitlab_token",
@@ -178,14 +182,14 @@ fn builtins() -> Vec<Builtin> {
             regex: r"\bxox[bpars]-[A-Za-z0-9-]{10,}",
             group: 0,
             check: Check::None,
-            prefilter: "xox[bpars]-",
+            prefilter: "xox[bpars]-[A-Za-z0-9-]{10}",
         },
         Builtin {
             kind: "aws_access_key_id",
             regex: r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
             group: 0,
             check: Check::None,
-            prefilter: "AKIA|ASIA",
+            prefilter: "(?:AKIA|ASIA)[A-Z0-9]{16}",
         },
         Builtin {
             kind: "aws_secret_access_key",
@@ -199,7 +203,7 @@ fn builtins() -> Vec<Builtin> {
             regex: r"\bAIza[0-9A-Za-z_-]{35}",
             group: 0,
             check: Check::None,
-            prefilter: "AIza",
+            prefilter: "AIza[0-9A-Za-z_-]{35}",
         },
         Builtin {
             kind: "azure_storage_key",
@@ -220,7 +224,7 @@ fn builtins() -> Vec<Builtin> {
             regex: r"(?i:authorization:\s*(?:bearer|token|basic)\s+)([A-Za-z0-9._~+/=-]{16,})",
             group: 1,
             check: Check::None,
-            prefilter: "(?i:authorization)",
+            prefilter: "(?i:authorization:)",
         },
         Builtin {
             kind: "pem_private_key",

@@ -1035,6 +1035,7 @@ pub fn quick(
             dir,
             repeats,
             scale.durable_appends,
+            scale.normal_appends,
             &mut corpus,
             progress,
         )?);
@@ -1238,11 +1239,13 @@ impl Sides {
 /// R1: P1's durable append with write-time redaction on (the default)
 /// against the same store type with it switched off, on P1's ordinary
 /// entries; and, for reference, on entries that each hold a secret (the
-/// slow path: parse, redact, re-encode).
+/// slow path: parse, redact, re-encode), and at `synchronous=NORMAL`, where
+/// no flush hides the CPU redaction costs.
 fn redaction_rows(
     dir: &std::path::Path,
     repeats: usize,
     n: usize,
+    normal_n: usize,
     corpus: &mut Corpus,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
@@ -1285,6 +1288,31 @@ fn redaction_rows(
         ];
         run_rotated(&mut sides, r)?;
     }
+    let mut on_normal = PodlogAppend::open("R1", dir, "r1-on-normal.db", Synchronous::Normal)?;
+    let mut off_normal = PodlogAppend::open("R1", dir, "r1-off-normal.db", Synchronous::Normal)?;
+    off_normal
+        .store()
+        .set_redaction(false)
+        .map_err(error::store("R1"))?;
+    let mut normal = Sides::default();
+    for r in 0..repeats {
+        let batch = corpus.take_vec(normal_n);
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+            &mut || {
+                normal
+                    .ours
+                    .push(rate(normal_n, on_normal.run(batch.clone())?));
+                Ok(())
+            },
+            &mut || {
+                normal
+                    .baseline
+                    .push(rate(normal_n, off_normal.run(batch.clone())?));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
     Ok(vec![
         plain.row(
             "R1",
@@ -1295,6 +1323,12 @@ fn redaction_rows(
         secrets.row(
             "R1-secrets",
             "  the same, every entry holding a secret".to_owned(),
+            Unit::PerSecond,
+            Target::Reference,
+        ),
+        normal.row(
+            "R1-normal",
+            "  the same at NORMAL (no flush), ordinary entries".to_owned(),
             Unit::PerSecond,
             Target::Reference,
         ),

@@ -185,7 +185,8 @@ fn a_quick_run_measures_every_row() {
             "F1",
             "F2",
             "R1",
-            "R1-secrets"
+            "R1-secrets",
+            "R1-normal"
         ],
         "{report}"
     );

@@ -445,6 +445,8 @@ impl Import<'_> {
                 ))
             }
         };
+        let (title, title_redactions) =
+            crate::redaction::redact_title(self.redactor.as_deref(), title);
         if !self.in_file.insert(id.clone()) {
             return Err(import_error(
                 line,
@@ -507,7 +509,7 @@ impl Import<'_> {
             parent,
             last_seq: Seq(last_seq),
             next: Seq::FIRST,
-            redactions: 0,
+            redactions: title_redactions,
             stored_bytes: 0,
         });
         Ok(())

@@ -427,6 +427,8 @@ impl Store {
             kind: "session_start".to_owned(),
             reason,
         })?;
+        let (title, title_redactions) =
+            redaction::redact_title(self.redactor().as_deref(), new.title);
         let mut conn = self.writer();
         let ctx = || format!("creating session {id}");
         let tx = conn
@@ -438,8 +440,8 @@ impl Store {
             params![
                 id.as_str(),
                 now,
-                new.title,
-                prepared.redactions.total(),
+                title,
+                prepared.redactions.total() + title_redactions,
                 prepared.rendered.stored_bytes()
             ],
         )

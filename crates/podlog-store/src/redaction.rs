@@ -29,6 +29,8 @@
 //! * **Counts.** Each entry's redactions go to `sessions.redactions` in the
 //!   transaction that writes it, with its size to `sessions.stored_bytes`
 //!   (see `migrations/0005_redaction.sql`).
+//! * **Titles** (kept in the session row, not in an entry) are redacted
+//!   and counted too, when a session is created or imported.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -166,6 +168,23 @@ pub(crate) fn build(db: &Path) -> Result<Redactor> {
         path: config,
         reason: e.to_string(),
     })
+}
+
+/// A session's `title` with its secrets replaced, and how many were: a
+/// title is stored in the session row, not in an entry, but is shown as
+/// widely.
+pub(crate) fn redact_title(
+    redactor: Option<&Redactor>,
+    title: Option<String>,
+) -> (Option<String>, u64) {
+    let (Some(redactor), Some(text)) = (redactor, title.as_deref()) else {
+        return (title, 0);
+    };
+    let mut found = Redactions::default();
+    match redactor.redact(text, &mut found) {
+        Some(redacted) => (Some(redacted), found.total()),
+        None => (title, 0),
+    }
 }
 
 impl Store {

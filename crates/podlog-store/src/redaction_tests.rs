@@ -91,21 +91,31 @@ fn secrets_never_reach_the_disk_the_mirror_or_the_result_and_are_counted() {
     let (id, start) = store
         .create_session(NewSession {
             system_prompt: Some(format!("deploy with {TOKEN}")),
+            title: Some(format!("rotate {AWS_ID}")),
             ..NewSession::default()
         })
         .unwrap();
+    let marker = store
+        .redactor()
+        .unwrap()
+        .marker("aws_access_key_id", AWS_ID);
+    let title = store.session(&id).unwrap().title.unwrap();
+    assert_eq!(title, format!("rotate {marker}"));
     let sink = SessionLogSink::with_initial([start]).unwrap();
     let mut w = store.session_writer(&id).unwrap();
     let first = w.append_reported(with_secrets(1), &sink).unwrap();
     assert_eq!(first.redactions.count("github_token"), 1);
     assert_eq!(first.redactions.count("url_password"), 1);
-    assert_eq!(first.redactions_before, 1, "the SessionStart's token");
+    assert_eq!(
+        first.redactions_before, 2,
+        "the SessionStart's token, the title's key"
+    );
     let big = w.append_reported(large_with_secret(2), &sink).unwrap();
     assert_eq!(big.redactions.count("aws_access_key_id"), 1);
     assert!(big.committed.payloads.is_some(), "went out of line");
     assert_eq!(big.stored_before, first.stored_after);
     let plain = w.append_reported(with_secrets(3), &sink).unwrap();
-    assert_eq!(w.redactions(), 6);
+    assert_eq!(w.redactions(), 7);
 
     for c in [&first.committed, &big.committed, &plain.committed] {
         let json = c.entry.to_json();
@@ -127,7 +137,7 @@ fn secrets_never_reach_the_disk_the_mirror_or_the_result_and_are_counted() {
     assert!(!all.contains(AWS_ID));
 
     let info = store.session(&id).unwrap();
-    assert_eq!(info.redactions, 6);
+    assert_eq!(info.redactions, 7);
     assert_eq!(info.stored_bytes, stored_from_rows(&store, &id));
     assert_eq!(info.stored_bytes, plain.stored_after);
     assert!(

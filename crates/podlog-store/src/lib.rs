@@ -21,6 +21,9 @@
 //!   [`schema`]) and refuses a database from a newer podlog.
 //! * **Files are private.** The database is created with mode 0600 (and SQLite
 //!   gives its `-wal` and `-shm` files the same mode).
+//! * **Secrets never reach a row.** With redaction on (the default, a
+//!   setting in the database), every entry and title is redacted before it
+//!   is rendered, in every write path; see [`redaction`].
 //!
 //! One write connection serves every session of the store; reads run on
 //! their own connections, which WAL lets proceed while a write is under way.

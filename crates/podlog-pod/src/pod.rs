@@ -399,6 +399,7 @@ impl Core {
         }
         let (id, start) = op(&self.store, &state.session)?;
         let new_writer = open_writer(&self.store, &id)?;
+        let redacted = new_writer.redactions();
         self.sink
             .reset_with_initial(start.clone())
             .map_err(|source| PodError::Mirror {
@@ -423,7 +424,26 @@ impl Core {
             };
             let _ = tx.send(SharedEvent::new(id.clone(), rotated));
         }
+        if redacted > 0 {
+            // A compaction's summary held secrets: the new session's first
+            // redaction is its start.
+            self.start_notice(&mut state, redacted);
+        }
         Ok(id)
+    }
+
+    /// Commits the notice of a session whose `SessionStart` (or title) had
+    /// `redacted` secrets replaced: appends after it are then never the
+    /// session's first redaction.
+    fn start_notice(&self, state: &mut State, redacted: u64) {
+        let entry = LogEntry::SystemItem {
+            ts: self.clock().now_millis(),
+            item: start_redaction_notice(redacted),
+        };
+        match self.append_and_send(state, entry, false) {
+            Ok(r) => self.status.send_modify(|s| s.end_seq = r.committed.seq),
+            Err(e) => tracing::warn!("could not commit a notice: {e}"),
+        }
     }
 
     /// Closes the open run: an error `ToolResult` for each tool call left
@@ -742,6 +762,7 @@ impl Pod {
     ) -> Result<Pod, PodError> {
         let (id, start) = store.create_session(new)?;
         let writer = open_writer(&store, &id)?;
+        let redacted = writer.redactions();
         let sink = SessionLogSink::windowed(MIRROR_WINDOW, start, []).map_err(|source| {
             PodError::Mirror {
                 session: id.clone(),
@@ -749,7 +770,12 @@ impl Pod {
                 source,
             }
         })?;
-        Ok(Self::start(store, id, writer, sink, driver))
+        let pod = Self::start(store, id, writer, sink, driver);
+        if redacted > 0 {
+            let core = pod.core();
+            core.start_notice(&mut core.lock(), redacted);
+        }
+        Ok(pod)
     }
 
     /// Reopens `session` for writing: takes its write lock (failing with
@@ -1096,6 +1122,21 @@ fn redaction_notice(seq: Seq, found: &Redactions) -> SystemItem {
             "[Notification] Entry {seq} held {n} {secrets} ({found}); each was replaced by a \
              [REDACTED:kind:hash] marker before it was written. Later redactions in this session \
              are counted in `podlog sessions` without a notice."
+        ),
+    }
+}
+
+/// The notice of secrets redacted in a session's start: its prompt, its
+/// history (a compaction's summary) or its title.
+fn start_redaction_notice(n: u64) -> SystemItem {
+    let secrets = if n == 1 { "secret" } else { "secrets" };
+    SystemItem::Notification {
+        message: format!("{n} {secrets} redacted in the session's start"),
+        body: format!(
+            "[Notification] The session's start (its prompt, history or title) held {n} \
+             {secrets}; each was replaced by a [REDACTED:kind:hash] marker before it was \
+             written. Later redactions in this session are counted in `podlog sessions` without \
+             a notice."
         ),
     }
 }

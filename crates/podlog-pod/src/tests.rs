@@ -1435,3 +1435,43 @@ fn streamed_deltas_never_carry_a_secret_even_split_in_two() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn secrets_in_a_sessions_start_are_noticed_at_once_and_only_then() {
+    let f = fixture();
+    let pod = Pod::create(
+        f.store.clone(),
+        NewSession {
+            system_prompt: Some(format!("push with {TOKEN}")),
+            ..NewSession::default()
+        },
+        scripted(),
+    )
+    .unwrap();
+    assert_eq!(pod.end_seq(), Seq(2), "the notice follows the start");
+    let session = pod.session_id();
+    assert_eq!(
+        notices(&f.store, &session),
+        vec![(
+            Seq(2),
+            "1 secret redacted in the session's start".to_owned()
+        )]
+    );
+    pod.commit(secret_note(1)).unwrap();
+    let redacted: Vec<_> = notices(&f.store, &session)
+        .into_iter()
+        .filter(|(_, m)| m.contains("secret redacted") || m.contains("secrets redacted"))
+        .collect();
+    assert_eq!(redacted.len(), 1, "not the first any more: {redacted:?}");
+
+    // A compaction whose summary holds a secret: the same, in the new session.
+    let compacted = pod
+        .compact(Some(vec![Message::System {
+            text: format!("the token was {TOKEN}"),
+        }]))
+        .unwrap();
+    assert_eq!(pod.end_seq(), Seq(2));
+    let found = notices(&f.store, &compacted);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].1.contains("redacted in the session's start"));
+}

@@ -108,7 +108,13 @@ fn release_point(held: &str) -> usize {
         None => 0,
     };
     if let Some(begin) = held[..cut].rfind("-----BEGIN") {
-        if !held[begin..cut].contains("-----END") {
+        // Open until its END line is whole: `-----END`, its label and the
+        // closing dashes (white space inside the label is a cut point).
+        let block = &held[begin..cut];
+        let closed = block
+            .find("-----END")
+            .is_some_and(|end| block[end + "-----END".len()..].contains("-----"));
+        if !closed {
             cut = begin;
         }
     }

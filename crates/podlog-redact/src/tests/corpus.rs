@@ -90,3 +90,64 @@ fn the_clean_corpus_yields_nothing() {
     }
     assert!(files >= 6, "{files} clean files");
 }
+
+mod streamed {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::stream::StreamRedactor;
+
+    fn secret_files() -> Vec<(String, Vec<String>)> {
+        manifest()
+            .file
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(corpus("secrets").join(&f.name)).unwrap();
+                (text, f.secrets)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// However a corpus file is cut into deltas, the streamed output is
+        /// what redacting it whole gives: no secret survives a cut.
+        #[test]
+        fn any_chunking_of_a_secret_file_streams_as_it_redacts_whole(
+            file in 0usize..11,
+            cuts in proptest::collection::vec(0usize..4096, 0..40),
+        ) {
+            let files = secret_files();
+            let (text, secrets) = &files[file % files.len()];
+            let r = Redactor::new(KEY);
+            let mut bounds: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| c % (text.len() + 1))
+                .filter(|&c| text.is_char_boundary(c))
+                .collect();
+            bounds.push(0);
+            bounds.push(text.len());
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut stream = StreamRedactor::default();
+            let mut found = Redactions::default();
+            let mut out = String::new();
+            for w in bounds.windows(2) {
+                if let Some(t) = stream.push(&r, &text[w[0]..w[1]], &mut found) {
+                    out.push_str(&t);
+                }
+            }
+            if let Some(t) = stream.flush(&r, &mut found) {
+                out.push_str(&t);
+            }
+            let mut whole_found = Redactions::default();
+            let whole = r.redact(text, &mut whole_found).unwrap();
+            prop_assert_eq!(&out, &whole);
+            prop_assert_eq!(found, whole_found);
+            for secret in secrets {
+                prop_assert!(!out.contains(secret.as_str()));
+            }
+        }
+    }
+}

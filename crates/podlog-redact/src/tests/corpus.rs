@@ -151,3 +151,56 @@ mod streamed {
         }
     }
 }
+
+mod arbitrary {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::stream::StreamRedactor;
+
+    const TOKEN: &str = "glpat-FAKEfake000000000000";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any text (any Unicode), with a token set apart by spaces
+        /// somewhere in it, cut anywhere: nothing panics, and the token never
+        /// comes out, whole or streamed.
+        #[test]
+        fn a_token_in_any_text_cut_anywhere_never_comes_out(
+            before in any::<String>(),
+            after in any::<String>(),
+            cuts in proptest::collection::vec(0usize..512, 0..24),
+        ) {
+            let text = format!("{before} {TOKEN} {after}");
+            let r = Redactor::new(KEY);
+            let mut found = Redactions::default();
+            let whole = r.redact(&text, &mut found).unwrap_or_else(|| text.clone());
+            prop_assert!(!whole.contains(TOKEN));
+            let json = serde_json::json!({ "text": text }).to_string();
+            let (doc, _) = r.redact_json(&json).expect("the token is found in JSON");
+            prop_assert!(!doc.contains(TOKEN));
+            let mut bounds: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| c % (text.len() + 1))
+                .filter(|&c| text.is_char_boundary(c))
+                .chain([0, text.len()])
+                .collect();
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut stream = StreamRedactor::default();
+            let mut out = String::new();
+            let mut streamed = Redactions::default();
+            for w in bounds.windows(2) {
+                if let Some(t) = stream.push(&r, &text[w[0]..w[1]], &mut streamed) {
+                    out.push_str(&t);
+                }
+            }
+            if let Some(t) = stream.flush(&r, &mut streamed) {
+                out.push_str(&t);
+            }
+            prop_assert!(!out.contains(TOKEN), "{:?}", out);
+            prop_assert!(streamed.count("gitlab_token") >= 1);
+        }
+    }
+}

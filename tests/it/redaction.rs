@@ -180,3 +180,12 @@ fn the_cli_switches_redaction_and_lists_counts_and_sizes() {
     assert_eq!(refused.code, 1);
     assert!(refused.stderr.contains("bad_pattern"), "{}", refused.stderr);
 }
+
+#[test]
+fn serve_refuses_a_size_warning_it_cannot_read_naming_it() {
+    let db = TempDb::new();
+    let bad = podlog(&db.path, &["serve", "--size-warning", "12parsecs"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("\"12parsecs\""), "{}", bad.stderr);
+    assert!(bad.stderr.contains("KiB, MiB or GiB"), "{}", bad.stderr);
+}

@@ -74,6 +74,8 @@ enum Command {
     /// Delete one session (and, if asked, its descendants), archiving it
     /// first if asked.
     Rm(crate::gc_cmd::RmArgs),
+    /// Switch write-time secret redaction on or off, or show its status.
+    Redaction(crate::redaction_cmd::RedactionArgs),
 }
 
 /// The database path from the arguments, or the platform default.
@@ -114,6 +116,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Share(share) => return crate::share_cmd::run(&store, share, &mut out),
         Command::Gc(gc) => return crate::gc_cmd::gc(&store, gc, &mut out),
         Command::Rm(rm) => return crate::gc_cmd::rm(&store, rm, &mut out),
+        Command::Redaction(args) => return crate::redaction_cmd::run(&store, args, &mut out),
         Command::Serve(serve) => {
             drop(out);
             return crate::serve_cmd::run(serve, store, &path);
@@ -199,10 +202,12 @@ fn session_row(s: &SessionInfo) -> String {
         .as_ref()
         .map_or_else(|| "-".to_owned(), ToString::to_string);
     format!(
-        "{:<36}  {:<10}  {:>7}  {}  {:<24}  {}\n",
+        "{:<36}  {:<10}  {:>7}  {:>9}  {:>8}  {}  {:<24}  {}\n",
         s.id,
         s.origin.as_str(),
         s.entry_count,
+        podlog_pod::human_bytes(s.stored_bytes),
+        s.redactions,
         iso8601(s.updated_at),
         parent,
         s.title.as_deref().unwrap_or("")
@@ -212,8 +217,8 @@ fn session_row(s: &SessionInfo) -> String {
 fn sessions(store: &Store) -> Result<String, String> {
     let list = store.sessions().map_err(|e| e.to_string())?;
     let mut text = format!(
-        "{:<36}  {:<10}  {:>7}  {:<24}  {:<24}  {}\n",
-        "ID", "ORIGIN", "ENTRIES", "UPDATED", "PARENT", "TITLE"
+        "{:<36}  {:<10}  {:>7}  {:>9}  {:>8}  {:<24}  {:<24}  {}\n",
+        "ID", "ORIGIN", "ENTRIES", "SIZE", "REDACTED", "UPDATED", "PARENT", "TITLE"
     );
     let mut unreadable = 0;
     for s in &list {

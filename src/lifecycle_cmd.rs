@@ -390,6 +390,8 @@ mod tests {
             last_seq: Seq(3),
             entry_count: if at == 5 { 1 } else { 3 },
             title: Some(format!("t{at}")),
+            redactions: 0,
+            stored_bytes: 0,
         })
     }
 

@@ -8,6 +8,7 @@
 mod cli;
 mod gc_cmd;
 mod lifecycle_cmd;
+mod redaction_cmd;
 mod search_cmd;
 mod serve_cmd;
 mod share_cmd;

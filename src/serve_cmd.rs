@@ -5,7 +5,9 @@
 //! non-loopback `--listen` needs a token: `--token-file PATH`, or else one is
 //! generated into `<database>.token` (0600); the log names the file, never
 //! the token. `--demo` adds the pod `demo`, a scripted conversation at a
-//! human pace; `--demo-pace-ms` makes it faster or slower. Logs go to
+//! human pace; `--demo-pace-ms` makes it faster or slower. `--size-warning
+//! SIZE` sets the stored size at each multiple of which a served pod commits
+//! a warning into its session (256MiB by default, 0 for never). Logs go to
 //! stderr (`PODLOG_LOG` sets the filter, `info` by default).
 
 use std::io::IsTerminal;
@@ -53,6 +55,32 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_PACE_MS),
     )]
     demo_pace_ms: Option<u64>,
+    /// Warn in a session (a committed SystemItem) each time its stored size
+    /// passes a multiple of SIZE: bytes, or a number with KiB, MiB or GiB;
+    /// 0 never warns.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    size_warning: u64,
+}
+
+/// Parses `SIZE`: a whole number of bytes, optionally with a unit `KiB`,
+/// `MiB` or `GiB` (`K`, `M`, `G` too).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || {
+        format!("bad size {text:?}: want a whole number and an optional unit KiB, MiB or GiB, e.g. 256MiB")
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
 }
 
 fn init_logging() {
@@ -104,7 +132,7 @@ pub fn run(args: ServeArgs, store: Store, db: &Path) -> Result<ExitCode, String>
         },
         None => DemoOptions::default(),
     });
-    runtime.block_on(serve(config, Arc::new(store), demo))?;
+    runtime.block_on(serve(config, Arc::new(store), demo, args.size_warning))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -112,6 +140,7 @@ async fn serve(
     config: ServerConfig,
     store: Arc<Store>,
     demo: Option<DemoOptions>,
+    size_warning: u64,
 ) -> Result<(), String> {
     let pods = PodRegistry::new();
     let (stop_demo, stop_rx) = tokio::sync::watch::channel(false);
@@ -127,6 +156,7 @@ async fn serve(
                 .map_err(|e| format!("starting the demo pod: {e}"))?
         };
         let (pod, next) = opened;
+        pod.set_size_warning(size_warning);
         eprintln!("podlog: pod demo writes session {}", pod.session_id());
         pods.insert("demo", pod.clone())?;
         feeder = Some(tokio::spawn(demo::feed(pod, next, options, stop_rx)));
@@ -150,4 +180,23 @@ async fn serve(
         let _ = feeder.await;
     }
     server.shutdown().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units_and_bad_ones_are_named() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("3KiB"), Ok(3072));
+        for bad in ["", "MiB", "1.5GiB", "12 parsecs", "-1"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
 }

@@ -77,7 +77,7 @@ fn big_result(n: u64) -> LogEntry {
 
 #[test]
 fn a_full_disk_fails_clearly_loses_nothing_and_recovers() {
-    let disk = SmallDisk::new("384k");
+    let disk = SmallDisk::new("1m");
     let path = disk.mount.join("podlog.db");
     let store = std::sync::Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
     let (id, start) = store.create_session(NewSession::default()).unwrap();

@@ -18,6 +18,7 @@ mod import_props;
 mod inspect;
 mod lifecycle_cli;
 mod pod;
+mod redaction;
 mod retention;
 mod search;
 mod server;

@@ -168,6 +168,28 @@ fn every_earlier_schema_version_upgrades_with_all_its_data() {
                     assert_eq!(l.seq, f.seq);
                 }
             }
+            // Schema 7 filled in each session's stored size from its rows:
+            // body bytes plus the sizes of the payloads they reference.
+            let body_bytes = sqlite3(
+                &db.path,
+                "SELECT session_id || ' ' || sum(length(CAST(body AS BLOB))) FROM entries \
+                 GROUP BY session_id;",
+            )
+            .stdout;
+            let body_bytes: u64 = body_bytes
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{} ", info.id)))
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            let computed: u64 = body_bytes
+                + lean
+                    .iter()
+                    .flat_map(|c| c.payloads.iter().flat_map(|refs| refs.iter()))
+                    .map(|r| r.size)
+                    .sum::<u64>();
+            assert!(computed > 0);
+            assert_eq!(info.stored_bytes, computed, "{}", info.id);
+            assert_eq!(info.redactions, 0, "nothing was redacted before");
         }
         assert!(store.verify(None).unwrap().is_empty());
         assert_eq!(raw_entries(&db.path), before, "no row changed");
@@ -262,10 +284,10 @@ fn check_search(store: &Store, db: &Path, version: i64, rows: &[(String, u64, St
     if version >= 4 {
         // A word on the payload's last line, past the preview; each dump
         // names its own.
-        let word = if version == 4 {
-            "quokkafinch"
-        } else {
-            "wallabyheron"
+        let word = match version {
+            4 => "quokkafinch",
+            5 => "wallabyheron",
+            _ => "numbatkestrel",
         };
         let found = hits(word);
         assert_eq!(

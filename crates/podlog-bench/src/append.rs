@@ -97,6 +97,11 @@ impl PodlogAppend {
     pub fn sink(&self) -> &SessionLogSink {
         &self.sink
     }
+
+    /// The store appended to.
+    pub fn store(&self) -> &Arc<Store> {
+        self.writer.store()
+    }
 }
 
 /// Several sessions of one store, each appended to by its own thread at the

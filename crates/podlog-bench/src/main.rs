@@ -49,8 +49,8 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
 
-    /// The rows to run: a comma-separated list of P1 to P9, H1 to H4, F1, F2, S1 and S2
-    /// (each with its reference rows), or all.
+    /// The rows to run: a comma-separated list of P1 to P9, H1 to H4, F1, F2, S1, S2
+    /// and R1 (each with its reference rows), or all.
     #[arg(long, value_name = "ROWS", default_value = "all")]
     only: Selection,
 
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn only_picks_rows_and_huge_mb_sizes_the_long_session() {
         let args = Args::try_parse_from(["podlog-bench"]).expect("valid");
-        assert_eq!(args.only.groups().len(), 15);
+        assert_eq!(args.only.groups().len(), 18);
         assert_eq!(args.huge_mb, 1024);
         let args = Args::try_parse_from(["podlog-bench", "--only", "h4,H1", "--huge-mb", "8"])
             .expect("valid");

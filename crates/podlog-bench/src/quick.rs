@@ -291,9 +291,9 @@ pub struct QuickOptions {
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 17] = [
+pub const GROUPS: [&str; 18] = [
     "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4", "F1", "F2", "S1",
-    "S2",
+    "S2", "R1",
 ];
 
 /// Which groups of rows a run measures: all of them, or those named in a
@@ -1047,6 +1047,17 @@ pub fn quick(
     rows.extend(follow_rows(dir, scale, selected, progress)?);
     rows.extend(search_rows::rows(dir, scale, repeats, selected, progress)?);
 
+    if selected.has("R1") {
+        rows.extend(redaction_rows(
+            dir,
+            repeats,
+            scale.durable_appends,
+            scale.normal_appends,
+            &mut corpus,
+            progress,
+        )?);
+    }
+
     let workdir_path = workdir.path().to_owned();
     workdir
         .close()
@@ -1239,5 +1250,117 @@ impl Sides {
             median(&ratios),
             target,
         )
+    }
+}
+
+/// R1: P1's durable append with write-time redaction on (the default)
+/// against the same store type with it switched off, on P1's ordinary
+/// entries; and, for reference, on entries that each hold a secret (the
+/// slow path: parse, redact, re-encode), and at `synchronous=NORMAL`, where
+/// no flush hides the CPU redaction costs.
+fn redaction_rows(
+    dir: &std::path::Path,
+    repeats: usize,
+    n: usize,
+    normal_n: usize,
+    corpus: &mut Corpus,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Row>> {
+    progress("R1: durable appends (FULL) with redaction on against off");
+    let mut on = PodlogAppend::open("R1", dir, "r1-on.db", Synchronous::Full)?;
+    let mut off = PodlogAppend::open("R1", dir, "r1-off.db", Synchronous::Full)?;
+    let mut on_secrets = PodlogAppend::open("R1", dir, "r1-on-secrets.db", Synchronous::Full)?;
+    let mut off_secrets = PodlogAppend::open("R1", dir, "r1-off-secrets.db", Synchronous::Full)?;
+    for side in [&off, &off_secrets] {
+        side.store()
+            .set_redaction(false)
+            .map_err(error::store("R1"))?;
+    }
+    let mut plain = Sides::default();
+    let mut secrets = Sides::default();
+    for r in 0..repeats {
+        let batch = corpus.take_vec(n);
+        let with_secrets: Vec<LogEntry> = batch.iter().map(with_a_secret).collect();
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 4] = [
+            &mut || {
+                plain.ours.push(rate(n, on.run(batch.clone())?));
+                Ok(())
+            },
+            &mut || {
+                plain.baseline.push(rate(n, off.run(batch.clone())?));
+                Ok(())
+            },
+            &mut || {
+                secrets
+                    .ours
+                    .push(rate(n, on_secrets.run(with_secrets.clone())?));
+                Ok(())
+            },
+            &mut || {
+                secrets
+                    .baseline
+                    .push(rate(n, off_secrets.run(with_secrets.clone())?));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
+    let mut on_normal = PodlogAppend::open("R1", dir, "r1-on-normal.db", Synchronous::Normal)?;
+    let mut off_normal = PodlogAppend::open("R1", dir, "r1-off-normal.db", Synchronous::Normal)?;
+    off_normal
+        .store()
+        .set_redaction(false)
+        .map_err(error::store("R1"))?;
+    let mut normal = Sides::default();
+    for r in 0..repeats {
+        let batch = corpus.take_vec(normal_n);
+        let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+            &mut || {
+                normal
+                    .ours
+                    .push(rate(normal_n, on_normal.run(batch.clone())?));
+                Ok(())
+            },
+            &mut || {
+                normal
+                    .baseline
+                    .push(rate(normal_n, off_normal.run(batch.clone())?));
+                Ok(())
+            },
+        ];
+        run_rotated(&mut sides, r)?;
+    }
+    Ok(vec![
+        plain.row(
+            "R1",
+            "durable append (FULL), redaction on vs off".to_owned(),
+            Unit::PerSecond,
+            Target::RatioAtLeast(0.9),
+        ),
+        secrets.row(
+            "R1-secrets",
+            "  the same, every entry holding a secret".to_owned(),
+            Unit::PerSecond,
+            Target::Reference,
+        ),
+        normal.row(
+            "R1-normal",
+            "  the same at NORMAL (no flush), ordinary entries".to_owned(),
+            Unit::PerSecond,
+            Target::Reference,
+        ),
+    ])
+}
+
+/// A tool result quoting `entry` with a (fake) token in it.
+fn with_a_secret(entry: &LogEntry) -> LogEntry {
+    LogEntry::ToolResult {
+        ts: entry.ts(),
+        call_id: "call-r1".to_owned(),
+        output: format!(
+            "$ env | grep TOKEN\nGITHUB_TOKEN=ghp_FAKEfake0000000000000000000000000000\n{}",
+            entry.to_json()
+        ),
+        is_error: false,
     }
 }

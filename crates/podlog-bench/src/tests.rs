@@ -187,7 +187,10 @@ fn a_quick_run_measures_every_row() {
             "F2",
             "S1",
             "S1-p99",
-            "S2"
+            "S2",
+            "R1",
+            "R1-secrets",
+            "R1-normal"
         ],
         "{report}"
     );
@@ -310,7 +313,9 @@ fn a_quick_run_measures_every_row() {
         .as_deref()
         .unwrap()
         .contains("rare term"));
-    assert_eq!(heard.len(), 18, "{heard:?}");
+    let redaction = report.row("R1").unwrap().ours.unwrap().value;
+    assert!(redaction > 0.0, "R1 {redaction}/s");
+    assert_eq!(heard.len(), 19, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {

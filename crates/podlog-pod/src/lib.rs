@@ -22,6 +22,14 @@
 //! `restore` fails with [`PodError::SessionLocked`] naming the live process
 //! that holds it. A lock whose holder died is free again.
 //!
+//! **Notices and redaction.** After an append, still under the mutex, the
+//! pod commits a `SystemItem` notice when it was the session's first
+//! redaction (counts and kinds only) and when the session's stored size
+//! passed a multiple of [`Pod::set_size_warning`]'s threshold. The store
+//! redacts every entry before it is written; the pod redacts streamed
+//! `TextDelta`s itself, holding back the word being written so a secret
+//! split across deltas is seen whole (`podlog_redact::stream`).
+//!
 //! **What a subscriber gets.** [`Pod::subscribe`] returns an
 //! `Event::Snapshot` (the current session's committed entries, seq 1 to
 //! `end_seq`) and a receiver, taken under the pod mutex. The receiver then
@@ -95,7 +103,7 @@ pub use driver::{AgentDriver, DriverError, RunContext};
 pub use error::PodError;
 pub use follow::{Follow, Followers};
 pub use live::MIRROR_WINDOW;
-pub use pod::{Pod, PodStatus};
+pub use pod::{human_bytes, Pod, PodStatus, DEFAULT_SIZE_WARNING};
 pub use scripted::ScriptedDriver;
 
 #[cfg(test)]

@@ -9,16 +9,18 @@
 //! exactly once (see the crate docs for the whole contract).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use futures_util::FutureExt;
 use podlog_entry::{
-    Clock, Committed, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId,
+    Clock, Committed, Conversation, LogEntry, Message, RunErrorKind, Seq, SessionId, SystemItem,
 };
 use podlog_sink::{SessionLogSink, Snapshot};
-use podlog_store::{NewSession, SessionWriter, Store};
+use podlog_store::redact::stream::StreamRedactor;
+use podlog_store::redact::Redactions;
+use podlog_store::{AppendReport, NewSession, SessionWriter, Store};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::driver::{on_blocking_pool, AgentDriver, DriverError, RunContext, RunHost};
@@ -36,6 +38,10 @@ pub const INTERRUPTED_ON_RESTORE: &str = "the pod stopped during this run";
 /// The output of the error `ToolResult` that closes a tool call left without
 /// a result when its run ended.
 pub const CALL_LEFT_OPEN: &str = "the run ended before this tool call returned";
+
+/// The default of [`Pod::set_size_warning`]: a `SystemItem` warns each time
+/// a session's stored size passes a multiple of 256 MiB.
+pub const DEFAULT_SIZE_WARNING: u64 = 256 * 1024 * 1024;
 
 /// Opens `session` for writing (its write lock and last seq): the one place
 /// the pod asks for it.
@@ -67,6 +73,9 @@ struct State {
     /// The event channel; `None` once shut down, which closes every
     /// receiver after the events already sent.
     events: Option<broadcast::Sender<SharedEvent>>,
+    /// The streamed text held back until it can be redacted whole (see
+    /// `podlog_redact::stream`); released before the next commit.
+    deltas: StreamRedactor,
 }
 
 /// The part of a pod its run loop shares.
@@ -78,6 +87,8 @@ pub(crate) struct Core {
     busy: AtomicBool,
     /// Shutdown has begun: the driver's commits fail from now on.
     stopping: AtomicBool,
+    /// See [`Pod::set_size_warning`]; 0: never.
+    size_warning: AtomicU64,
     /// The published [`PodStatus`]. Changed only after the state it
     /// describes, so a reader may see it a moment late, never ahead.
     status: watch::Sender<PodStatus>,
@@ -227,15 +238,49 @@ impl Core {
             self.busy.store(false, Ordering::Release);
         }
         let result = self.append_and_send(&mut state, entry, from_driver);
+        let result = result.map(|report| {
+            let seq = report.committed.seq;
+            // Notices about this append follow it at once, under the same
+            // mutex; a failure to write one fails only the notice.
+            let last = self.notify(&mut state, &report).unwrap_or(seq);
+            (seq, last)
+        });
         match &result {
-            Ok(seq) => self.status.send_modify(|s| {
-                s.end_seq = *seq;
+            Ok((_, last)) => self.status.send_modify(|s| {
+                s.end_seq = *last;
                 s.busy = self.busy.load(Ordering::Acquire);
             }),
             Err(_) if ends_run => self.publish_busy(),
             Err(_) => {}
         }
-        result
+        result.map(|(seq, _)| seq)
+    }
+
+    /// Commits the `SystemItem`s an append calls for: the first redaction
+    /// of the session (how many secrets of which kinds, never the secrets),
+    /// and each multiple of the size threshold its stored size passed.
+    /// Returns the seq of the last one written.
+    fn notify(&self, state: &mut State, report: &AppendReport) -> Option<Seq> {
+        let mut notices = Vec::new();
+        if report.redactions_before == 0 && !report.redactions.is_empty() {
+            notices.push(redaction_notice(report.committed.seq, &report.redactions));
+        }
+        let threshold = self.size_warning.load(Ordering::Relaxed);
+        if threshold > 0 && report.stored_after / threshold > report.stored_before / threshold {
+            notices.push(size_notice(report.stored_after, threshold));
+        }
+        let mut last = None;
+        for item in notices {
+            let entry = LogEntry::SystemItem {
+                ts: self.clock().now_millis(),
+                item,
+            };
+            match self.append_and_send(state, entry, false) {
+                Ok(r) => last = Some(r.committed.seq),
+                Err(e) => tracing::warn!("could not commit a notice: {e}"),
+            }
+        }
+        last
     }
 
     /// The commit itself, under the pod mutex: the store transaction, the
@@ -245,7 +290,7 @@ impl Core {
         state: &mut State,
         entry: LogEntry,
         from_driver: bool,
-    ) -> Result<Seq, PodError> {
+    ) -> Result<AppendReport, PodError> {
         let open = state.events.is_some() && !(from_driver && self.is_stopping());
         let writer = match state.writer.as_mut() {
             Some(writer) if open => writer,
@@ -257,21 +302,37 @@ impl Core {
         };
         // Invariant 1: the store commits, then publishes to the sink; on any
         // error it returns before publishing, and no event is sent.
-        let committed = writer.append_published(entry, &self.sink)?;
-        let seq = committed.seq;
+        // Streamed text held back (see `Core::stream`) goes out before the
+        // entry, so the deltas a client saw add up to the whole text.
+        if let (Some(redactor), Some(tx)) = (self.store.redactor(), &state.events) {
+            let mut found = Redactions::default();
+            if let Some(text) = state.deltas.flush(&redactor, &mut found) {
+                let after = self.sink.end_seq();
+                let delta = Event::TextDelta { after, text };
+                let _ = tx.send(SharedEvent::new(state.session.clone(), delta));
+            }
+        }
+        let report = writer.append_reported(entry, &self.sink)?;
         if let Some(tx) = &state.events {
-            // Clients get what the mirror holds: the lean entry, when large
-            // strings went out of line. An error only means no receiver
-            // exists right now.
-            let event = Event::from_committed(&committed);
+            // Clients get what the mirror holds: the lean, redacted entry.
+            // An error only means no receiver exists right now.
+            let event = Event::from_committed(&report.committed);
             let _ = tx.send(SharedEvent::new(state.session.clone(), event));
         }
-        Ok(seq)
+        Ok(report)
     }
 
     /// Sends an ephemeral event stamped with the last committed seq.
+    ///
+    /// Streamed text is redacted like committed text: a `TextDelta` goes
+    /// through the pod's [`StreamRedactor`], which sends text up to white
+    /// space only (holding back the word being written, so a secret split
+    /// across deltas is still seen whole); another ephemeral event or a
+    /// commit first releases what is held. With redaction off, deltas pass
+    /// as they come.
     pub(crate) fn stream(&self, mut event: Event, from_driver: bool) -> Result<(), PodError> {
-        let state = self.lock();
+        let mut state = self.lock();
+        let state = &mut *state;
         let Some(tx) = &state.events else {
             return Err(PodError::Closed {
                 session: state.session.clone(),
@@ -282,8 +343,33 @@ impl Core {
                 session: state.session.clone(),
             });
         }
-        event.stamp(self.sink.end_seq());
-        let _ = tx.send(SharedEvent::new(state.session.clone(), event));
+        let after = self.sink.end_seq();
+        let send = |event: Event| {
+            let _ = tx.send(SharedEvent::new(state.session.clone(), event));
+        };
+        if let Some(redactor) = self.store.redactor() {
+            let mut found = Redactions::default();
+            let released = match &event {
+                Event::TextDelta { text, .. } => {
+                    match state.deltas.push(&redactor, text, &mut found) {
+                        Some(text) => text,
+                        None => return Ok(()),
+                    }
+                }
+                _ => match state.deltas.flush(&redactor, &mut found) {
+                    Some(text) => {
+                        send(Event::TextDelta { after, text });
+                        String::new()
+                    }
+                    None => String::new(),
+                },
+            };
+            if let Event::TextDelta { text, .. } = &mut event {
+                *text = released;
+            }
+        }
+        event.stamp(after);
+        send(event);
         Ok(())
     }
 
@@ -313,6 +399,7 @@ impl Core {
         }
         let (id, start) = op(&self.store, &state.session)?;
         let new_writer = open_writer(&self.store, &id)?;
+        let redacted = new_writer.redactions();
         self.sink
             .reset_with_initial(start.clone())
             .map_err(|source| PodError::Mirror {
@@ -321,6 +408,7 @@ impl Core {
                 source,
             })?;
         state.session = id.clone();
+        state.deltas.clear();
         // Replacing the writer releases the old session's lock.
         state.writer = Some(new_writer);
         self.status.send_modify(|s| {
@@ -336,7 +424,26 @@ impl Core {
             };
             let _ = tx.send(SharedEvent::new(id.clone(), rotated));
         }
+        if redacted > 0 {
+            // A compaction's summary held secrets: the new session's first
+            // redaction is its start.
+            self.start_notice(&mut state, redacted);
+        }
         Ok(id)
+    }
+
+    /// Commits the notice of a session whose `SessionStart` (or title) had
+    /// `redacted` secrets replaced: appends after it are then never the
+    /// session's first redaction.
+    fn start_notice(&self, state: &mut State, redacted: u64) {
+        let entry = LogEntry::SystemItem {
+            ts: self.clock().now_millis(),
+            item: start_redaction_notice(redacted),
+        };
+        match self.append_and_send(state, entry, false) {
+            Ok(r) => self.status.send_modify(|s| s.end_seq = r.committed.seq),
+            Err(e) => tracing::warn!("could not commit a notice: {e}"),
+        }
     }
 
     /// Closes the open run: an error `ToolResult` for each tool call left
@@ -655,6 +762,7 @@ impl Pod {
     ) -> Result<Pod, PodError> {
         let (id, start) = store.create_session(new)?;
         let writer = open_writer(&store, &id)?;
+        let redacted = writer.redactions();
         let sink = SessionLogSink::windowed(MIRROR_WINDOW, start, []).map_err(|source| {
             PodError::Mirror {
                 session: id.clone(),
@@ -662,7 +770,12 @@ impl Pod {
                 source,
             }
         })?;
-        Ok(Self::start(store, id, writer, sink, driver))
+        let pod = Self::start(store, id, writer, sink, driver);
+        if redacted > 0 {
+            let core = pod.core();
+            core.start_notice(&mut core.lock(), redacted);
+        }
+        Ok(pod)
     }
 
     /// Reopens `session` for writing: takes its write lock (failing with
@@ -706,8 +819,10 @@ impl Pod {
                 session: session.clone(),
                 writer: Some(writer),
                 events: Some(tx),
+                deltas: StreamRedactor::default(),
             }),
             busy: AtomicBool::new(false),
+            size_warning: AtomicU64::new(DEFAULT_SIZE_WARNING),
             stopping: AtomicBool::new(false),
             status: watch::Sender::new(PodStatus {
                 session_id: session.clone(),
@@ -764,6 +879,17 @@ impl Pod {
 
     fn core(&self) -> &Core {
         &self.shared.core
+    }
+
+    /// Sets the size threshold of the pod's warnings: when an append makes
+    /// the session's stored size (`sessions.stored_bytes`) pass a multiple
+    /// of `bytes`, the pod commits a `SystemItem` saying so, right after the
+    /// entry. Each multiple warns once, and since the test is on the sizes
+    /// before and after one append, nothing has to be remembered across
+    /// restarts. 0 switches the warnings off; [`DEFAULT_SIZE_WARNING`] by
+    /// default.
+    pub fn set_size_warning(&self, bytes: u64) {
+        self.core().size_warning.store(bytes, Ordering::Relaxed);
     }
 
     /// The session the pod writes now (it changes on compact and fork).
@@ -984,4 +1110,62 @@ impl Pod {
     pub fn shutdown(&self) {
         self.shared.shutdown();
     }
+}
+
+/// The notice of a session's first redaction: counts and kinds only.
+fn redaction_notice(seq: Seq, found: &Redactions) -> SystemItem {
+    let n = found.total();
+    let secrets = if n == 1 { "secret" } else { "secrets" };
+    SystemItem::Notification {
+        message: format!("{n} {secrets} redacted ({found})"),
+        body: format!(
+            "[Notification] Entry {seq} held {n} {secrets} ({found}); each was replaced by a \
+             [REDACTED:kind:hash] marker before it was written. Later redactions in this session \
+             are counted in `podlog sessions` without a notice."
+        ),
+    }
+}
+
+/// The notice of secrets redacted in a session's start: its prompt, its
+/// history (a compaction's summary) or its title.
+fn start_redaction_notice(n: u64) -> SystemItem {
+    let secrets = if n == 1 { "secret" } else { "secrets" };
+    SystemItem::Notification {
+        message: format!("{n} {secrets} redacted in the session's start"),
+        body: format!(
+            "[Notification] The session's start (its prompt, history or title) held {n} \
+             {secrets}; each was replaced by a [REDACTED:kind:hash] marker before it was \
+             written. Later redactions in this session are counted in `podlog sessions` without \
+             a notice."
+        ),
+    }
+}
+
+/// The notice of a session's stored size passing a multiple of `threshold`.
+fn size_notice(stored: u64, threshold: u64) -> SystemItem {
+    let passed = stored / threshold * threshold;
+    SystemItem::Notification {
+        message: format!("session size passed {}", human_bytes(passed)),
+        body: format!(
+            "[Notification] This session now stores {} (entries and their payloads), past {}. \
+             Consider compacting it or starting a new one.",
+            human_bytes(stored),
+            human_bytes(passed)
+        ),
+    }
+}
+
+/// `512 B`, `1.5 KiB`, `256.0 MiB`, ...
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }

@@ -19,7 +19,7 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use podlog_protocol::{Event, LogView, SharedEvent, ViewError, WireEntry};
 
 use super::*;
-use crate::pod::{CALL_LEFT_OPEN, INTERRUPTED_ON_RESTORE};
+use crate::pod::{human_bytes, CALL_LEFT_OPEN, INTERRUPTED_ON_RESTORE};
 use crate::script::Script;
 
 struct Fixture {
@@ -832,7 +832,7 @@ fn ephemeral_events_carry_the_watermark_and_committed_ones_cannot_be_streamed() 
     let (_, mut rx) = pod.subscribe().unwrap();
     assert!(pod.stream(Event::TextDelta {
         after: Seq(77),
-        text: "x".to_owned(),
+        text: "x ".to_owned(),
     }));
     assert_eq!(rx.try_recv().unwrap().watermark(), Seq(2));
     assert!(!pod.stream(Event::TurnEnd {
@@ -1276,4 +1276,202 @@ fn restore_closes_a_run_that_began_before_the_window() {
         ),
         "{closing:?}"
     );
+}
+
+const TOKEN: &str = "ghp_FAKEfake0000000000000000000000000000";
+
+fn secret_note(n: u64) -> LogEntry {
+    note(&format!("push {n} with {TOKEN}"))
+}
+
+/// The `SystemItem` notices committed in `session`, by message.
+fn notices(store: &Store, session: &SessionId) -> Vec<(Seq, String)> {
+    stored(store, session)
+        .into_iter()
+        .filter_map(|(seq, e)| match e {
+            LogEntry::SystemItem {
+                item: SystemItem::Notification { message, .. },
+                ..
+            } => Some((seq, message)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_first_redaction_of_a_session_is_noticed_once_right_after_the_entry() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let (_, mut rx) = pod.subscribe().unwrap();
+    let seq = pod.commit(secret_note(1)).unwrap();
+    assert_eq!(seq, Seq(2), "the entry's seq, not the notice's");
+    assert_eq!(pod.end_seq(), Seq(3), "the notice follows at once");
+    let first = recv(&mut rx).unwrap();
+    assert!(!serde_json::to_string(&first).unwrap().contains(TOKEN));
+    match recv(&mut rx).unwrap() {
+        Event::SystemItem {
+            seq,
+            item: SystemItem::Notification { message, body },
+            ..
+        } => {
+            assert_eq!(seq, Seq(3));
+            assert_eq!(message, "2 secrets redacted (2 github_token)");
+            assert!(body.contains("Entry 2 held 2 secrets"), "{body}");
+            assert!(!body.contains(TOKEN));
+        }
+        other => panic!("expected the notice, got {other:?}"),
+    }
+    pod.commit(secret_note(2)).unwrap();
+    pod.commit(ext(3)).unwrap();
+    let session = pod.session_id();
+    let found = notices(&f.store, &session);
+    let redacted: Vec<_> = found
+        .iter()
+        .filter(|(_, m)| m.contains("redacted"))
+        .collect();
+    assert_eq!(redacted.len(), 1, "{found:?}");
+    assert_eq!(f.store.session(&session).unwrap().redactions, 4);
+    drop(pod);
+    // Restored, the pod reads the count: still no second notice.
+    let pod = Pod::restore(f.store.clone(), &session, scripted()).unwrap();
+    pod.commit(secret_note(4)).unwrap();
+    let found = notices(&f.store, &session);
+    assert_eq!(
+        found.iter().filter(|(_, m)| m.contains("redacted")).count(),
+        1
+    );
+}
+
+#[test]
+fn a_size_warning_is_committed_once_per_multiple_crossed() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let start = f.store.session(&pod.session_id()).unwrap().stored_bytes;
+    let threshold = 4096;
+    pod.set_size_warning(threshold);
+    let pad = |n: u64| LogEntry::Extension {
+        ts: n,
+        name: "pad".to_owned(),
+        data: json!({ "pad": "p".repeat(1000) }),
+    };
+    let mut commits = 0;
+    while f.store.session(&pod.session_id()).unwrap().stored_bytes < 3 * threshold + 10 {
+        pod.commit(pad(commits)).unwrap();
+        commits += 1;
+    }
+    let session = pod.session_id();
+    let warnings: Vec<_> = notices(&f.store, &session)
+        .into_iter()
+        .filter(|(_, m)| m.starts_with("session size passed"))
+        .map(|(_, m)| m)
+        .collect();
+    let expected: Vec<String> = (start / threshold + 1..=3)
+        .map(|k| format!("session size passed {}", human_bytes(k * threshold)))
+        .collect();
+    assert_eq!(warnings, expected, "after {commits} commits");
+    // Restored, a crossing already warned is not warned again.
+    drop(pod);
+    let pod = Pod::restore(f.store.clone(), &session, scripted()).unwrap();
+    pod.set_size_warning(threshold);
+    pod.commit(LogEntry::Extension {
+        ts: 0,
+        name: "tiny".to_owned(),
+        data: json!(1),
+    })
+    .unwrap();
+    let again = notices(&f.store, &session)
+        .into_iter()
+        .filter(|(_, m)| m.starts_with("session size passed"))
+        .count();
+    assert_eq!(again, expected.len());
+    // Switched off, no warning whatever the size.
+    pod.set_size_warning(0);
+    for i in 0..6 {
+        pod.commit(pad(i)).unwrap();
+    }
+    let off = notices(&f.store, &session)
+        .into_iter()
+        .filter(|(_, m)| m.starts_with("session size passed"))
+        .count();
+    assert_eq!(off, expected.len());
+}
+
+#[test]
+fn streamed_deltas_never_carry_a_secret_even_split_in_two() {
+    let f = fixture();
+    let pod = pod(&f, scripted());
+    let (_, mut rx) = pod.subscribe().unwrap();
+    let (a, b) = TOKEN.split_at(15);
+    for piece in ["use ", a, b, " to push"] {
+        assert!(pod.stream(Event::TextDelta {
+            after: Seq::ZERO,
+            text: piece.to_owned(),
+        }));
+    }
+    // The word being written is held back until the next commit.
+    pod.commit(note("done")).unwrap();
+    let mut streamed = String::new();
+    loop {
+        match recv(&mut rx).unwrap() {
+            Event::TextDelta { text, .. } => streamed.push_str(&text),
+            Event::SystemItem { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(!streamed.contains(a) && !streamed.contains(b), "{streamed}");
+    assert!(
+        streamed.starts_with("use [REDACTED:github_token:") && streamed.ends_with("] to push"),
+        "{streamed}"
+    );
+
+    // Switched off, deltas pass as they come.
+    f.store.set_redaction(false).unwrap();
+    assert!(pod.stream(Event::TextDelta {
+        after: Seq::ZERO,
+        text: TOKEN.to_owned(),
+    }));
+    match recv(&mut rx).unwrap() {
+        Event::TextDelta { text, .. } => assert_eq!(text, TOKEN),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn secrets_in_a_sessions_start_are_noticed_at_once_and_only_then() {
+    let f = fixture();
+    let pod = Pod::create(
+        f.store.clone(),
+        NewSession {
+            system_prompt: Some(format!("push with {TOKEN}")),
+            ..NewSession::default()
+        },
+        scripted(),
+    )
+    .unwrap();
+    assert_eq!(pod.end_seq(), Seq(2), "the notice follows the start");
+    let session = pod.session_id();
+    assert_eq!(
+        notices(&f.store, &session),
+        vec![(
+            Seq(2),
+            "1 secret redacted in the session's start".to_owned()
+        )]
+    );
+    pod.commit(secret_note(1)).unwrap();
+    let redacted: Vec<_> = notices(&f.store, &session)
+        .into_iter()
+        .filter(|(_, m)| m.contains("secret redacted") || m.contains("secrets redacted"))
+        .collect();
+    assert_eq!(redacted.len(), 1, "not the first any more: {redacted:?}");
+
+    // A compaction whose summary holds a secret: the same, in the new session.
+    let compacted = pod
+        .compact(Some(vec![Message::System {
+            text: format!("the token was {TOKEN}"),
+        }]))
+        .unwrap();
+    assert_eq!(pod.end_seq(), Seq(2));
+    let found = notices(&f.store, &compacted);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].1.contains("redacted in the session's start"));
 }

@@ -165,6 +165,8 @@ fn session_json(s: &SessionInfo) -> Value {
         "last_seq": s.last_seq,
         "entry_count": s.entry_count,
         "title": s.title,
+        "redactions": s.redactions,
+        "stored_bytes": s.stored_bytes,
     })
 }
 

@@ -22,8 +22,8 @@
 //! whichever comes first. Only callers that shared a transaction count: a
 //! lone writer, or writers that take turns, never wait; with many at once,
 //! a wait costs at most half a commit and usually saves a whole one. This is PostgreSQL's `commit_delay` idea, made adaptive.
-//! Callers render their entry's JSON before they queue, so the leader's time
-//! goes to SQLite.
+//! Callers redact and render their entry's JSON before they queue (see
+//! [`crate::redaction`]), so the leader's time goes to SQLite.
 //!
 //! # Guarantees
 //!
@@ -54,8 +54,9 @@ use podlog_sink::SessionLogSink;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::error::StoreError;
-use crate::payloads::{insert_rendered, render, Rendered};
+use crate::payloads::{insert_rendered, Rendered};
 use crate::{Result, Store};
+use podlog_redact::Redactions;
 
 /// One queued append.
 pub(crate) struct Pending {
@@ -68,11 +69,22 @@ pub(crate) struct Pending {
     /// those strings), rendered by the caller before it queued, so that the
     /// writer's time goes to SQLite alone.
     rendered: Rendered,
+    /// The secrets replaced in `entry` (already redacted).
+    redactions: Redactions,
     sink: SessionLogSink,
     /// Set once the transaction holding the entry has committed.
     committed: AtomicBool,
     /// The entry as published (lean when strings were cut), or the error.
     result: Mutex<Option<Result<Committed>>>,
+}
+
+/// An entry appended: as published, with what redaction replaced in it and
+/// what its row added to `sessions.stored_bytes`.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub committed: Committed,
+    pub redactions: Redactions,
+    pub bytes: u64,
 }
 
 /// The queue of appends waiting for a leader, and whether one is at work.
@@ -216,7 +228,7 @@ impl Store {
         seq: Seq,
         entry: LogEntry,
         sink: &SessionLogSink,
-    ) -> Result<Committed> {
+    ) -> Result<Appended> {
         if entry.is_session_start() {
             return Err(StoreError::Rejected {
                 session: session.clone(),
@@ -225,21 +237,26 @@ impl Store {
                     .to_owned(),
             });
         }
-        let rendered =
-            std::panic::catch_unwind(AssertUnwindSafe(|| render(&entry))).map_err(|panic| {
-                StoreError::Panicked {
-                    session: session.clone(),
-                    seq,
-                    committed: false,
-                    message: format!("rendering the entry: {}", panic_message(&*panic)),
-                }
+        let kind = entry.kind().to_owned();
+        let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(entry)))
+            .map_err(|panic| StoreError::Panicked {
+                session: session.clone(),
+                seq,
+                committed: false,
+                message: format!("rendering the entry: {}", panic_message(&*panic)),
+            })?
+            .map_err(|reason| StoreError::Rejected {
+                session: session.clone(),
+                kind,
+                reason,
             })?;
         let me = Arc::new(Pending {
             caller: std::thread::current().id(),
             session: session.clone(),
             seq,
-            rendered,
-            entry,
+            rendered: prepared.rendered,
+            entry: prepared.entry,
+            redactions: prepared.redactions,
             sink: sink.clone(),
             committed: AtomicBool::new(false),
             result: Mutex::new(None),
@@ -250,21 +267,28 @@ impl Store {
         if state.gathering && state.queue.len() >= state.expected {
             group.arrived.notify_one();
         }
+        let appended = |committed: Committed| Appended {
+            committed,
+            redactions: me.redactions.clone(),
+            bytes: me.rendered.stored_bytes(),
+        };
         loop {
             if let Some(result) = take_result(&me) {
-                return result;
+                return result.map(appended);
             }
             if !state.leader_active {
                 state.leader_active = true;
                 drop(state);
                 self.lead();
-                return take_result(&me).unwrap_or_else(|| {
-                    Err(StoreError::Rejected {
-                        session: session.clone(),
-                        kind: me.entry.kind().to_owned(),
-                        reason: "the commit holding this entry did not finish".to_owned(),
+                return take_result(&me)
+                    .unwrap_or_else(|| {
+                        Err(StoreError::Rejected {
+                            session: session.clone(),
+                            kind: me.entry.kind().to_owned(),
+                            reason: "the commit holding this entry did not finish".to_owned(),
+                        })
                     })
-                });
+                    .map(appended);
             }
             state = group
                 .done
@@ -358,7 +382,8 @@ impl Store {
     ///
     /// Per entry: the session row's counters move from `seq - 1` to `seq`
     /// (an `UPDATE` guarded by the expected `last_seq`, so an entry whose
-    /// writer is out of step fails alone), then the entry row is inserted.
+    /// writer is out of step fails alone; `redactions` and `stored_bytes`
+    /// grow by the entry's), then the entry row is inserted.
     fn commit_batch(&self, conn: &mut Connection, batch: &[Arc<Pending>]) {
         if batch.is_empty() {
             return;
@@ -372,14 +397,17 @@ impl Store {
                 let moved = tx
                     .prepare_cached(
                         "UPDATE sessions SET last_seq = ?2, entry_count = entry_count + 1, \
-                         updated_at = max(updated_at, ?3) WHERE id = ?1 AND last_seq = ?4",
+                         updated_at = max(updated_at, ?3), redactions = redactions + ?5, \
+                         stored_bytes = stored_bytes + ?6 WHERE id = ?1 AND last_seq = ?4",
                     )
                     .and_then(|mut s| {
                         s.execute(params![
                             p.session.as_str(),
                             p.seq.get(),
                             now,
-                            p.seq.get().saturating_sub(1)
+                            p.seq.get().saturating_sub(1),
+                            p.redactions.total(),
+                            p.rendered.stored_bytes()
                         ])
                     })?;
                 if moved == 0 {

@@ -40,6 +40,12 @@
 //! * Sessions keep their ids, times and titles; each body is stored exactly
 //!   as it appears in the file, and the session's counters are set from the
 //!   rows. An id already in the database is refused: import never merges.
+//! * **Redacted like an append.** With redaction on (see
+//!   [`crate::redaction`]), an entry holding a secret is stored redacted,
+//!   not as written, and counted in its session's `redactions`: an import is
+//!   a write like any other, and a log exported from a store with redaction
+//!   off (or from before it existed) must not bring its secrets in. An
+//!   entry without one is stored byte for byte.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -211,6 +217,7 @@ impl Store {
             .context(|| "starting the import".to_owned())?;
         let mut import = Import {
             conn: &tx,
+            redactor: self.redactor(),
             current: None,
             in_file: HashSet::new(),
             done: Transfer::default(),
@@ -305,11 +312,16 @@ struct Current {
     parent: Option<EntryRef>,
     last_seq: Seq,
     next: Seq,
+    /// Secrets redacted in its entries so far.
+    redactions: u64,
+    /// Its `stored_bytes` so far.
+    stored_bytes: u64,
 }
 
 /// The state of one import, inside its transaction.
 struct Import<'c> {
     conn: &'c Connection,
+    redactor: Option<std::sync::Arc<podlog_redact::Redactor>>,
     current: Option<Current>,
     in_file: HashSet<SessionId>,
     done: Transfer,
@@ -433,6 +445,8 @@ impl Import<'_> {
                 ))
             }
         };
+        let (title, title_redactions) =
+            crate::redaction::redact_title(self.redactor.as_deref(), title);
         if !self.in_file.insert(id.clone()) {
             return Err(import_error(
                 line,
@@ -495,6 +509,8 @@ impl Import<'_> {
             parent,
             last_seq: Seq(last_seq),
             next: Seq::FIRST,
+            redactions: title_redactions,
+            stored_bytes: 0,
         });
         Ok(())
     }
@@ -542,14 +558,19 @@ impl Import<'_> {
                 ),
             ));
         }
-        let body = entry.get();
+        let mut body = Cow::Borrowed(entry.get());
+        let mut redacted = 0;
+        if let Some((text, found)) = self.redactor.as_ref().and_then(|r| r.redact_json(&body)) {
+            body = Cow::Owned(text);
+            redacted = found.total();
+        }
         if !body.starts_with('{') {
             return Err(import_error(
                 line,
                 format!("session {id} seq {seq}: entry must be a JSON object"),
             ));
         }
-        let entry = LogEntry::from_json(body)
+        let entry = LogEntry::from_json(&body)
             .map_err(|e| import_error(line, format!("session {id} seq {seq}: {e}")))?;
         if seq == Seq::FIRST {
             let parent_id = current.parent.as_ref().map(|p| p.session_id.as_str());
@@ -572,9 +593,11 @@ impl Import<'_> {
         }
         // Large strings go out of line here as in an append, so an import
         // stores each repeated payload once.
-        let rendered = render_json(body.to_owned());
+        let rendered = render_json(body.into_owned());
         insert_rendered(self.conn, id, seq, &entry, &rendered)
             .context(|| format!("importing line {line}"))?;
+        current.redactions += redacted;
+        current.stored_bytes += rendered.stored_bytes();
         current.next = seq.next();
         Ok(())
     }
@@ -598,8 +621,14 @@ impl Import<'_> {
         }
         self.conn
             .execute(
-                "UPDATE sessions SET last_seq = ?2, entry_count = ?2 WHERE id = ?1",
-                params![current.id.as_str(), count],
+                "UPDATE sessions SET last_seq = ?2, entry_count = ?2, redactions = ?3, \
+                 stored_bytes = ?4 WHERE id = ?1",
+                params![
+                    current.id.as_str(),
+                    count,
+                    current.redactions,
+                    current.stored_bytes
+                ],
             )
             .context(|| format!("importing session {}", current.id))?;
         self.done.entries += count;

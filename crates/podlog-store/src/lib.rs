@@ -21,6 +21,9 @@
 //!   [`schema`]) and refuses a database from a newer podlog.
 //! * **Files are private.** The database is created with mode 0600 (and SQLite
 //!   gives its `-wal` and `-shm` files the same mode).
+//! * **Secrets never reach a row.** With redaction on (the default, a
+//!   setting in the database), every entry and title is redacted before it
+//!   is rendered, in every write path; see [`redaction`].
 //!
 //! One write connection serves every session of the store; reads run on
 //! their own connections, which WAL lets proceed while a write is under way.
@@ -31,6 +34,7 @@ pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
 pub mod payloads;
+pub mod redaction;
 pub mod retention;
 mod rows;
 pub mod schema;
@@ -56,8 +60,9 @@ use error::Context;
 pub use error::StoreError;
 pub use jsonl::Transfer;
 pub use lock::{LockHolder, SessionLock};
+use payloads::insert_rendered;
 pub use payloads::Payload;
-use payloads::{insert_rendered, render};
+pub use podlog_redact as redact;
 pub use retention::{
     AutoVacuum, Kept, KeptBecause, Removed, RetentionOptions, RetentionReport, Selection,
     SpaceUsage,
@@ -68,7 +73,7 @@ pub use search::{SearchHit, SearchPage, SearchQuery};
 pub use shares::{ShareCheck, ShareInfo, ShareState, ShareToken};
 pub use verify::Problem;
 pub use watch::ChangeWatch;
-pub use writer::SessionWriter;
+pub use writer::{AppendReport, SessionWriter};
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -238,6 +243,11 @@ pub struct SessionInfo {
     pub last_seq: Seq,
     pub entry_count: u64,
     pub title: Option<String>,
+    /// Secrets replaced in the session's entries (see [`redaction`]).
+    pub redactions: u64,
+    /// Bytes of the session's rows: each entry's body plus the sizes of the
+    /// payloads it references (see `migrations/0005_redaction.sql`).
+    pub stored_bytes: u64,
 }
 
 /// What a new session starts with.
@@ -256,6 +266,8 @@ pub struct Store {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     group: commit::Group,
+    /// The redactor in force; `None` when redaction is switched off.
+    redactor: Mutex<Option<Arc<podlog_redact::Redactor>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -268,7 +280,8 @@ impl std::fmt::Debug for Store {
 }
 
 pub(crate) const SESSION_COLUMNS: &str =
-    "id, origin, parent_id, parent_seq, created_at, updated_at, last_seq, entry_count, title";
+    "id, origin, parent_id, parent_seq, created_at, updated_at, last_seq, entry_count, title, \
+     redactions, stored_bytes";
 
 /// Reads a session row selected with [`SESSION_COLUMNS`]. The outer `Err` is
 /// SQLite failing to read the row; the inner one is a row that reads but
@@ -302,6 +315,8 @@ pub(crate) fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Resu
         last_seq: Seq(row.get(6)?),
         entry_count: row.get(7)?,
         title: row.get(8)?,
+        redactions: row.get(9)?,
+        stored_bytes: row.get(10)?,
     };
     Ok(Ok(info))
 }
@@ -353,12 +368,20 @@ impl Store {
         }
         let mut writer = schema::connect(&path, &options, true)?;
         schema::migrate(&mut writer, &path, options.progress.as_ref())?;
+        let on =
+            redaction::enabled(&writer).context(|| "reading the redaction setting".to_owned())?;
+        let redactor = if on {
+            Some(Arc::new(redaction::build(&path)?))
+        } else {
+            None
+        };
         Ok(Self {
             path,
             options,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             group: commit::Group::default(),
+            redactor: Mutex::new(redactor),
         })
     }
 
@@ -417,21 +440,34 @@ impl Store {
             forked_from: None,
             compacted_from: None,
         };
+        let prepared = self.prepare(start).map_err(|reason| StoreError::Rejected {
+            session: id.clone(),
+            kind: "session_start".to_owned(),
+            reason,
+        })?;
+        let (title, title_redactions) =
+            redaction::redact_title(self.redactor().as_deref(), new.title);
         let mut conn = self.writer();
         let ctx = || format!("creating session {id}");
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context(ctx)?;
         tx.execute(
-            "INSERT INTO sessions (id, origin, created_at, updated_at, last_seq, entry_count, title) \
-             VALUES (?1, 'new', ?2, ?2, 1, 1, ?3)",
-            params![id.as_str(), now, new.title],
+            "INSERT INTO sessions (id, origin, created_at, updated_at, last_seq, entry_count, title, \
+             redactions, stored_bytes) VALUES (?1, 'new', ?2, ?2, 1, 1, ?3, ?4, ?5)",
+            params![
+                id.as_str(),
+                now,
+                title,
+                prepared.redactions.total() + title_redactions,
+                prepared.rendered.stored_bytes()
+            ],
         )
         .context(ctx)?;
-        let rendered = render(&start);
-        insert_rendered(&tx, &id, Seq::FIRST, &start, &rendered).context(ctx)?;
+        let (start, rendered) = (&prepared.entry, &prepared.rendered);
+        insert_rendered(&tx, &id, Seq::FIRST, start, rendered).context(ctx)?;
         tx.commit().context(ctx)?;
-        Ok((id, rendered.committed(Seq::FIRST, &start)))
+        Ok((id, rendered.committed(Seq::FIRST, start)))
     }
 
     /// The session row `id`. Fails with [`StoreError::UnknownSession`] if

@@ -36,7 +36,7 @@ use podlog_entry::{Committed, Conversation, EntryRef, LogEntry, Message, Seq, Se
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::error::Context;
-use crate::payloads::{insert_rendered, render};
+use crate::payloads::insert_rendered;
 use crate::rows::{read_rows, Form, Span};
 use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
 
@@ -140,20 +140,29 @@ impl Store {
             reason,
         })?;
         entry.set_ts(now);
+        // The history a fork copies was redacted when it was written; a
+        // compaction's summary is new text, and redacted here.
+        let prepared = self.prepare(entry).map_err(|reason| StoreError::Rejected {
+            session: id.clone(),
+            kind: "session_start".to_owned(),
+            reason,
+        })?;
+        let (entry, rendered) = (prepared.entry, prepared.rendered);
         tx.execute(
             "INSERT INTO sessions (id, parent_id, parent_seq, origin, created_at, updated_at, \
-             last_seq, entry_count, title) \
-             SELECT ?1, id, ?2, ?3, ?4, ?4, 1, 1, title FROM sessions WHERE id = ?5",
+             last_seq, entry_count, title, redactions, stored_bytes) \
+             SELECT ?1, id, ?2, ?3, ?4, ?4, 1, 1, title, ?6, ?7 FROM sessions WHERE id = ?5",
             params![
                 id.as_str(),
                 cut.get(),
                 origin.as_str(),
                 now,
-                parent.as_str()
+                parent.as_str(),
+                prepared.redactions.total(),
+                rendered.stored_bytes()
             ],
         )
         .context(ctx)?;
-        let rendered = render(&entry);
         insert_rendered(&tx, &id, Seq::FIRST, &entry, &rendered).context(ctx)?;
         tx.commit().context(ctx)?;
         Ok((id, rendered.committed(Seq::FIRST, &entry)))

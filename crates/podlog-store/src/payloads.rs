@@ -40,14 +40,9 @@ pub fn hash(text: &str) -> PayloadHash {
         .expect("BLAKE3 hex is 64 lowercase hexadecimal digits")
 }
 
-/// Renders `entry` for its row. An entry below [`THRESHOLD`] as a whole
-/// cannot hold a string that long and costs one `to_json`.
-pub(crate) fn render(entry: &LogEntry) -> Rendered {
-    render_json(entry.to_json())
-}
-
-/// Renders the entry whose JSON is `body`, as [`render`] does: a body with
-/// no string to cut is stored as it is, byte for byte; a lean body keeps the
+/// Renders the entry whose JSON is `body` for its row (after redaction, see
+/// [`crate::redaction`]). A body below [`THRESHOLD`] as a whole cannot hold
+/// a string that long and is stored as it is; a body with no string to cut is stored as it is, byte for byte; a lean body keeps the
 /// order of its members, so putting the payloads back gives `body` again
 /// (for compact JSON, as podlog writes and exports it).
 pub(crate) fn render_json(body: String) -> Rendered {

@@ -114,7 +114,7 @@ fn share_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ShareInfo> {
 }
 
 /// `n` bytes from the system's random source.
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))

@@ -20,6 +20,10 @@
 //!   1). Appends of many writers are committed together (see
 //!   [`crate::commit`]). After a failed append the writer reads `last_seq`
 //!   again before its next one, so a failure never leaves it out of step.
+//! * The writer also keeps the session's `redactions` and `stored_bytes`
+//!   counters (read with `last_seq`), so [`SessionWriter::append_reported`]
+//!   can say what an append changed without a read: whether it was the
+//!   session's first redaction, and which size it grew from and to.
 //! * Dropping the writer releases the lock; so does the process dying.
 //!
 //! "One writer per session" is therefore a property of the types: appending
@@ -28,6 +32,7 @@
 use std::sync::Arc;
 
 use podlog_entry::{Committed, LogEntry, Seq, SessionId};
+use podlog_redact::Redactions;
 use podlog_sink::SessionLogSink;
 
 use crate::lock::SessionLock;
@@ -40,6 +45,10 @@ pub struct SessionWriter {
     store: Arc<Store>,
     lock: SessionLock,
     last_seq: Seq,
+    /// The session's `redactions` counter.
+    redactions: u64,
+    /// The session's `stored_bytes` counter.
+    stored_bytes: u64,
     /// A failed append may have left the counter elsewhere (a commit that
     /// panicked after `COMMIT`): read it again before the next append.
     reread: bool,
@@ -51,11 +60,13 @@ impl Store {
     /// its last seq. See [`crate::writer`].
     pub fn session_writer(self: &Arc<Self>, session: &SessionId) -> Result<SessionWriter> {
         let lock = self.lock_session(session)?;
-        let last_seq = self.session(session)?.last_seq;
+        let info = self.session(session)?;
         Ok(SessionWriter {
             store: self.clone(),
             lock,
-            last_seq,
+            last_seq: info.last_seq,
+            redactions: info.redactions,
+            stored_bytes: info.stored_bytes,
             reread: false,
         })
     }
@@ -70,6 +81,16 @@ impl SessionWriter {
     /// The seq of the session's last committed entry.
     pub fn last_seq(&self) -> Seq {
         self.last_seq
+    }
+
+    /// Secrets redacted in the session so far.
+    pub fn redactions(&self) -> u64 {
+        self.redactions
+    }
+
+    /// The session's stored size in bytes (`sessions.stored_bytes`).
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
     }
 
     /// The store written to.
@@ -98,19 +119,44 @@ impl SessionWriter {
         entry: LogEntry,
         sink: &SessionLogSink,
     ) -> Result<Committed> {
+        self.append_reported(entry, sink).map(|r| r.committed)
+    }
+
+    /// [`SessionWriter::append_published`], with what the append changed:
+    /// the secrets redacted in the entry and the session's counters before
+    /// and after it.
+    pub fn append_reported(
+        &mut self,
+        entry: LogEntry,
+        sink: &SessionLogSink,
+    ) -> Result<AppendReport> {
         if self.reread {
-            self.last_seq = self.store.session(self.lock.session())?.last_seq;
+            let info = self.store.session(self.lock.session())?;
+            self.last_seq = info.last_seq;
+            self.redactions = info.redactions;
+            self.stored_bytes = info.stored_bytes;
             self.reread = false;
         }
         let seq = self.last_seq.next();
         match self.store.append_at(self.lock.session(), seq, entry, sink) {
-            Ok(committed) => {
-                self.last_seq = committed.seq;
-                Ok(committed)
+            Ok(appended) => {
+                let report = AppendReport {
+                    redactions_before: self.redactions,
+                    stored_before: self.stored_bytes,
+                    stored_after: self.stored_bytes + appended.bytes,
+                    committed: appended.committed,
+                    redactions: appended.redactions,
+                };
+                self.last_seq = report.committed.seq;
+                self.redactions += report.redactions.total();
+                self.stored_bytes = report.stored_after;
+                Ok(report)
             }
-            // Committed, but the sink refused it: the seq is taken.
+            // Committed, but the sink refused it: the seq is taken (and
+            // the counters moved by amounts this writer no longer knows).
             Err(e @ StoreError::Publish { .. }) => {
                 self.last_seq = seq;
+                self.reread = true;
                 Err(e)
             }
             Err(e) => {
@@ -119,4 +165,18 @@ impl SessionWriter {
             }
         }
     }
+}
+
+/// What one append did: see [`SessionWriter::append_reported`].
+#[derive(Clone, Debug)]
+pub struct AppendReport {
+    /// The entry as published (redacted; lean when strings were cut).
+    pub committed: Committed,
+    /// The secrets replaced in it.
+    pub redactions: Redactions,
+    /// The session's `redactions` before this append.
+    pub redactions_before: u64,
+    /// The session's `stored_bytes` before and after this append.
+    pub stored_before: u64,
+    pub stored_after: u64,
 }

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::support::{podlog, Run, TempDb};
+use crate::support::{podlog, sqlite3, Run, TempDb};
 
 /// `sqlite3 DB SQL` with write access: a user editing rows behind podlog's
 /// back.
@@ -205,18 +205,39 @@ fn verify_reports_rows_edited_with_the_sqlite3_shell_and_exits_1() {
     );
     let run = podlog(&db.path, &["verify"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
+    // The edit shrank seq 5's body, so the session's stored size is off by
+    // the bytes it lost.
+    let lost = sqlite3(
+        &db.path,
+        &format!(
+            "SELECT s.stored_bytes - (SELECT sum(length(CAST(body AS BLOB))) FROM entries \
+             WHERE session_id = s.id) FROM sessions AS s WHERE s.id = '{root}';"
+        ),
+    );
+    let lost: i64 = lost.stdout.trim().parse().unwrap();
+    assert!(lost > 0, "{lost}");
+    let stored: i64 = sqlite3(
+        &db.path,
+        &format!("SELECT stored_bytes FROM sessions WHERE id = '{root}';"),
+    )
+    .stdout
+    .trim()
+    .parse()
+    .unwrap();
     assert_eq!(
         run.stdout,
         format!(
             "session {root} seq 3: kind column says turn_end but the body's type is assistant_item\n\
              session {root} seq 5: body does not decode: entry has no \"type\" field\n\
-             2 problems found in 2 sessions\n"
+             session {root}: stored_bytes counter is {stored} but its entries hold {} bytes\n\
+             3 problems found in 2 sessions\n",
+            stored - lost
         )
     );
     let one = podlog(&db.path, &["verify", &root[..20]]);
     assert_eq!(one.code, 1);
     assert!(
-        one.stdout.ends_with("2 problems found in 1 session\n"),
+        one.stdout.ends_with("3 problems found in 1 session\n"),
         "{}",
         one.stdout
     );

@@ -29,8 +29,9 @@
 //!   - the row itself: a known `origin`, and a parent exactly when the origin
 //!     is `fork` or `compaction`;
 //!   - seq continuity: seqs 1 to the last stored one, no gap;
-//!   - the counters: `last_seq` is the last stored seq and `entry_count` the
-//!     number of stored entries;
+//!   - the counters: `last_seq` is the last stored seq, `entry_count` the
+//!     number of stored entries, and `stored_bytes` the bytes of their
+//!     bodies plus the sizes of the payloads they reference;
 //!   - a `SessionStart` at seq 1 and nowhere else;
 //!   - every body decodes ([`LogEntry::from_json`]; entries of newer kinds
 //!     decode as unknown and pass), and the `kind` and `ts` columns agree
@@ -84,6 +85,7 @@ struct RawSession {
     parent_seq: Option<i64>,
     last_seq: i64,
     entry_count: i64,
+    stored_bytes: i64,
 }
 
 /// Collects the problems of one verification.
@@ -446,8 +448,35 @@ impl Report<'_> {
                 ),
             );
         }
+        self.check_stored_bytes(row);
         for (seq, start) in starts {
             self.check_start(row, seq, &start);
+        }
+    }
+
+    /// `stored_bytes` is what the appends added: each row's body bytes and
+    /// the sizes its payload references name.
+    fn check_stored_bytes(&mut self, row: &RawSession) {
+        let id = Some(row.id.as_str());
+        let stored = self.conn.query_row(
+            "SELECT coalesce(sum(length(CAST(e.body AS BLOB))), 0) \
+                    + coalesce(sum((SELECT sum(json_extract(r.value, '$.size')) \
+                                    FROM json_each(e.payloads) AS r)), 0) \
+             FROM entries AS e WHERE e.session_id = ?1",
+            [&row.id],
+            |r| r.get::<_, i64>(0),
+        );
+        match stored {
+            Ok(bytes) if bytes == row.stored_bytes => {}
+            Ok(bytes) => self.push(
+                id,
+                None,
+                format!(
+                    "stored_bytes counter is {} but its entries hold {bytes} bytes",
+                    row.stored_bytes
+                ),
+            ),
+            Err(e) => self.push(id, None, format!("cannot sum its stored bytes: {e}")),
         }
     }
 
@@ -548,7 +577,8 @@ pub(crate) fn start_disagrees_with_row(
 
 /// The session rows to verify: all of them, or `only`.
 fn session_rows(conn: &Connection, only: Option<&SessionId>) -> rusqlite::Result<Vec<RawSession>> {
-    let sql = "SELECT id, origin, parent_id, parent_seq, last_seq, entry_count FROM sessions \
+    let sql = "SELECT id, origin, parent_id, parent_seq, last_seq, entry_count, stored_bytes \
+               FROM sessions \
                WHERE ?1 IS NULL OR id = ?1 ORDER BY created_at, id";
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([only.map(SessionId::as_str)], |r| {
@@ -559,6 +589,7 @@ fn session_rows(conn: &Connection, only: Option<&SessionId>) -> rusqlite::Result
             parent_seq: r.get(3)?,
             last_seq: r.get(4)?,
             entry_count: r.get(5)?,
+            stored_bytes: r.get(6)?,
         })
     })?;
     rows.collect()

@@ -137,15 +137,21 @@ fn gaps_and_counters() {
     assert_eq!(
         check("DELETE FROM entries WHERE session_id = 's-0001' AND seq = 3;"),
         "session s-0001 seq 3: entry missing (the next stored entry is seq 4)\n\
-         session s-0001: entry_count counter is 6 but 5 entries are stored"
+         session s-0001: entry_count counter is 6 but 5 entries are stored\n\
+         session s-0001: stored_bytes counter is 518 but its entries hold 419 bytes"
     );
     assert_eq!(
         check("DELETE FROM entries WHERE session_id = 's-0001' AND seq IN (2, 3, 4);"),
         "session s-0001 seq 2: entries 2 to 4 missing\n\
          session s-0001: entry_count counter is 6 but 3 entries are stored\n\
+         session s-0001: stored_bytes counter is 518 but its entries hold 284 bytes\n\
          session s-0002: parent s-0001@4 does not exist: session s-0001 has no seq 4\n\
          session s-0002 seq 1: forked_from points at s-0001@4, which does not exist: \
          session s-0001 has no seq 4"
+    );
+    assert_eq!(
+        check("UPDATE sessions SET stored_bytes = 7 WHERE id = 's-0002';"),
+        "session s-0002: stored_bytes counter is 7 but its entries hold 431 bytes"
     );
     assert_eq!(
         check("UPDATE sessions SET last_seq = 9, entry_count = 1 WHERE id = 's-0002';"),
@@ -155,7 +161,8 @@ fn gaps_and_counters() {
         check("DELETE FROM entries WHERE session_id = 's-0003';"),
         "session s-0003 seq 1: no entries: the SessionStart at seq 1 is missing\n\
          session s-0003: last_seq counter is 1 but the last stored entry is seq 0\n\
-         session s-0003: entry_count counter is 1 but 0 entries are stored"
+         session s-0003: entry_count counter is 1 but 0 entries are stored\n\
+         session s-0003: stored_bytes counter is 263 but its entries hold 0 bytes"
     );
 }
 
@@ -167,7 +174,8 @@ fn bodies_kinds_and_times() {
              WHERE session_id = 's-0001' AND seq = 2;"
         ),
         "session s-0001 seq 2: body does not decode: malformed user_input entry: \
-         missing field `text`"
+         missing field `text`\n\
+         session s-0001: stored_bytes counter is 518 but its entries hold 486 bytes"
     );
     assert_eq!(
         check("UPDATE entries SET kind = 'turn_end' WHERE session_id = 's-0001' AND seq = 2;"),
@@ -179,7 +187,8 @@ fn bodies_kinds_and_times() {
     );
     assert_eq!(
         check("UPDATE entries SET body = 'not json' WHERE session_id = 's-0001' AND seq = 5;"),
-        "session s-0001 seq 5: body does not decode: expected ident at line 1 column 2"
+        "session s-0001 seq 5: body does not decode: expected ident at line 1 column 2\n\
+         session s-0001: stored_bytes counter is 518 but its entries hold 485 bytes"
     );
 }
 
@@ -191,7 +200,8 @@ fn session_starts_only_at_seq_1() {
                body = '{\"type\":\"user_input\",\"ts\":1700000006000,\"text\":\"hi\"}' \
              WHERE session_id = 's-0002' AND seq = 1;"
         ),
-        "session s-0002 seq 1: seq 1 holds a user_input instead of a SessionStart"
+        "session s-0002 seq 1: seq 1 holds a user_input instead of a SessionStart\n\
+         session s-0002: stored_bytes counter is 431 but its entries hold 52 bytes"
     );
     assert_eq!(
         check(
@@ -199,7 +209,8 @@ fn session_starts_only_at_seq_1() {
                body = (SELECT body FROM entries WHERE session_id = 's-0001' AND seq = 1) \
              WHERE session_id = 's-0001' AND seq = 5;"
         ),
-        "session s-0001 seq 5: a SessionStart after seq 1 (only seq 1 may hold one)"
+        "session s-0001 seq 5: a SessionStart after seq 1 (only seq 1 may hold one)\n\
+         session s-0001: stored_bytes counter is 518 but its entries hold 679 bytes"
     );
 }
 
@@ -210,7 +221,8 @@ fn references_to_nowhere_and_disagreeing_starts() {
             "UPDATE entries SET body = json_set(body, '$.forked_from.seq', 99) \
              WHERE session_id = 's-0002' AND seq = 1;"
         ),
-        "session s-0002 seq 1: forked_from points at s-0001@99, which does not exist: \
+        "session s-0002: stored_bytes counter is 431 but its entries hold 432 bytes\n\
+         session s-0002 seq 1: forked_from points at s-0001@99, which does not exist: \
          session s-0001 has no seq 99\n\
          session s-0002 seq 1: the session row says forked from s-0001@4 but its \
          SessionStart says forked from s-0001@99"
@@ -283,6 +295,7 @@ fn orphans_and_many_problems_at_once() {
         "session ghost: 1 entries stored for a session that has no session row\n\
          session s-0001: last_seq counter is 6 but the last stored entry is seq 5\n\
          session s-0001: entry_count counter is 6 but 5 entries are stored\n\
+         session s-0001: stored_bytes counter is 518 but its entries hold 477 bytes\n\
          session s-0002 seq 1: kind column says x but the body's type is session_start\n\
          session s-0003: parent s-0001@6 does not exist: session s-0001 has no seq 6\n\
          session s-0003: entry_count counter is 5 but 1 entries are stored\n\

@@ -258,10 +258,15 @@ fn show(store: &Store, session: &str, at: Option<u64>) -> Result<String, String>
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "session {} ({}, {} entries{})",
+        "session {} ({}, {} entries, {}{}{})",
         info.id,
         info.origin.as_str(),
         info.entry_count,
+        podlog_pod::human_bytes(info.stored_bytes),
+        match info.redactions {
+            0 => String::new(),
+            n => format!(", {n} redacted"),
+        },
         info.parent
             .as_ref()
             .map_or_else(String::new, |p| format!(", from {p}"))

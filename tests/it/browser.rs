@@ -376,6 +376,13 @@ async fn the_page_shows_the_sessions_snapshot() {
             data: json!({"file": "src/main.rs"}),
         },
         serde_json::from_value(json!({"type": "hologram", "ts": ts, "depth": 3})).unwrap(),
+        // A fake token, replaced before it is written.
+        LogEntry::ToolResult {
+            ts,
+            call_id: "call-env".to_owned(),
+            output: "GITHUB_TOKEN=ghp_FAKEfake0000000000000000000000000000".to_owned(),
+            is_error: false,
+        },
     ] {
         pod.commit(entry).unwrap();
     }
@@ -425,6 +432,25 @@ async fn the_page_shows_the_sessions_snapshot() {
         .js("return document.getElementById('input').hidden;")
         .await;
     assert_eq!(hidden, json!(false), "the input box of a live pod is shown");
+    // The tree gives each session's stored size and how many secrets it had
+    // replaced; the page shows the marker, never the token.
+    let sub = b
+        .js(&format!(
+            "return document.querySelector('[data-session={session:?}] .sub').textContent;"
+        ))
+        .await;
+    let sub = sub.as_str().unwrap_or_default().to_owned();
+    assert!(
+        sub.contains(" KiB · ") && sub.ends_with(" · 1 redacted"),
+        "{sub}"
+    );
+    let text = b.js("return document.body.textContent;").await;
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.contains("[REDACTED:github_token:"),
+        "the marker is shown"
+    );
+    assert!(!text.contains("ghp_FAKE"), "the token is not");
     b.finish().await;
     drop(pod);
     server.shutdown().await.unwrap();

@@ -129,7 +129,8 @@ function drawLists() {
         h(
           "span",
           { class: "sub" },
-          `${s.entry_count} entries · ${formatTime(s.updated_at)}`,
+          `${s.entry_count} entries · ${formatBytes(s.stored_bytes || 0)} · ${formatTime(s.updated_at)}`,
+          s.redactions ? h("span", { class: "redacted", title: "secrets replaced before they were written" }, ` · ${s.redactions} redacted`) : null,
           s.parent ? ` · ${s.origin === "compaction" ? "compacted" : "forked"} at #${s.parent.seq}` : "",
         ),
       ),

@@ -16,20 +16,10 @@ use podlog_entry::{Seq, SessionId};
 use podlog_store::{Store, StoreOptions, Synchronous};
 
 use crate::child::{self, Role};
-use crate::support::{sqlite3, TempDb};
+use crate::support::{sqlite3, Rng, TempDb};
 
 /// This file's test, as the harness names it: what the child runs.
 const TEST: &str = "crash::sigkill_at_random_moments_loses_nothing_published";
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// Runs an append-loop child on `db` and kills it after `after` from its
 /// first published entry. Returns the session id and the seqs it printed.

@@ -16,7 +16,7 @@ use podlog_sink::SessionLogSink;
 use podlog_store::{NewSession, Store, StoreOptions};
 
 use crate::child::{self, Role};
-use crate::support::{podlog, sqlite3, Run, TempDb};
+use crate::support::{podlog, sqlite3, Rng, Run, TempDb};
 
 /// November 2023: sessions written with this clock are years old.
 const LONG_AGO: u64 = 1_700_000_000_000;
@@ -526,16 +526,6 @@ fn an_upgraded_database_knows_its_payload_references_and_can_be_vacuumed_once() 
 /// This file's crash test, as the harness names it.
 const CRASH_TEST: &str =
     "retention::a_gc_killed_at_random_moments_leaves_every_session_whole_or_archived";
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// The shell says every payload an entry names is stored, no payload is
 /// left that nothing references, and no entry or child outlives its

@@ -59,3 +59,17 @@ pub fn sqlite3(db: &Path, sql: &str) -> Run {
         .expect("the sqlite3 shell must be installed (apt-get install sqlite3)")
         .into()
 }
+
+/// A xorshift generator: random enough to pick kill moments, and the same
+/// sequence for the same seed, so a failing run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

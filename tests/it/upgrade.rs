@@ -55,25 +55,9 @@ fn read_entries(db: &Path, table: &str) -> Vec<(String, u64, String, String)> {
 /// `(session_id, seq) -> body` of every entry with its payloads put back,
 /// read with the shell through the `entries_full` view (schema 3 and on).
 fn whole_bodies(db: &Path) -> std::collections::HashMap<(String, u64), String> {
-    let run: crate::support::Run = std::process::Command::new("sqlite3")
-        .args(["-readonly", "-json"])
-        .arg(db)
-        .arg("SELECT session_id, seq, body FROM entries_full;")
-        .output()
-        .expect("the sqlite3 shell must be installed")
-        .into();
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).expect("json rows");
-    rows.iter()
-        .map(|r| {
-            (
-                (
-                    r["session_id"].as_str().unwrap().to_owned(),
-                    r["seq"].as_u64().unwrap(),
-                ),
-                r["body"].as_str().unwrap().to_owned(),
-            )
-        })
+    read_entries(db, "entries_full")
+        .into_iter()
+        .map(|(session, seq, _, body)| ((session, seq), body))
         .collect()
 }
 

@@ -597,16 +597,22 @@ fn the_file_shrinks_after_reclaiming_the_space_of_deleted_sessions() {
     assert_verifies(&f);
 }
 
-#[test]
-fn vacuuming_an_old_database_switches_it_to_incremental() {
+/// A store on a database made before podlog set auto-vacuum: it had a
+/// table before podlog first opened it.
+fn old_database() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
-    // A database made before podlog set auto-vacuum.
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch("CREATE TABLE legacy (x)")
         .unwrap();
-    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let store = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
+    Fixture { dir, store }
+}
+
+#[test]
+fn vacuuming_an_old_database_switches_it_to_incremental() {
+    let Fixture { dir: _dir, store } = old_database();
     assert_eq!(store.auto_vacuum().unwrap(), AutoVacuum::None);
     store.vacuum_to_incremental().unwrap();
     assert_eq!(store.auto_vacuum().unwrap(), AutoVacuum::Incremental);
@@ -617,14 +623,7 @@ fn vacuuming_an_old_database_switches_it_to_incremental() {
 /// entries (verify compares them) and a search must find what it found.
 #[test]
 fn vacuuming_an_old_database_keeps_its_search_index_true() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE legacy (x)")
-        .unwrap();
-    let store = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
-    let f = Fixture { dir, store };
+    let f = old_database();
     let gone = session(&f, None, &[output(1, 200), output(2, 200)], OLD);
     let kept = session(&f, None, &["a wombatlantern was seen".to_owned()], RECENT);
     f.store

@@ -1,3 +1,9 @@
+//! The redactor's unit tests: markers and their keyed hashes, which
+//! detector wins an overlap, context detectors and URL passwords replacing
+//! only the secret, the fast path, JSON strings, user patterns and their
+//! errors; `corpus` runs the detectors over the files in
+//! `fixtures/redaction/`.
+
 use super::*;
 
 const KEY: [u8; KEY_BYTES] = [42; KEY_BYTES];

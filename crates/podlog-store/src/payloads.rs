@@ -190,4 +190,4 @@ impl Store {
 
 #[cfg(test)]
 #[path = "payloads_tests.rs"]
-mod tests;
+pub(crate) mod tests;

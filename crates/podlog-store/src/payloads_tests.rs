@@ -20,12 +20,13 @@ fn open(dir: &tempfile::TempDir, name: &str) -> Arc<Store> {
 }
 
 /// A tool output of `len` bytes, different for each `n`.
-fn output(n: u64, len: usize) -> String {
+pub(crate) fn output(n: u64, len: usize) -> String {
     let line = format!("line of output {n}: the quick brown fox jumps over the lazy dog\n");
     line.repeat(len / line.len() + 1)[..len].to_owned()
 }
 
-fn result(n: u64, text: String) -> LogEntry {
+/// A tool result of `text`, stamped `n`.
+pub(crate) fn result(n: u64, text: String) -> LogEntry {
     LogEntry::ToolResult {
         ts: n,
         call_id: format!("call-{n}"),

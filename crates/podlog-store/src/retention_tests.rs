@@ -9,6 +9,7 @@ use podlog_entry::{LogEntry, Seq, SessionId, StepClock};
 use podlog_sink::SessionLogSink;
 
 use super::*;
+use crate::payloads::tests::{output, result};
 use crate::{NewSession, SequentialIds, StoreOptions};
 
 /// Sessions "untouched" before this are old in these tests.
@@ -30,21 +31,6 @@ fn fixture() -> Fixture {
     };
     let store = Arc::new(Store::open(dir.path().join("podlog.db"), options).unwrap());
     Fixture { dir, store }
-}
-
-/// A tool output of `len` bytes, different for each `n`.
-fn output(n: u64, len: usize) -> String {
-    let line = format!("line of output {n}: the quick brown fox jumps over the lazy dog\n");
-    line.repeat(len / line.len() + 1)[..len].to_owned()
-}
-
-fn result(n: u64, text: String) -> LogEntry {
-    LogEntry::ToolResult {
-        ts: n,
-        call_id: format!("call-{n}"),
-        output: text,
-        is_error: false,
-    }
 }
 
 /// A session with `title`, its SessionStart and one result per text of

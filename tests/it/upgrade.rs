@@ -271,7 +271,8 @@ fn check_search(store: &Store, db: &Path, version: i64, rows: &[(String, u64, St
         let word = match version {
             4 => "quokkafinch",
             5 => "wallabyheron",
-            _ => "numbatkestrel",
+            6 => "numbatkestrel",
+            _ => "dingoplover",
         };
         let found = hits(word);
         assert_eq!(

@@ -1,11 +1,19 @@
-//! Full-text search over session history (schema 5, `migrations/0005_search.sql`).
+//! Full-text search over session history (schema 5, written in batches
+//! since schema 8: `migrations/0005_search.sql`, `0008_search_batches.sql`).
 //!
 //! # Contract
 //!
-//! * **Never stale, never ahead.** The FTS5 table `search` is kept by
-//!   triggers on `entries`, so an entry is searchable in the transaction
-//!   that appends it and not before; a failed append indexes nothing, and
-//!   deleting entry rows removes their index rows in the same statement.
+//! * **Never stale, never ahead.** Every searchable entry at or below the
+//!   rowid `search_indexed.upto` is in the FTS5 index `search`, every one
+//!   above it is pending (at most 63); the append whose rowid reaches
+//!   `upto + 64` indexes the pending entries in its transaction, so FTS5's
+//!   fixed cost per transaction is paid once per batch and other appends
+//!   write nothing for the index. [`Store::search`] reads the index and the pending entries
+//!   in one read transaction (the pending ones through a temporary FTS5
+//!   table on the reading connection, with the same tokenizer), so an
+//!   entry is found from the commit that appends it and not before, and a
+//!   failed append adds nothing. Deleting entry rows removes them from the
+//!   index in the same statement.
 //! * **What is indexed**: user input, assistant text and reasoning, tool
 //!   call names and arguments, tool outputs, system notifications (message
 //!   and body). Strings stored out of line are indexed whole.
@@ -291,9 +299,21 @@ impl Store {
                 Some(c) => hi.min(c.saturating_sub(1)),
                 None => hi,
             };
-            let hits = run(&tx, &fts, query, lo, hi, since, limit)?;
+            let filter = Filter {
+                fts: &fts,
+                query,
+                lo,
+                hi,
+                since,
+                limit,
+            };
+            let mut hits = run(&tx, INDEX, &filter)?;
+            if load_pending(&tx).context(ctx)? {
+                hits.extend(run(&tx, PENDING, &filter)?);
+                hits.sort_by_key(|h| std::cmp::Reverse(h.0));
+            }
             tx.finish().context(ctx)?;
-            Ok(hits)
+            Ok(page(hits, limit))
         })
     }
 
@@ -318,73 +338,144 @@ impl Store {
     }
 }
 
-/// Rebuilds the search index from its content, on the writer `conn`.
+/// Rebuilds the search index from the entries, on the writer `conn`: every
+/// searchable entry is indexed, none left pending. `upto` moves to the
+/// newest rowid first, since after a `VACUUM` the entries above it may be
+/// others than before.
 pub(crate) fn rebuild(conn: &Connection) -> Result<()> {
-    conn.execute_batch("INSERT INTO search (search) VALUES ('rebuild')")
+    conn.execute_batch(REBUILD)
         .context(|| "rebuilding the search index".to_owned())
 }
 
-fn run(
-    conn: &Connection,
-    fts: &str,
-    query: &SearchQuery,
+/// [`rebuild`]'s SQL, which `podlog verify` also suggests.
+pub const REBUILD: &str = "\
+    UPDATE search_indexed SET upto = coalesce((SELECT max(rowid) FROM entries), 0); \
+    INSERT INTO search (search) VALUES ('rebuild');";
+
+/// This connection's temporary FTS5 table of pending entries, filled in the
+/// caller's read transaction. Its tokenizer must be the index's
+/// (`migrations/0005_search.sql`), so that both split words alike (a test
+/// compares them). It lives in `temp`, so a read-only connection can write
+/// it and nothing reaches the database file.
+const LOAD_PENDING: &str = "\
+    CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_recent \
+        USING fts5 (text, tokenize = 'unicode61 remove_diacritics 2'); \
+    DELETE FROM temp.search_recent; \
+    INSERT INTO temp.search_recent (rowid, text) \
+        SELECT entry_rowid, text FROM search_pending_text;";
+
+/// Fills the temporary table of pending entries ([`LOAD_PENDING`]); false
+/// when none is pending.
+fn load_pending(conn: &Connection) -> rusqlite::Result<bool> {
+    let pending: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM entries \
+                        WHERE rowid > (SELECT upto FROM search_indexed))",
+        [],
+        |r| r.get(0),
+    )?;
+    if !pending {
+        return Ok(false);
+    }
+    conn.execute_batch(LOAD_PENDING)?;
+    Ok(true)
+}
+
+/// One search statement over the FTS5 table `$table`: FTS5 walks its
+/// doclists in rowid order, newest first, within the bounds; the entry row
+/// is looked up by rowid for the filters, and snippet() runs only for the
+/// rows returned.
+macro_rules! search_sql {
+    ($table:literal) => {
+        concat!(
+            "SELECT ",
+            $table,
+            ".rowid, e.session_id, e.seq, e.ts, e.kind, ",
+            "snippet(",
+            $table,
+            ", 0, char(2), char(3), '…', 24) ",
+            "FROM ",
+            $table,
+            " CROSS JOIN entries AS e ON e.rowid = ",
+            $table,
+            ".rowid ",
+            "WHERE ",
+            $table,
+            " MATCH ?1 AND ",
+            $table,
+            ".rowid BETWEEN ?2 AND ?3 ",
+            "AND (?4 IS NULL OR e.session_id = ?4) ",
+            "AND (?5 IS NULL OR e.kind = ?5) ",
+            "AND (?6 IS NULL OR e.ts >= ?6) ",
+            "ORDER BY ",
+            $table,
+            ".rowid DESC LIMIT ?7"
+        )
+    };
+}
+
+/// Searches the index.
+const INDEX: &str = search_sql!("search");
+/// Searches the pending entries ([`LOAD_PENDING`]).
+const PENDING: &str = search_sql!("search_recent");
+
+/// What one search asks of a table: the FTS5 query, the filters and the
+/// rowid bounds.
+struct Filter<'a> {
+    fts: &'a str,
+    query: &'a SearchQuery,
     lo: i64,
     hi: i64,
     since: Option<i64>,
     limit: u32,
-) -> Result<SearchPage> {
-    // FTS5 walks its doclists in rowid order, newest first, within the
-    // bounds; the entry row is looked up by rowid for the filters, and
-    // snippet() runs only for the rows returned.
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT search.rowid, e.session_id, e.seq, e.ts, e.kind, \
-                    snippet(search, 0, char(2), char(3), '…', 24) \
-             FROM search CROSS JOIN entries AS e ON e.rowid = search.rowid \
-             WHERE search MATCH ?1 AND search.rowid BETWEEN ?2 AND ?3 \
-               AND (?4 IS NULL OR e.session_id = ?4) \
-               AND (?5 IS NULL OR e.kind = ?5) \
-               AND (?6 IS NULL OR e.ts >= ?6) \
-             ORDER BY search.rowid DESC LIMIT ?7",
-        )
-        .map_err(|e| classify(&query.text, e))?;
-    let rows = stmt
-        .query_map(
-            params![
-                fts,
-                lo,
-                hi,
-                query.session.as_ref().map(SessionId::as_str),
-                query.kind,
-                since,
-                i64::from(limit) + 1
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    SearchHit {
-                        session: stored_id(&r.get::<_, String>(1)?),
-                        seq: Seq(r.get(2)?),
-                        ts: r.get(3)?,
-                        kind: r.get(4)?,
-                        snippet: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-                    },
-                ))
-            },
-        )
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(|e| classify(&query.text, e))?;
-    let more = rows.len() > limit as usize;
-    let mut hits = Vec::with_capacity(limit as usize);
+}
+
+/// The first `limit` of `hits` (newest first), and the cursor of the next
+/// page when there were more.
+fn page(hits: Vec<(i64, SearchHit)>, limit: u32) -> SearchPage {
+    let more = hits.len() > limit as usize;
+    let mut out = Vec::with_capacity(limit as usize);
     let mut last = None;
-    for (rowid, hit) in rows.into_iter().take(limit as usize) {
+    for (rowid, hit) in hits.into_iter().take(limit as usize) {
         last = Some(rowid);
-        hits.push(hit);
+        out.push(hit);
     }
-    Ok(SearchPage {
-        hits,
+    SearchPage {
+        hits: out,
         next: if more { last } else { None },
-    })
+    }
+}
+
+/// Up to `limit + 1` hits of one table (`sql` is [`INDEX`] or
+/// [`PENDING`]), newest first, with their rowids.
+fn run(conn: &Connection, sql: &str, f: &Filter<'_>) -> Result<Vec<(i64, SearchHit)>> {
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(|e| classify(&f.query.text, e))?;
+    stmt.query_map(
+        params![
+            f.fts,
+            f.lo,
+            f.hi,
+            f.query.session.as_ref().map(SessionId::as_str),
+            f.query.kind,
+            f.since,
+            i64::from(f.limit) + 1
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                SearchHit {
+                    session: stored_id(&r.get::<_, String>(1)?),
+                    seq: Seq(r.get(2)?),
+                    ts: r.get(3)?,
+                    kind: r.get(4)?,
+                    snippet: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                },
+            ))
+        },
+    )
+    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+    .map_err(|e| classify(&f.query.text, e))
 }
 
 /// Indexes the entries already in the database, in chunks, inside the

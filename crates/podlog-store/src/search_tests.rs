@@ -1,5 +1,6 @@
 //! Search: what is indexed, paging, filters, malformed queries, payloads,
-//! rollback, deletes, VACUUM and the migration's backfill.
+//! rollback, deletes, VACUUM, the migration's backfill, and the batches in
+//! which pending entries are indexed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,161 @@ fn hits(store: &Store, q: &SearchQuery) -> Vec<(String, u64, String)> {
 
 fn open(dir: &tempfile::TempDir) -> Arc<Store> {
     Arc::new(Store::open(dir.path().join("podlog.db"), options()).unwrap())
+}
+
+#[test]
+fn pending_entries_are_tokenized_like_the_index() {
+    let tokenize = |sql: &str| {
+        let start = sql.find("tokenize = ").expect("a tokenize clause");
+        let rest = &sql[start..];
+        rest[..rest.find(')').unwrap()].trim().to_owned()
+    };
+    let migration = crate::schema::migrations()
+        .iter()
+        .find(|m| m.0 == 5)
+        .unwrap()
+        .2;
+    assert_eq!(
+        tokenize(LOAD_PENDING),
+        tokenize(&migration[migration.find("CREATE VIRTUAL TABLE search").unwrap()..])
+    );
+}
+
+/// How many searchable entries wait for the next batch.
+fn pending(store: &Store) -> i64 {
+    store
+        .writer()
+        .query_row("SELECT count(*) FROM search_pending_text", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// How many entries the index itself holds.
+fn indexed(store: &Store) -> i64 {
+    store
+        .writer()
+        .query_row("SELECT count(*) FROM search_docsize", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn entries_are_found_while_pending_and_after_their_batch_moves_them_into_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut a = Session::new(&store);
+    let mut b = Session::new(&store);
+    let mut want = Vec::new();
+    let mut q = query("batchword");
+    q.limit = 1000;
+    // Entries wait until the rowid reaches the last batch's plus 64, then
+    // all are indexed at once. Each step, every hit is found once, newest
+    // first, whichever side it is on.
+    for i in 0..150u64 {
+        let s = if i % 2 == 0 { &mut a } else { &mut b };
+        let seq = s.add(user(i, &format!("batchword number{i}")));
+        want.insert(0, (s.id().to_string(), seq.get(), "user_input".to_owned()));
+        let n = i as i64 + 1;
+        // Rowids 1 and 2 are the sessions' starts, which are not searchable.
+        let rowid = n + 2;
+        let upto = rowid / 64 * 64;
+        let waiting = if upto == 0 { n } else { rowid - upto };
+        assert_eq!(pending(&store), waiting, "after {n} entries");
+        assert_eq!(indexed(&store), n - waiting, "after {n} entries");
+        if i % 7 == 0 || waiting <= 1 || waiting == 63 {
+            assert_eq!(hits(&store, &q), want, "after {n} entries");
+            let mut one = query(&format!("number{i}"));
+            one.session = Some(s.id());
+            assert_eq!(hits(&store, &one), want[..1], "after {n} entries");
+        }
+    }
+    // Pages cross from the pending entries into the index: 24 pending.
+    let mut paged = Vec::new();
+    q.limit = 5;
+    loop {
+        let page = store.search(&q).unwrap();
+        paged.extend(
+            page.hits
+                .iter()
+                .map(|h| (h.session.to_string(), h.seq.get(), h.kind.clone())),
+        );
+        match page.next {
+            Some(next) => q.cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(paged, want);
+    // Snippets are marked the same way on both sides.
+    let page = store.search(&query("number149 OR number0")).unwrap();
+    let snippets: Vec<_> = page.hits.iter().map(|h| h.snippet.clone()).collect();
+    assert_eq!(
+        snippets,
+        [
+            "batchword \u{2}number149\u{3}",
+            "batchword \u{2}number0\u{3}"
+        ]
+    );
+    integrity(&store);
+    assert!(store.verify(None).unwrap().is_empty());
+
+    // Deleting a session takes its entries out of the index, and out of
+    // what is pending.
+    let a_id = a.id();
+    drop(a);
+    {
+        let conn = store.writer();
+        conn.execute("DELETE FROM entries WHERE session_id = ?1", [a_id.as_str()])
+            .unwrap();
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [a_id.as_str()])
+            .unwrap();
+    }
+    assert_eq!(pending(&store), 12);
+    assert_eq!(indexed(&store), 63);
+    integrity(&store);
+    assert!(store.verify(None).unwrap().is_empty());
+    let only_b: Vec<_> = want
+        .iter()
+        .filter(|h| h.0 == b.id().as_str())
+        .cloned()
+        .collect();
+    q.limit = 1000;
+    q.cursor = None;
+    assert_eq!(hits(&store, &q), only_b);
+
+    // The shell's way to move them now, and a rebuild, keep every hit.
+    store
+        .writer()
+        .execute_batch("INSERT INTO search_flush (flush) VALUES (1)")
+        .unwrap();
+    assert_eq!((pending(&store), indexed(&store)), (0, 75));
+    assert_eq!(hits(&store, &q), only_b);
+    b.add(user(200, "batchword again"));
+    assert_eq!(pending(&store), 1);
+    store.rebuild_search_index().unwrap();
+    assert_eq!((pending(&store), indexed(&store)), (0, 76));
+    assert_eq!(hits(&store, &q).len(), 76);
+    integrity(&store);
+    assert!(store.verify(None).unwrap().is_empty());
+
+    // With the newest rows deleted, SQLite gives their rowids again, below
+    // the last batch's: such an entry is indexed at once.
+    let b_id = b.id();
+    drop(b);
+    {
+        let conn = store.writer();
+        conn.execute("DELETE FROM entries WHERE session_id = ?1", [b_id.as_str()])
+            .unwrap();
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [b_id.as_str()])
+            .unwrap();
+    }
+    assert_eq!((pending(&store), indexed(&store)), (0, 0));
+    let mut c = Session::new(&store);
+    let seq = c.add(user(300, "batchword reused"));
+    assert_eq!((pending(&store), indexed(&store)), (0, 1));
+    assert_eq!(
+        hits(&store, &q),
+        [(c.id().to_string(), seq.get(), "user_input".to_owned())]
+    );
+    integrity(&store);
+    assert!(store.verify(None).unwrap().is_empty());
 }
 
 #[test]
@@ -556,12 +712,20 @@ fn verify_reports_an_index_out_of_step_with_the_entries_until_it_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let mut s = Session::new(&store);
-    for i in 0..5 {
+    for i in 0..3 {
         s.add(user(i, "some words"));
     }
+    store
+        .writer()
+        .execute_batch("INSERT INTO search_flush (flush) VALUES (1)")
+        .unwrap();
+    for i in 3..5 {
+        s.add(user(i, "some words"));
+    }
+    assert_eq!((pending(&store), indexed(&store)), (2, 3));
     assert!(store.verify(None).unwrap().is_empty());
     // What a renumbering VACUUM does to the index: entries keyed by rowids
-    // the index does not know.
+    // the index does not know, below the rowid it believes indexed.
     store
         .writer()
         .execute_batch(
@@ -569,7 +733,8 @@ fn verify_reports_an_index_out_of_step_with_the_entries_until_it_is_rebuilt() {
              DROP TRIGGER search_before_delete; DROP TRIGGER search_after_insert; \
              DELETE FROM entries; \
              INSERT INTO entries (rowid, session_id, seq, ts, kind, body, payloads) \
-             SELECT r + 100, session_id, seq, ts, kind, body, payloads FROM moved;",
+             SELECT r + 100, session_id, seq, ts, kind, body, payloads FROM moved; \
+             UPDATE search_indexed SET upto = 200;",
         )
         .unwrap();
     let problems: Vec<String> = store
@@ -581,9 +746,10 @@ fn verify_reports_an_index_out_of_step_with_the_entries_until_it_is_rebuilt() {
     assert_eq!(
         problems,
         [
-            "database: search index: 5 indexed rows name no searchable entry and 5 searchable \
-          entries are not indexed (after a VACUUM the index must be rebuilt: INSERT INTO \
-          search (search) VALUES ('rebuild'))"
+            "database: search index: 3 indexed rows name no searchable entry and 5 searchable \
+             entries are not indexed (after a VACUUM the index must be rebuilt: UPDATE \
+             search_indexed SET upto = coalesce((SELECT max(rowid) FROM entries), 0); INSERT \
+             INTO search (search) VALUES ('rebuild');)"
         ]
     );
     store.rebuild_search_index().unwrap();
@@ -592,4 +758,5 @@ fn verify_reports_an_index_out_of_step_with_the_entries_until_it_is_rebuilt() {
     let after = store.verify(None).unwrap();
     assert!(after.is_empty(), "{after:?}");
     assert_eq!(hits(&store, &query("words")).len(), 5);
+    assert_eq!(pending(&store), 0);
 }

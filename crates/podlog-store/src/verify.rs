@@ -236,9 +236,11 @@ impl Report<'_> {
         }
     }
 
-    /// The search index holds exactly the searchable entries, by rowid (see
-    /// `crate::search`): a mismatch is what a `VACUUM` that renumbered the
-    /// rowids without a rebuild leaves, or an index edited by hand.
+    /// The search index holds exactly the searchable entries at or below
+    /// `search_indexed.upto` (its content, `search_source`), by rowid; the
+    /// ones above it are pending (see `crate::search`). A mismatch is what a
+    /// `VACUUM` that renumbered the rowids without a rebuild leaves, or an
+    /// index edited by hand.
     fn search_index(&mut self) {
         let counts = self.conn.query_row(
             "SELECT (SELECT count(*) FROM search_docsize AS d \
@@ -250,15 +252,18 @@ impl Report<'_> {
         );
         match counts {
             Ok((0, 0)) => {}
-            Ok((stray, missing)) => self.push(
-                None,
-                None,
-                format!(
+            Ok((stray, missing)) => {
+                self.push(
+                    None,
+                    None,
+                    format!(
                     "search index: {stray} indexed rows name no searchable entry and {missing} \
                      searchable entries are not indexed (after a VACUUM the index must be \
-                     rebuilt: INSERT INTO search (search) VALUES ('rebuild'))"
+                     rebuilt: {})",
+                    crate::search::REBUILD.split_whitespace().collect::<Vec<_>>().join(" ")
                 ),
-            ),
+                )
+            }
             Err(e) => self.push(None, None, format!("cannot check the search index: {e}")),
         }
     }

@@ -229,12 +229,20 @@ impl SearchCorpus {
     }
 }
 
-/// S2's two sides: P1's durable append into a store with the search index,
-/// and into one whose index triggers are dropped.
-pub fn indexed_and_unindexed(dir: &Path) -> Result<(PodlogAppend, PodlogAppend)> {
-    let with = PodlogAppend::open("S2", dir, "s2-index.db", Synchronous::Full)?;
-    let without = PodlogAppend::open("S2", dir, "s2-noindex.db", Synchronous::Full)?;
-    let path = dir.join("s2-noindex.db");
+/// S2's two sides: P1's append at `sync` into a store with the search
+/// index, and into one whose index triggers are dropped.
+pub fn indexed_and_unindexed(
+    dir: &Path,
+    sync: Synchronous,
+) -> Result<(PodlogAppend, PodlogAppend)> {
+    let level = match sync {
+        Synchronous::Full => "full",
+        Synchronous::Normal => "normal",
+    };
+    let name = |side: &str| format!("s2-{side}-{level}.db");
+    let with = PodlogAppend::open("S2", dir, &name("index"), sync)?;
+    let without = PodlogAppend::open("S2", dir, &name("noindex"), sync)?;
+    let path = dir.join(name("noindex"));
     let conn = rusqlite::Connection::open(&path).map_err(|source| BenchError::Sqlite {
         row: "S2",
         path: path.clone(),

@@ -188,6 +188,7 @@ fn a_quick_run_measures_every_row() {
             "S1",
             "S1-p99",
             "S2",
+            "S2-normal",
             "R1",
             "R1-secrets",
             "R1-normal"
@@ -212,6 +213,7 @@ fn a_quick_run_measures_every_row() {
         "H3",
         "H4",
         "S2",
+        "S2-normal",
     ];
     if Mallinfo.live_bytes().is_some() {
         measured.push("P7");

@@ -596,3 +596,5 @@ pub(crate) fn notify<S: postgres::ToStatement + ?Sized>(
     Ok(())
 }
 
+#[cfg(test)]
+mod tests;

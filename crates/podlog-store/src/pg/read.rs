@@ -1,8 +1,12 @@
-//! Reading entries from PostgreSQL: [`PgStore::entries`],
-//! [`PgStore::entries_after`] and [`PgStore::previews_after`].
+//! Reading from PostgreSQL: entries ([`PgStore::entries`],
+//! [`PgStore::entries_after`], [`PgStore::entries_before`] and their
+//! preview forms), payloads by hash, a session by id prefix, a session's
+//! open run.
 //!
 //! # Contract
 //!
+//! * Each read answers as the SQLite store's read of the same name does,
+//!   from the same rows, with the same errors.
 //! * Rows come in seq order and are checked as the SQLite reader
 //!   (`rows.rs`) checks them, failing with the same [`RowError`] turned into
 //!   the same [`StoreError`](crate::StoreError): a gap in seq, a body that does not decode (an
@@ -19,11 +23,11 @@
 use std::collections::HashMap;
 
 use podlog_entry::payload::inline;
-use podlog_entry::{Committed, LogEntry, PayloadRef, Seq, SessionId};
+use podlog_entry::{Committed, LogEntry, PayloadHash, PayloadRef, Seq, SessionId};
 
 use super::{PgContext, PgStore};
 use crate::rows::{Form, RowError};
-use crate::Result;
+use crate::{stored_id, Payload, Result};
 
 /// One stored row as read: seq, body text, payload references as text.
 struct RawRow {
@@ -33,6 +37,95 @@ struct RawRow {
 }
 
 impl PgStore {
+    /// The one session whose id is `text` or starts with it; fails with
+    /// [`crate::StoreError::UnknownSession`] for none and
+    /// [`crate::StoreError::AmbiguousSession`] for several.
+    pub fn resolve(&self, text: &str) -> Result<SessionId> {
+        let ctx = || format!("looking up session {text:?}");
+        let ids: Vec<String> = self.with_client(|client| {
+            let exact = client
+                .query_opt("SELECT id FROM sessions WHERE id = $1", &[&text])
+                .context(ctx)?;
+            if let Some(row) = exact {
+                return Ok(vec![row.try_get(0).context(ctx)?]);
+            }
+            client
+                .query(
+                    "SELECT id FROM sessions WHERE starts_with(id, $1) ORDER BY id LIMIT 6",
+                    &[&text],
+                )
+                .context(ctx)?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<std::result::Result<_, _>>()
+                .context(ctx)
+        })?;
+        match ids.as_slice() {
+            [] => Err(crate::StoreError::UnknownSession(text.to_owned())),
+            [one] => Ok(stored_id(one)),
+            many => Err(crate::StoreError::AmbiguousSession {
+                prefix: text.to_owned(),
+                matches: many.join(", "),
+            }),
+        }
+    }
+
+    /// The seq of the `UserInput` of the run `session` leaves open (no
+    /// `RunCompleted` or `RunErrored` after it), from the `kind` column.
+    pub fn open_run(&self, session: &SessionId) -> Result<Option<Seq>> {
+        let ctx = || format!("finding the open run of session {session}");
+        let last = self.with_client(|client| {
+            let Some(row) = client
+                .query_opt(
+                    "SELECT seq, kind FROM entries WHERE session_id = $1 \
+                     AND kind IN ('user_input', 'run_completed', 'run_errored') \
+                     ORDER BY seq DESC LIMIT 1",
+                    &[&session.as_str()],
+                )
+                .context(ctx)?
+            else {
+                return Ok(None);
+            };
+            let seq: i64 = row.try_get(0).context(ctx)?;
+            let kind: String = row.try_get(1).context(ctx)?;
+            Ok(Some((seq, kind)))
+        })?;
+        Ok(match last {
+            Some((seq, kind)) if kind == "user_input" => u64::try_from(seq).ok().map(Seq),
+            _ => None,
+        })
+    }
+
+    /// The payload named `hash`, or `None` if the store holds none. The text
+    /// is checked against its hash: a payload changed behind podlog's back
+    /// is [`crate::StoreError::CorruptPayload`].
+    pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Payload>> {
+        let text: Option<String> = self.with_client(|client| {
+            let ctx = || format!("reading payload {hash}");
+            client
+                .query_opt(
+                    "SELECT text FROM payloads WHERE hash = $1",
+                    &[&hash.as_str()],
+                )
+                .context(ctx)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .context(ctx)
+        })?;
+        let Some(text) = text else { return Ok(None) };
+        let found = crate::payloads::hash(&text);
+        if &found != hash {
+            return Err(crate::StoreError::CorruptPayload {
+                hash: hash.clone(),
+                problem: format!("its text hashes to {found}"),
+            });
+        }
+        Ok(Some(Payload {
+            hash: hash.clone(),
+            text,
+        }))
+    }
+
     /// Every entry of `session`, in seq order, whole (payloads put back).
     /// Fails on the first row that does not decode, on any gap in seq and on
     /// a missing payload, naming the session and seq; with
@@ -67,10 +160,46 @@ impl PgStore {
         self.read_after(session, after, limit, Form::Preview)
     }
 
+    /// Up to `limit` entries of `session` just below seq `before`, in seq
+    /// order (the page that ends at `before - 1`), whole and checked like
+    /// [`PgStore::entries_after`]. Empty when `before` is 1 or less.
+    pub fn entries_before(
+        &self,
+        session: &SessionId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Committed>> {
+        let (after, upto, limit) = page_before(before, limit);
+        self.read_range(session, after, Some(upto), limit, Form::Full)
+    }
+
+    /// [`PgStore::entries_before`] in the form of [`PgStore::previews_after`].
+    pub fn previews_before(
+        &self,
+        session: &SessionId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Committed>> {
+        let (after, upto, limit) = page_before(before, limit);
+        self.read_range(session, after, Some(upto), limit, Form::Preview)
+    }
+
     fn read_after(
         &self,
         session: &SessionId,
         after: Seq,
+        limit: usize,
+        form: Form,
+    ) -> Result<Vec<Committed>> {
+        self.read_range(session, after, None, limit, form)
+    }
+
+    /// Up to `limit` rows of `session` with `after < seq <= upto`.
+    fn read_range(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        upto: Option<Seq>,
         limit: usize,
         form: Form,
     ) -> Result<Vec<Committed>> {
@@ -79,13 +208,14 @@ impl PgStore {
         let Ok(low) = i64::try_from(after.get()) else {
             return Ok(Vec::new());
         };
+        let high = upto.map_or(i64::MAX, |s| i64::try_from(s.get()).unwrap_or(i64::MAX));
         let limit = i64::try_from(limit).ok();
         let (rows, texts) = self.with_client(|client| {
             let rows = client
                 .query(
                     "SELECT seq, body::text, payloads::text FROM entries \
-                     WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                    &[&session.as_str(), &low, &limit],
+                     WHERE session_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+                    &[&session.as_str(), &low, &high, &limit],
                 )
                 .context(ctx)?;
             let rows = rows
@@ -113,6 +243,21 @@ impl PgStore {
             })
             .collect()
     }
+}
+
+/// The page of at most `limit` (at least 1) seqs that ends at `before - 1`:
+/// the seq before it, its last seq and its length. Empty for `before` 1 or
+/// less.
+fn page_before(before: Seq, limit: usize) -> (Seq, Seq, usize) {
+    let upto = before.get().saturating_sub(1);
+    if upto == 0 {
+        return (Seq::ZERO, Seq::ZERO, 0);
+    }
+    let limit = limit.max(1);
+    let first = upto
+        .saturating_sub(u64::try_from(limit).unwrap_or(u64::MAX) - 1)
+        .max(1);
+    (Seq(first - 1), Seq(upto), limit)
 }
 
 /// The texts of the payloads the lean rows among `rows` reference, by

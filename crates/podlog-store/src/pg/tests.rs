@@ -331,8 +331,13 @@ fn reads_match_the_sqlite_store() {
     let entries = [
         turn_end(2),
         result(3, output(3, 2 * THRESHOLD)),
-        note(4),
-        result(5, output(5, THRESHOLD + 1)),
+        LogEntry::UserInput {
+            ts: 4,
+            text: "go on".into(),
+            attachments: vec![],
+        },
+        note(5),
+        result(6, output(6, THRESHOLD + 1)),
     ];
     let (pg_id, pg_start) = pg.create_session(NewSession::default()).unwrap();
     let (lite_id, lite_start) = lite.create_session(NewSession::default()).unwrap();
@@ -353,6 +358,59 @@ fn reads_match_the_sqlite_store() {
     assert_eq!(
         pg.previews_after(&pg_id, Seq(1), 2).unwrap(),
         lite.previews_after(&lite_id, Seq(1), 2).unwrap()
+    );
+    for (before, limit) in [
+        (Seq(0), 3),
+        (Seq(1), 3),
+        (Seq(4), 2),
+        (Seq(7), 3),
+        (Seq(9), 100),
+    ] {
+        assert_eq!(
+            pg.entries_before(&pg_id, before, limit).unwrap(),
+            lite.entries_before(&lite_id, before, limit).unwrap(),
+            "entries before {before}, {limit} of them"
+        );
+        assert_eq!(
+            pg.previews_before(&pg_id, before, limit).unwrap(),
+            lite.previews_before(&lite_id, before, limit).unwrap(),
+            "previews before {before}, {limit} of them"
+        );
+    }
+    assert_eq!(pg.open_run(&pg_id).unwrap(), Some(Seq(4)));
+    assert_eq!(
+        pg.open_run(&pg_id).unwrap(),
+        lite.open_run(&lite_id).unwrap()
+    );
+    let hash = pg.previews_after(&pg_id, Seq(2), 1).unwrap()[0].payload_refs()[0]
+        .hash
+        .clone();
+    let payload = pg.payload(&hash).unwrap().unwrap();
+    assert_eq!(Some(payload.clone()), lite.payload(&hash).unwrap());
+    assert_eq!(payload.text, output(3, 2 * THRESHOLD));
+    let other = crate::payloads::hash("not stored");
+    assert_eq!(pg.payload(&other).unwrap(), None);
+    for text in ["s-0001", "s-", "s-9", "x"] {
+        assert_eq!(
+            pg.resolve(text).map_err(|e| e.to_string()),
+            lite.resolve(text).map_err(|e| e.to_string()),
+            "resolving {text:?}"
+        );
+    }
+    pg.create_session(NewSession::default()).unwrap();
+    lite.create_session(NewSession::default()).unwrap();
+    assert_eq!(
+        pg.resolve("s-").map_err(|e| e.to_string()),
+        lite.resolve("s-").map_err(|e| e.to_string()),
+        "an ambiguous prefix"
+    );
+    assert!(pg.resolve("s-").is_err());
+    let listed = |r: Vec<Result<SessionInfo>>| -> Vec<SessionInfo> {
+        r.into_iter().map(|s| s.unwrap()).collect()
+    };
+    assert_eq!(
+        listed(pg.sessions().unwrap()),
+        listed(lite.sessions().unwrap())
     );
     let (p, l) = (pg.session(&pg_id).unwrap(), lite.session(&lite_id).unwrap());
     assert_eq!(

@@ -415,8 +415,8 @@ impl PgStore {
                 &[&id.as_str(), &now, &title, &redactions, &bytes],
             )
             .context(ctx)?;
-            row.insert(&mut tx, &Statements::TEXT).context(ctx)?;
-            notify(&mut tx, &Statements::TEXT, &self.channel, &id, Seq::FIRST).context(ctx)?;
+            row.insert(&mut tx).context(ctx)?;
+            notify(&mut tx, &self.channel, &id, Seq::FIRST).context(ctx)?;
             tx.commit().context(ctx)
         })?;
         Ok((
@@ -499,23 +499,14 @@ fn read_session(client: &mut Client, id: &SessionId) -> Result<SessionInfo> {
     session_from_row(&row)
 }
 
-/// The SQL of each write, as text or prepared on a writer's connection.
-pub(crate) struct Statements<S> {
-    insert_payload: S,
-    insert_entry: S,
-    notify: S,
-}
+/// Inserts a payload; one already stored (same hash, so same text) stays.
+const INSERT_PAYLOAD: &str = "INSERT INTO payloads (hash, size, text) VALUES ($1, $2, $3) \
+     ON CONFLICT (hash) DO NOTHING";
 
-impl Statements<&'static str> {
-    /// The statements as text, for one-off writes.
-    const TEXT: Self = Statements {
-        insert_payload: "INSERT INTO payloads (hash, size, text) VALUES ($1, $2, $3) \
-                         ON CONFLICT (hash) DO NOTHING",
-        insert_entry: "INSERT INTO entries (session_id, seq, ts, kind, body, payloads) \
-                       VALUES ($1, $2, $3, $4, $5::text::json, $6::text::json)",
-        notify: "SELECT pg_notify($1, $2)",
-    };
-}
+/// Inserts an entry row; `body` and `payloads` are bound as text and kept
+/// as written.
+const INSERT_ENTRY: &str = "INSERT INTO entries (session_id, seq, ts, kind, body, payloads) \
+     VALUES ($1, $2, $3, $4, $5::text::json, $6::text::json)";
 
 /// An entry row ready to insert: its values already checked to fit the
 /// columns.
@@ -558,16 +549,15 @@ impl<'a> EntryRow<'a> {
 
     /// Writes the payloads, then the entry row (so no committed entry names
     /// a payload that is not stored). The caller holds a transaction.
-    pub(crate) fn insert<S: postgres::ToStatement + ?Sized>(
+    pub(crate) fn insert(
         &self,
         tx: &mut postgres::Transaction<'_>,
-        sql: &Statements<&S>,
     ) -> std::result::Result<(), postgres::Error> {
         for (hash, size, text) in &self.payloads {
-            tx.execute(sql.insert_payload, &[hash, size, text])?;
+            tx.execute(INSERT_PAYLOAD, &[hash, size, text])?;
         }
         tx.execute(
-            sql.insert_entry,
+            INSERT_ENTRY,
             &[
                 &self.session.as_str(),
                 &self.seq,
@@ -584,15 +574,14 @@ impl<'a> EntryRow<'a> {
 /// Announces `<session>:<seq>` on `channel`, inside the caller's
 /// transaction: the server delivers it at commit, and never if the
 /// transaction rolls back.
-pub(crate) fn notify<S: postgres::ToStatement + ?Sized>(
+fn notify(
     tx: &mut postgres::Transaction<'_>,
-    sql: &Statements<&S>,
     channel: &str,
     session: &SessionId,
     seq: Seq,
 ) -> std::result::Result<(), postgres::Error> {
     let payload = format!("{session}:{seq}");
-    tx.execute(sql.notify, &[&channel, &payload])?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&channel, &payload])?;
     Ok(())
 }
 

@@ -18,18 +18,20 @@
 //!   the host is lost, the backend is terminated). A writer whose connection
 //!   closed appends nothing more: every append fails with
 //!   [`StoreError::LockLost`], and another writer may take the session.
-//! * [`PgSessionWriter::append`] is one transaction: the session row's
+//! * [`PgSessionWriter::append`] is one transaction, sent as one statement
+//!   (so one round trip, prepared once per writer): the session row's
 //!   `last_seq` moves up by one (`UPDATE ... RETURNING`, so the seq is
 //!   assigned inside the transaction, gap-free) with its counters, the
 //!   payloads and the entry row are inserted, and `<session>:<seq>` is sent
 //!   with `pg_notify` (delivered by the server only at commit). Only after
-//!   `COMMIT` returned Ok is the entry published to the sink passed in; a
-//!   failed append rolls back, announces nothing and publishes nothing.
-//! * The seq the row gives is checked against the one the writer expects
-//!   (`last_seq` kept in memory, as the SQLite writer keeps it): a row moved
-//!   behind the lock's back fails the append with
-//!   [`StoreError::StaleWriter`] and writes nothing. After any failed
-//!   append the writer reads the counters again before its next one.
+//!   the statement, and so its commit, returned Ok is the entry published
+//!   to the sink passed in; a failed append (at any step, `COMMIT`
+//!   included) rolls back, announces nothing and publishes nothing.
+//! * The `UPDATE` is guarded by the seq the writer expects (`last_seq` kept
+//!   in memory, as the SQLite writer keeps it): a row moved behind the
+//!   lock's back fails the append with [`StoreError::StaleWriter`] and
+//!   writes nothing. After any failed append the writer reads the counters
+//!   again before its next one.
 //! * A commit whose connection is lost while `COMMIT` is under way may or
 //!   may not have committed; it fails, publishes nothing, and the next
 //!   writer reads the truth from the row.
@@ -40,18 +42,37 @@ use podlog_entry::{Committed, LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
 use postgres::{Client, Statement};
 
-use super::{lock_key, notify, read_session, signed, EntryRow, PgContext, PgStore, Statements};
+use super::{lock_key, read_session, signed, EntryRow, PgContext, PgStore};
 use crate::lock::LockHolder;
 use crate::redaction::prepare;
 use crate::writer::AppendReport;
 use crate::{Result, StoreError};
 
-/// Moves the session row's counters by one entry and returns the new
-/// `last_seq`.
-const ADVANCE: &str = "UPDATE sessions SET last_seq = last_seq + 1, \
-     entry_count = entry_count + 1, updated_at = greatest(updated_at, $2), \
-     redactions = redactions + $3, stored_bytes = stored_bytes + $4 \
-     WHERE id = $1 RETURNING last_seq";
+/// The whole append, as one statement and so one transaction (and one
+/// round trip to the server): the session row's counters move by one entry,
+/// guarded by the seq the writer expects ($2), and `RETURNING` gives the
+/// seq the row now ends at; only if it moved are the payloads and then the
+/// entry row inserted at that seq and `<session>:<seq>` sent on the channel
+/// ($13). No row comes back when the counter was not where the writer
+/// expected it (or the session is gone), and then nothing was written.
+const APPEND: &str = "WITH moved AS ( \
+       UPDATE sessions SET last_seq = last_seq + 1, entry_count = entry_count + 1, \
+         updated_at = greatest(updated_at, $7::bigint), \
+         redactions = redactions + $8::bigint, stored_bytes = stored_bytes + $9::bigint \
+       WHERE id = $1::text AND last_seq = $2::bigint - 1 \
+       RETURNING last_seq), \
+     stored AS ( \
+       INSERT INTO payloads (hash, size, text) \
+       SELECT p.hash, p.size, p.text \
+       FROM unnest($10::text[], $11::bigint[], $12::text[]) AS p (hash, size, text) \
+       WHERE EXISTS (SELECT 1 FROM moved) \
+       ON CONFLICT (hash) DO NOTHING), \
+     entry AS ( \
+       INSERT INTO entries (session_id, seq, ts, kind, body, payloads) \
+       SELECT $1::text, moved.last_seq, $3::bigint, $4::text, $5::text::json, $6::text::json \
+       FROM moved \
+       RETURNING seq) \
+     SELECT entry.seq, pg_notify($13::text, $1::text || ':' || entry.seq) FROM entry";
 
 /// Who holds the advisory lock `key` in this database: the holder's
 /// `application_name`, client host and connection start.
@@ -73,8 +94,8 @@ pub struct PgSessionWriter {
     client: Client,
     /// The server process of `client`, which holds the lock.
     backend_pid: i32,
-    advance: Statement,
-    statements: Statements<Statement>,
+    /// [`APPEND`], prepared on `client`.
+    append: Statement,
     last_seq: Seq,
     redactions: u64,
     stored_bytes: u64,
@@ -172,21 +193,14 @@ impl PgStore {
         }
         // From here on, dropping `client` (on an error) releases the lock.
         let info = read_session(&mut client, session)?;
-        let text = Statements::TEXT;
-        let advance = client.prepare(ADVANCE).context(ctx)?;
-        let statements = Statements {
-            insert_payload: client.prepare(text.insert_payload).context(ctx)?,
-            insert_entry: client.prepare(text.insert_entry).context(ctx)?,
-            notify: client.prepare(text.notify).context(ctx)?,
-        };
+        let append = client.prepare(APPEND).context(ctx)?;
         Ok(PgSessionWriter {
             store: self.clone(),
             session: session.clone(),
             key,
             client,
             backend_pid,
-            advance,
-            statements,
+            append,
             last_seq: info.last_seq,
             redactions: info.redactions,
             stored_bytes: info.stored_bytes,
@@ -319,7 +333,7 @@ impl PgSessionWriter {
         Ok(report)
     }
 
-    /// The append's transaction; see the module docs.
+    /// The append's transaction ([`APPEND`]); see the module docs.
     fn commit(&mut self, seq: Seq, prepared: &crate::redaction::Prepared) -> Result<()> {
         let session = &self.session;
         let kind = prepared.entry.kind();
@@ -332,64 +346,49 @@ impl PgSessionWriter {
             kind,
         )?;
         let bytes = signed(prepared.rendered.stored_bytes(), "size", session, kind)?;
-        let closed = |client: &Client| {
-            if client.is_closed() {
-                " (the connection is closed, and the session's write lock with it)"
-            } else {
-                ""
-            }
-        };
-        let mut tx = match self.client.transaction() {
-            Ok(tx) => tx,
+        let hashes: Vec<&str> = row.payloads.iter().map(|p| p.0).collect();
+        let sizes: Vec<i64> = row.payloads.iter().map(|p| p.1).collect();
+        let texts: Vec<&str> = row.payloads.iter().map(|p| p.2).collect();
+        let outcome = self.client.query_opt(
+            &self.append,
+            &[
+                &session.as_str(),
+                &row.seq,
+                &row.ts,
+                &row.kind,
+                &row.body,
+                &row.refs,
+                &now,
+                &redactions,
+                &bytes,
+                &hashes,
+                &sizes,
+                &texts,
+                &self.store.channel,
+            ],
+        );
+        match outcome {
+            Ok(Some(_)) => Ok(()),
+            // Nothing was written: the counter was elsewhere, or the session
+            // is gone. Say which.
+            Ok(None) => match read_session(&mut self.client, session) {
+                Ok(_) => Err(StoreError::StaleWriter {
+                    session: session.clone(),
+                    seq,
+                }),
+                Err(e) => Err(e),
+            },
             Err(source) => {
-                let lost = if source.is_closed() {
+                let lost = if self.client.is_closed() {
                     " (the connection is closed, and the session's write lock with it)"
                 } else {
                     ""
                 };
-                return Err(StoreError::Postgres {
+                Err(StoreError::Postgres {
                     context: format!("appending {kind} to session {session}{lost}"),
                     source,
-                });
+                })
             }
-        };
-        let statements = Statements {
-            insert_payload: &self.statements.insert_payload,
-            insert_entry: &self.statements.insert_entry,
-            notify: &self.statements.notify,
-        };
-        let outcome = (|| -> std::result::Result<Option<i64>, postgres::Error> {
-            let Some(moved) = tx.query_opt(
-                &self.advance,
-                &[&session.as_str(), &now, &redactions, &bytes],
-            )?
-            else {
-                return Ok(None);
-            };
-            let last: i64 = moved.try_get(0)?;
-            if last != row.seq {
-                return Ok(Some(last));
-            }
-            row.insert(&mut tx, &statements)?;
-            notify(&mut tx, &statements, &self.store.channel, session, seq)?;
-            tx.commit()?;
-            Ok(Some(last))
-        })();
-        match outcome {
-            Ok(Some(last)) if last == row.seq => Ok(()),
-            // Rolled back when the transaction was dropped.
-            Ok(Some(_)) => Err(StoreError::StaleWriter {
-                session: session.clone(),
-                seq,
-            }),
-            Ok(None) => Err(StoreError::UnknownSession(session.to_string())),
-            Err(source) => Err(StoreError::Postgres {
-                context: format!(
-                    "appending {kind} to session {session}{}",
-                    closed(&self.client)
-                ),
-                source,
-            }),
         }
     }
 }

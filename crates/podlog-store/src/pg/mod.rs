@@ -30,7 +30,10 @@
 //!   the last commits may be lost if the server crashes) and a
 //!   `lock_timeout` of [`StoreOptions::busy_timeout`]. Reads and session
 //!   creation share a small pool; each writer and each listener has a
-//!   connection of its own. Connections are made without TLS.
+//!   connection of its own. A read whose pooled connection turns out to be
+//!   closed (the server ended it, restarted or failed over) runs once more
+//!   on a new connection; a write is never run twice, and fails instead.
+//!   Connections are made without TLS.
 //! * **Redaction** follows the `redaction` row of `settings` (on when
 //!   absent). The key lives in a file on the host, not in the database (so
 //!   a copy of the database alone cannot confirm a guessed secret): by
@@ -355,23 +358,57 @@ impl PgStore {
     }
 
     /// Runs `f` on a pooled connection (opening one if none is free). A
-    /// connection that closed is not put back.
+    /// connection that closed is not put back. For writes: `f` runs once.
     fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let mut client = self.take_client()?;
+        let out = f(&mut client);
+        self.put_back(client);
+        out
+    }
+
+    /// [`PgStore::with_client`] for a read, which changes nothing and so
+    /// may run twice: when it fails because its pooled connection had
+    /// closed (the server ended it, restarted or failed over while it sat
+    /// in the pool, which the client learns only by using it), it runs
+    /// once more on a new connection.
+    fn read_with<T>(&self, f: impl Fn(&mut Client) -> Result<T>) -> Result<T> {
+        let mut client = self.take_client()?;
+        let mut out = f(&mut client);
+        if out.is_err() && client.is_closed() {
+            client = self.connect()?;
+            out = f(&mut client);
+        }
+        self.put_back(client);
+        out
+    }
+
+    fn take_client(&self) -> Result<Client> {
         let pooled = self
             .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let mut client = match pooled {
-            Some(client) if !client.is_closed() => client,
-            _ => self.connect()?,
-        };
-        let out = f(&mut client);
+        match pooled {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => self.connect(),
+        }
+    }
+
+    fn put_back(&self, client: Client) {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < POOL && !client.is_closed() {
             pool.push(client);
         }
-        out
+    }
+
+    /// The server processes of the pooled connections.
+    #[cfg(test)]
+    pub(crate) fn pooled_backends(&self) -> Vec<i32> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.iter_mut()
+            .filter_map(|c| c.query_one("SELECT pg_backend_pid()", &[]).ok())
+            .map(|row| row.get(0))
+            .collect()
     }
 
     /// Creates a session and writes its `SessionStart` as seq 1, in one
@@ -429,7 +466,7 @@ impl PgStore {
     /// there is none, and with [`StoreError::CorruptSession`] if it names an
     /// unknown origin.
     pub fn session(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.with_client(|client| read_session(client, id))
+        self.read_with(|client| read_session(client, id))
     }
 
     /// Every session, newest first, from the session rows' counters (no
@@ -437,7 +474,7 @@ impl PgStore {
     /// listed in its place as the error a read of it fails with; the outer
     /// `Err` is the listing itself failing.
     pub fn sessions(&self) -> Result<Vec<Result<SessionInfo>>> {
-        self.with_client(|client| {
+        self.read_with(|client| {
             let rows = client
                 .query(
                     &format!(

@@ -42,7 +42,7 @@ impl PgStore {
     /// [`crate::StoreError::AmbiguousSession`] for several.
     pub fn resolve(&self, text: &str) -> Result<SessionId> {
         let ctx = || format!("looking up session {text:?}");
-        let ids: Vec<String> = self.with_client(|client| {
+        let ids: Vec<String> = self.read_with(|client| {
             let exact = client
                 .query_opt("SELECT id FROM sessions WHERE id = $1", &[&text])
                 .context(ctx)?;
@@ -74,7 +74,7 @@ impl PgStore {
     /// `RunCompleted` or `RunErrored` after it), from the `kind` column.
     pub fn open_run(&self, session: &SessionId) -> Result<Option<Seq>> {
         let ctx = || format!("finding the open run of session {session}");
-        let last = self.with_client(|client| {
+        let last = self.read_with(|client| {
             let Some(row) = client
                 .query_opt(
                     "SELECT seq, kind FROM entries WHERE session_id = $1 \
@@ -100,7 +100,7 @@ impl PgStore {
     /// is checked against its hash: a payload changed behind podlog's back
     /// is [`crate::StoreError::CorruptPayload`].
     pub fn payload(&self, hash: &PayloadHash) -> Result<Option<Payload>> {
-        let text: Option<String> = self.with_client(|client| {
+        let text: Option<String> = self.read_with(|client| {
             let ctx = || format!("reading payload {hash}");
             client
                 .query_opt(
@@ -210,7 +210,7 @@ impl PgStore {
         };
         let high = upto.map_or(i64::MAX, |s| i64::try_from(s.get()).unwrap_or(i64::MAX));
         let limit = i64::try_from(limit).ok();
-        let (rows, texts) = self.with_client(|client| {
+        let (rows, texts) = self.read_with(|client| {
             let rows = client
                 .query(
                     "SELECT seq, body::text, payloads::text FROM entries \

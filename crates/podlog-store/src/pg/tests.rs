@@ -632,3 +632,38 @@ fn rows_that_do_not_decode_or_leave_a_gap_are_errors_naming_session_and_seq() {
         format!("session {id} seq 3: entry missing (the next stored entry is seq 4)")
     );
 }
+
+/// Pooled connections ended by the server while idle (a restart, a
+/// failover, an administrator) cost a read nothing: it runs again on a new
+/// connection. A write on one fails cleanly, and the next one works.
+#[test]
+fn reads_survive_their_pooled_connection_ending() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    w.append(turn_end(2), &sink).unwrap();
+    let end = |s: &mut Schema, store: &PgStore| {
+        let pids = store.pooled_backends();
+        assert!(!pids.is_empty());
+        for pid in pids {
+            let ended: bool = s
+                .admin
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .unwrap()
+                .get(0);
+            assert!(ended);
+        }
+    };
+    end(&mut s, &store);
+    assert_eq!(store.session(&id).unwrap().last_seq, Seq(2));
+    end(&mut s, &store);
+    assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2]);
+    end(&mut s, &store);
+    assert_eq!(store.resolve("s-0").unwrap(), id);
+    end(&mut s, &store);
+    let err = store.create_session(NewSession::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
+    let (again, _) = store.create_session(NewSession::default()).unwrap();
+    assert_eq!(store.session(&again).unwrap().last_seq, Seq(1));
+}

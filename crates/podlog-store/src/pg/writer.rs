@@ -167,7 +167,7 @@ impl PgStore {
     /// Who holds the write lock of `session`, if anyone, without taking it.
     pub fn lock_holder(&self, session: &SessionId) -> Result<Option<LockHolder>> {
         let key = self.session_key(session);
-        self.with_client(|client| {
+        self.read_with(|client| {
             lock_holder(client, key).context(|| format!("finding the writer of session {session}"))
         })
     }

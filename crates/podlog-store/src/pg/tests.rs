@@ -11,6 +11,8 @@
 //! entry announced or published that did not commit; a row that does not
 //! decode read as something else.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -666,4 +668,89 @@ fn reads_survive_their_pooled_connection_ending() {
     assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
     let (again, _) = store.create_session(NewSession::default()).unwrap();
     assert_eq!(store.session(&again).unwrap().last_seq, Seq(1));
+}
+
+const CHILD_URL: &str = "PODLOG_PG_TEST_CHILD_URL";
+const CHILD_KEYS: &str = "PODLOG_PG_TEST_CHILD_KEYS";
+const LOCKED: &str = "child holds the session lock";
+
+/// Run as a child process (this same test, with [`CHILD_URL`] set): takes
+/// the writer of `s-0001`, appends seq 2, says so on stdout, then waits to
+/// be killed.
+fn write_in_child(url: &str, keys: &str) {
+    let store =
+        Arc::new(PgStore::open_with_key(url, &options(), std::path::Path::new(keys)).unwrap());
+    let id = SessionId::new("s-0001").unwrap();
+    let sink = store.load_sink(&id).unwrap();
+    let mut w = store.session_writer(&id).unwrap();
+    assert_eq!(w.append(turn_end(2), &sink).unwrap(), Seq(2));
+    let mut out = std::io::stdout().lock();
+    // On a line of its own: the test harness may have begun a line already.
+    writeln!(out, "\n{LOCKED}").unwrap();
+    out.flush().unwrap();
+    // Never released on purpose: the parent kills this process. The bound
+    // keeps a stray child from living on if the parent died first.
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// One writer per session across processes: a writer in another process
+/// is named as the holder, and its SIGKILL frees the session for another
+/// writer, which goes on after the last entry the dead one committed.
+#[test]
+fn a_writer_in_another_process_is_refused_and_freed_by_kill_9() {
+    if let (Ok(url), Ok(keys)) = (std::env::var(CHILD_URL), std::env::var(CHILD_KEYS)) {
+        write_in_child(&url, &keys);
+        return;
+    }
+    let s = Schema::new();
+    let store = s.open();
+    let (id, start) = store.create_session(NewSession::default()).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "pg::tests::a_writer_in_another_process_is_refused_and_freed_by_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_URL, &s.url)
+        .env(CHILD_KEYS, s.keys.path().join("pg"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let said_locked = lines.any(|l| l.is_ok_and(|l| l.trim() == LOCKED));
+    assert!(said_locked, "the child took the session");
+
+    match store.session_writer(&id) {
+        Err(StoreError::SessionLocked { session, holder }) => {
+            assert_eq!(session, id);
+            assert_eq!(holder.pid, Some(child.id()), "the holder is the child");
+            assert_eq!(holder.host, super::host_name());
+        }
+        other => panic!("expected SessionLocked, got {other:?}"),
+    }
+
+    // SIGKILL: the child cannot let go; the server drops its connection,
+    // and the lock with it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut w = loop {
+        match store.session_writer(&id) {
+            Ok(w) => break w,
+            Err(StoreError::SessionLocked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the dead writer's lock was not freed: {e}"),
+        }
+    };
+    assert_eq!(w.last_seq(), Seq(2), "the child's commit is kept");
+    let sink = store.load_sink(&id).unwrap();
+    assert_eq!(
+        sink.snapshot().after(Seq::ZERO).into_iter().next(),
+        Some(start)
+    );
+    assert_eq!(w.append(turn_end(3), &sink).unwrap(), Seq(3));
+    assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2, 3]);
 }

@@ -119,6 +119,8 @@ impl ApiError {
             | StoreError::StaleWriter { .. } => StatusCode::CONFLICT,
             StoreError::Sqlite { .. } if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Sqlite { .. } if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+            // The pod's database connection, and its session lock, are gone.
+            StoreError::LockLost { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The server's own files or data: nothing the client can fix.
             StoreError::Open { .. }
             | StoreError::NotADatabase { .. }
@@ -131,6 +133,8 @@ impl ApiError {
             | StoreError::Lock { .. }
             | StoreError::Io { .. }
             | StoreError::Sqlite { .. }
+            | StoreError::Postgres { .. }
+            | StoreError::PgMigration { .. }
             | StoreError::Panicked { .. }
             | StoreError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -130,6 +130,36 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// PostgreSQL failed; `context` says what the store was doing.
+    #[error("{context}: {}", pg_message(source))]
+    Postgres {
+        context: String,
+        source: postgres::Error,
+    },
+
+    /// A PostgreSQL migration failed; the schema stays at the version
+    /// before it. `location` names the server, database and schema.
+    #[error(
+        "migrating {location} to schema version {version} ({name}) failed: {}",
+        pg_message(source)
+    )]
+    PgMigration {
+        location: String,
+        version: u32,
+        name: &'static str,
+        source: postgres::Error,
+    },
+
+    /// The database connection of a session's writer is gone, and the
+    /// session's write lock (held by that connection) with it: the writer
+    /// appends nothing more. Another writer, in this process or another,
+    /// may now take the session.
+    #[error(
+        "session {session}: the writer's database connection is closed, and the session's \
+         write lock with it; open a new writer to go on"
+    )]
+    LockLost { session: SessionId },
+
     /// The session row's `last_seq` is not the one its writer holds: the
     /// row was changed without the session's write lock. Nothing was
     /// written; the writer reads the counter again before its next append.
@@ -186,6 +216,33 @@ impl StoreError {
             _ => None,
         }
     }
+}
+
+/// What a PostgreSQL error says, on one line: the server's message (with
+/// its detail and hint) for an error the server reported, the client's
+/// error and its causes otherwise. (`postgres::Error` alone shows only
+/// "db error" for the former.)
+pub(crate) fn pg_message(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = db.message().to_owned();
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// Adds a context to a rusqlite result.

@@ -34,6 +34,7 @@ pub mod jsonl;
 pub mod lifecycle;
 pub mod lock;
 pub mod payloads;
+pub mod pg;
 pub mod redaction;
 pub mod retention;
 mod rows;

@@ -92,7 +92,7 @@ fn whole(body: String) -> Rendered {
 
 impl Rendered {
     /// `entries.payloads`: the references as JSON, NULL for a whole body.
-    fn refs_json(&self) -> Option<String> {
+    pub(crate) fn refs_json(&self) -> Option<String> {
         (!self.refs.is_empty())
             .then(|| serde_json::to_string(&self.refs).expect("references serialise"))
     }

@@ -47,7 +47,7 @@ use crate::payloads::{render_json, Rendered};
 use crate::{Result, Store, StoreError};
 
 /// The `settings` row of the switch.
-const SETTING: &str = "redaction";
+pub(crate) const SETTING: &str = "redaction";
 
 /// An entry ready for its row: redacted, rendered, and what was replaced.
 pub(crate) struct Prepared {
@@ -225,24 +225,33 @@ impl Store {
     /// secret in a field that must hold one of a few words), with the reason;
     /// the entry is then not written at all rather than written verbatim.
     pub(crate) fn prepare(&self, entry: LogEntry) -> std::result::Result<Prepared, String> {
-        let body = entry.to_json();
-        let redacted = self.redactor().and_then(|r| r.redact_json(&body));
-        let Some((body, redactions)) = redacted else {
-            return Ok(Prepared {
-                entry,
-                rendered: render_json(body),
-                redactions: Redactions::default(),
-            });
-        };
-        let entry = LogEntry::from_json(&body).map_err(|e| {
-            format!("after redacting {redactions}, the entry no longer decodes: {e}")
-        })?;
-        Ok(Prepared {
+        prepare(self.redactor().as_deref(), entry)
+    }
+}
+
+/// [`Store::prepare`] with the redactor given: the one step every backend's
+/// write path takes (redact, then render), so the PostgreSQL store writes
+/// the same rows as the SQLite one.
+pub(crate) fn prepare(
+    redactor: Option<&Redactor>,
+    entry: LogEntry,
+) -> std::result::Result<Prepared, String> {
+    let body = entry.to_json();
+    let redacted = redactor.and_then(|r| r.redact_json(&body));
+    let Some((body, redactions)) = redacted else {
+        return Ok(Prepared {
             entry,
             rendered: render_json(body),
-            redactions,
-        })
-    }
+            redactions: Redactions::default(),
+        });
+    };
+    let entry = LogEntry::from_json(&body)
+        .map_err(|e| format!("after redacting {redactions}, the entry no longer decodes: {e}"))?;
+    Ok(Prepared {
+        entry,
+        rendered: render_json(body),
+        redactions,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,756 @@
+//! The PostgreSQL store against the real server (`PODLOG_TEST_PG`, by
+//! default `postgres://root@127.0.0.1:5432/test`). Each test works in a
+//! schema of its own, made and dropped by [`Schema`], so tests run in
+//! parallel. A server that cannot be reached fails the test: nothing is
+//! skipped for want of a database.
+//!
+//! Failures guarded against: a migration run twice or half, a newer schema
+//! written to; an entry that reads back other than it was written (bytes,
+//! payloads, secrets); a gap or a duplicate seq under concurrent writers;
+//! two writers on one session; a lock that outlives its connection; an
+//! entry announced or published that did not commit; a row that does not
+//! decode read as something else.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use podlog_entry::payload::THRESHOLD;
+use podlog_entry::{LogEntry, Seq, SessionId, StepClock, SystemItem};
+use podlog_sink::SessionLogSink;
+use postgres::{Client, NoTls};
+
+use super::*;
+use crate::payloads::tests::{output, result};
+use crate::{SequentialIds, Store, StoreOptions};
+
+const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/test";
+
+/// The server's URL.
+fn server_url() -> String {
+    std::env::var("PODLOG_TEST_PG").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
+        ids: Arc::new(SequentialIds::new("s")),
+        ..StoreOptions::default()
+    }
+}
+
+/// A schema of the test's own, dropped (with everything in it) when the
+/// test ends, and a folder for the redaction key.
+struct Schema {
+    admin: Client,
+    name: String,
+    url: String,
+    keys: tempfile::TempDir,
+}
+
+impl Schema {
+    fn new() -> Self {
+        let server = server_url();
+        let mut admin = Client::connect(&server, NoTls).unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {server} cannot be reached ({e}): the PostgreSQL store's tests \
+                 need a server; start one (`.ci/run` does) or point PODLOG_TEST_PG at one"
+            )
+        });
+        let name = format!("podlog_t_{}", uuid::Uuid::now_v7().simple());
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        let sep = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{sep}options=-csearch_path%3D{name}");
+        Schema {
+            admin,
+            name,
+            url,
+            keys: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn try_open(&self) -> Result<PgStore> {
+        PgStore::open_with_key(&self.url, &options(), &self.keys.path().join("pg"))
+    }
+
+    fn open(&self) -> Arc<PgStore> {
+        Arc::new(self.try_open().unwrap())
+    }
+
+    /// Runs `sql` (with `{s}` standing for the schema) as the admin.
+    fn sql(&mut self, sql: &str) {
+        let sql = sql.replace("{s}", &self.name);
+        self.admin
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The one number `sql` selects (with `{s}` for the schema).
+    fn number(&mut self, sql: &str) -> i64 {
+        let sql = sql.replace("{s}", &self.name);
+        self.admin
+            .query_one(&sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+    }
+}
+
+fn note(n: u64) -> LogEntry {
+    LogEntry::SystemItem {
+        ts: n,
+        item: SystemItem::Notification {
+            message: format!("note {n}"),
+            body: format!("[Notification] note {n}"),
+        },
+    }
+}
+
+fn turn_end(n: u64) -> LogEntry {
+    LogEntry::TurnEnd {
+        ts: n,
+        turn_count: n,
+    }
+}
+
+/// A new session: its writer and its sink.
+fn session(store: &Arc<PgStore>) -> (PgSessionWriter, SessionLogSink) {
+    let (id, start) = store.create_session(NewSession::default()).unwrap();
+    let sink = SessionLogSink::with_initial([start]).unwrap();
+    (store.session_writer(&id).unwrap(), sink)
+}
+
+fn seqs(entries: &[Committed]) -> Vec<u64> {
+    entries.iter().map(|c| c.seq.get()).collect()
+}
+
+#[test]
+fn an_empty_schema_is_migrated_and_reopening_changes_nothing() {
+    let mut s = Schema::new();
+    let store = s.open();
+    assert_eq!(SCHEMA_VERSION, migrate::migrations().len() as i64);
+    assert_eq!(
+        s.number("SELECT version FROM {s}.podlog_schema_version"),
+        SCHEMA_VERSION
+    );
+    let (id, _) = store.create_session(NewSession::default()).unwrap();
+    drop(store);
+    let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = '{s}'";
+    let before = s.number(tables);
+    assert_eq!(before, 7, "six tables and the version table");
+    let store = s.open();
+    assert_eq!(s.number(tables), before);
+    assert_eq!(
+        s.number("SELECT count(*) FROM {s}.podlog_schema_version"),
+        1
+    );
+    assert_eq!(store.session(&id).unwrap().last_seq, Seq(1));
+    assert_eq!(store.schema(), s.name);
+    assert_eq!(store.channel(), format!("podlog.{}", s.name));
+}
+
+#[test]
+fn concurrent_openers_migrate_once() {
+    let mut s = Schema::new();
+    // A key file each: threads of one process racing to create the same
+    // key file collide on its temporary name (redaction.rs names it by pid).
+    let (url, keys) = (s.url.clone(), s.keys.path().to_owned());
+    let opened: Vec<Result<PgStore>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (url, key) = (&url, keys.join(format!("pg{i}")));
+                scope.spawn(move || PgStore::open_with_key(url, &options(), &key))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for store in opened {
+        store.unwrap();
+    }
+    assert_eq!(
+        s.number("SELECT version FROM {s}.podlog_schema_version"),
+        SCHEMA_VERSION
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_before_anything_is_written() {
+    let mut s = Schema::new();
+    s.sql(
+        "CREATE TABLE {s}.podlog_schema_version (one boolean PRIMARY KEY DEFAULT true, \
+         version bigint NOT NULL); INSERT INTO {s}.podlog_schema_version (version) VALUES (99)",
+    );
+    let err = s.try_open().unwrap_err();
+    match &err {
+        StoreError::TooNew {
+            found, supported, ..
+        } => assert_eq!((*found, *supported), (99, SCHEMA_VERSION)),
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("schema {}", s.name))
+            && message.contains("newer than")
+            && message.contains("nothing was changed"),
+        "{message}"
+    );
+    assert!(!message.contains("password"), "{message}");
+    assert_eq!(
+        s.number("SELECT count(*) FROM pg_tables WHERE schemaname = '{s}'"),
+        1,
+        "no table was created"
+    );
+    assert_eq!(
+        s.number("SELECT version FROM {s}.podlog_schema_version"),
+        99
+    );
+}
+
+#[test]
+fn a_missing_schema_is_named() {
+    let s = Schema::new();
+    let url = s.url.replace(&s.name, "podlog_no_such_schema");
+    let err = PgStore::open_with_key(&url, &options(), &s.keys.path().join("pg")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no schema of the search_path exists"),
+        "{err}"
+    );
+}
+
+#[test]
+fn entries_read_back_as_appended_with_payloads_and_secrets() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (id, start) = store
+        .create_session(NewSession {
+            title: Some("deploy with ghp_FAKEfake0000000000000000000000000000".into()),
+            ..NewSession::default()
+        })
+        .unwrap();
+    let sink = SessionLogSink::with_initial([start.clone()]).unwrap();
+    let mut w = store.session_writer(&id).unwrap();
+    let big = result(3, output(3, 3 * THRESHOLD));
+    let secret = result(
+        4,
+        "GITHUB_TOKEN=ghp_FAKEfake0000000000000000000000000000\n".to_owned(),
+    );
+    let plain = [turn_end(2), big.clone(), note(5)];
+    assert_eq!(w.append(turn_end(2), &sink).unwrap(), Seq(2));
+    let lean = w.append_published(big.clone(), &sink).unwrap();
+    assert_eq!(lean.seq, Seq(3));
+    assert_eq!(lean.payload_refs().len(), 1, "the output went out of line");
+    let report = w.append_reported(secret.clone(), &sink).unwrap();
+    assert_eq!(report.committed.seq, Seq(4));
+    assert!(report.redactions.total() >= 1);
+    assert_eq!(w.append(note(5), &sink).unwrap(), Seq(5));
+
+    let read = store.entries(&id).unwrap();
+    assert_eq!(seqs(&read), [1, 2, 3, 4, 5]);
+    assert_eq!(read[0], start);
+    assert_eq!(*read[1].entry, plain[0]);
+    assert_eq!(*read[2].entry, plain[1], "the payload is put back");
+    assert_eq!(read[3].entry, report.committed.entry, "stored redacted");
+    assert_ne!(*read[3].entry, secret);
+    assert!(!read[3].entry.to_json().contains("ghp_FAKE"));
+    assert_eq!(*read[4].entry, plain[2]);
+    // The mirror's form: what the sink holds.
+    assert_eq!(
+        store.previews_after(&id, Seq::ZERO, usize::MAX).unwrap(),
+        sink.snapshot()
+            .after(Seq::ZERO)
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(seqs(&store.entries_after(&id, Seq(2), 2).unwrap()), [3, 4]);
+    assert!(store.entries_after(&id, Seq(5), 10).unwrap().is_empty());
+
+    // Bodies are the text written, byte for byte.
+    let mut bodies = Vec::new();
+    for row in s
+        .admin
+        .query(
+            &format!(
+                "SELECT body::text FROM {}.entries WHERE session_id = $1 ORDER BY seq",
+                s.name
+            ),
+            &[&id.as_str()],
+        )
+        .unwrap()
+    {
+        bodies.push(row.get::<_, String>(0));
+    }
+    assert_eq!(bodies[1], turn_end(2).to_json());
+    assert_eq!(bodies[4], note(5).to_json());
+    assert_eq!(bodies[2], lean.entry.to_json(), "the lean body");
+    assert_eq!(
+        s.number("SELECT count(*) FROM {s}.payloads"),
+        1,
+        "one payload row"
+    );
+    assert_eq!(
+        s.number("SELECT count(*) FROM {s}.payload_refs WHERE seq = 3"),
+        1,
+        "kept by the trigger"
+    );
+    assert_eq!(
+        s.number("SELECT count(*) FROM {s}.entries WHERE body::text LIKE '%ghp_FAKE%'"),
+        0
+    );
+
+    let info = store.session(&id).unwrap();
+    assert_eq!((info.last_seq, info.entry_count), (Seq(5), 5));
+    assert!(info.redactions >= 2, "the title's and the entry's");
+    assert!(!info.title.unwrap().contains("ghp_FAKE"));
+    assert_eq!(info.stored_bytes, w.stored_bytes());
+    let listed = store.sessions().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].as_ref().unwrap().id, id);
+    assert!(matches!(
+        store.session(&SessionId::new("nope").unwrap()),
+        Err(StoreError::UnknownSession(_))
+    ));
+}
+
+/// The same entries, ids and clock give the same reads and counters on
+/// both backends.
+#[test]
+fn reads_match_the_sqlite_store() {
+    let s = Schema::new();
+    let pg = s.open();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Arc::new(Store::open(dir.path().join("podlog.db"), options()).unwrap());
+    let entries = [
+        turn_end(2),
+        result(3, output(3, 2 * THRESHOLD)),
+        LogEntry::UserInput {
+            ts: 4,
+            text: "go on".into(),
+            attachments: vec![],
+        },
+        note(5),
+        result(6, output(6, THRESHOLD + 1)),
+    ];
+    let (pg_id, pg_start) = pg.create_session(NewSession::default()).unwrap();
+    let (lite_id, lite_start) = lite.create_session(NewSession::default()).unwrap();
+    assert_eq!((&pg_id, &pg_start), (&lite_id, &lite_start));
+    let (pg_sink, lite_sink) = (
+        SessionLogSink::with_initial([pg_start]).unwrap(),
+        SessionLogSink::with_initial([lite_start]).unwrap(),
+    );
+    let mut pg_w = pg.session_writer(&pg_id).unwrap();
+    let mut lite_w = lite.session_writer(&lite_id).unwrap();
+    for entry in entries {
+        assert_eq!(
+            pg_w.append_published(entry.clone(), &pg_sink).unwrap(),
+            lite_w.append_published(entry, &lite_sink).unwrap()
+        );
+    }
+    assert_eq!(pg.entries(&pg_id).unwrap(), lite.entries(&lite_id).unwrap());
+    assert_eq!(
+        pg.previews_after(&pg_id, Seq(1), 2).unwrap(),
+        lite.previews_after(&lite_id, Seq(1), 2).unwrap()
+    );
+    for (before, limit) in [
+        (Seq(0), 3),
+        (Seq(1), 3),
+        (Seq(4), 2),
+        (Seq(7), 3),
+        (Seq(9), 100),
+    ] {
+        assert_eq!(
+            pg.entries_before(&pg_id, before, limit).unwrap(),
+            lite.entries_before(&lite_id, before, limit).unwrap(),
+            "entries before {before}, {limit} of them"
+        );
+        assert_eq!(
+            pg.previews_before(&pg_id, before, limit).unwrap(),
+            lite.previews_before(&lite_id, before, limit).unwrap(),
+            "previews before {before}, {limit} of them"
+        );
+    }
+    assert_eq!(pg.open_run(&pg_id).unwrap(), Some(Seq(4)));
+    assert_eq!(
+        pg.open_run(&pg_id).unwrap(),
+        lite.open_run(&lite_id).unwrap()
+    );
+    let hash = pg.previews_after(&pg_id, Seq(2), 1).unwrap()[0].payload_refs()[0]
+        .hash
+        .clone();
+    let payload = pg.payload(&hash).unwrap().unwrap();
+    assert_eq!(Some(payload.clone()), lite.payload(&hash).unwrap());
+    assert_eq!(payload.text, output(3, 2 * THRESHOLD));
+    let other = crate::payloads::hash("not stored");
+    assert_eq!(pg.payload(&other).unwrap(), None);
+    for text in ["s-0001", "s-", "s-9", "x"] {
+        assert_eq!(
+            pg.resolve(text).map_err(|e| e.to_string()),
+            lite.resolve(text).map_err(|e| e.to_string()),
+            "resolving {text:?}"
+        );
+    }
+    pg.create_session(NewSession::default()).unwrap();
+    lite.create_session(NewSession::default()).unwrap();
+    assert_eq!(
+        pg.resolve("s-").map_err(|e| e.to_string()),
+        lite.resolve("s-").map_err(|e| e.to_string()),
+        "an ambiguous prefix"
+    );
+    assert!(pg.resolve("s-").is_err());
+    let listed = |r: Vec<Result<SessionInfo>>| -> Vec<SessionInfo> {
+        r.into_iter().map(|s| s.unwrap()).collect()
+    };
+    assert_eq!(
+        listed(pg.sessions().unwrap()),
+        listed(lite.sessions().unwrap())
+    );
+    let (p, l) = (pg.session(&pg_id).unwrap(), lite.session(&lite_id).unwrap());
+    assert_eq!(
+        (p.last_seq, p.entry_count, p.stored_bytes, p.redactions),
+        (l.last_seq, l.entry_count, l.stored_bytes, l.redactions)
+    );
+}
+
+#[test]
+fn two_writers_on_two_sessions_are_gap_free_and_a_second_writer_is_refused() {
+    let s = Schema::new();
+    let store = s.open();
+    let (a, b) = (session(&store), session(&store));
+    let ids = [a.0.session().clone(), b.0.session().clone()];
+    // A second writer on a held session is refused, naming the holder.
+    let refused = store.session_writer(&ids[0]).unwrap_err();
+    match &refused {
+        StoreError::SessionLocked { session, holder } => {
+            assert_eq!(session, &ids[0]);
+            assert_eq!(holder.pid, Some(std::process::id()));
+            assert_eq!(holder.host, super::host_name());
+            assert!(holder.since.is_some());
+        }
+        other => panic!("expected SessionLocked, got {other:?}"),
+    }
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("is being written by pid {}", std::process::id())),
+        "{refused}"
+    );
+    assert_eq!(
+        store.lock_holder(&ids[1]).unwrap().and_then(|h| h.pid),
+        Some(std::process::id())
+    );
+    std::thread::scope(|scope| {
+        for (mut w, sink) in [a, b] {
+            scope.spawn(move || {
+                for n in 0..50 {
+                    w.append(turn_end(n), &sink).unwrap();
+                }
+                assert_eq!(w.last_seq(), Seq(51));
+                assert_eq!(sink.end_seq(), Seq(51));
+            });
+        }
+    });
+    for id in &ids {
+        let read = store.entries(id).unwrap();
+        assert_eq!(seqs(&read), (1..=51).collect::<Vec<_>>());
+        assert_eq!(store.session(id).unwrap().entry_count, 51);
+    }
+    assert_eq!(store.lock_holder(&ids[0]).unwrap(), None, "writers dropped");
+}
+
+#[test]
+fn a_lock_goes_with_its_writer_or_its_connection() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (w, sink) = session(&store);
+    let id = w.session().clone();
+    drop(w);
+    let mut w = store.session_writer(&id).expect("released on drop");
+    w.append(turn_end(2), &sink).unwrap();
+
+    // The server ends the writer's connection: the lock goes with it.
+    let pid = w.backend_pid();
+    let ended: bool = s
+        .admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get(0);
+    assert!(ended);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut next = loop {
+        match store.session_writer(&id) {
+            Ok(next) => break next,
+            Err(StoreError::SessionLocked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the lock outlived its connection: {e}"),
+        }
+    };
+    let failed = w.append(turn_end(3), &sink).unwrap_err();
+    assert!(
+        matches!(
+            failed,
+            StoreError::Postgres { .. } | StoreError::LockLost { .. }
+        ),
+        "{failed:?}"
+    );
+    assert!(w.is_lost());
+    let again = w.append(turn_end(3), &sink).unwrap_err();
+    assert!(matches!(again, StoreError::LockLost { .. }), "{again:?}");
+    assert!(again.to_string().contains("open a new writer"), "{again}");
+    assert_eq!(sink.end_seq(), Seq(2), "nothing published");
+    assert_eq!(next.append(turn_end(3), &sink).unwrap(), Seq(3));
+    assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2, 3]);
+}
+
+#[test]
+fn a_listener_hears_commits_and_not_failed_appends() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let mut listener = store.listen().unwrap();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    let notice = |seq| {
+        Some(Notice {
+            session: id.clone(),
+            seq: Seq(seq),
+        })
+    };
+    let wait = Duration::from_secs(5);
+    assert_eq!(listener.wait(wait).unwrap(), notice(1), "the SessionStart");
+    w.append(turn_end(2), &sink).unwrap();
+    assert_eq!(listener.wait(wait).unwrap(), notice(2));
+
+    // Refused by a CHECK at the insert: rolled back, nothing announced.
+    s.sql("ALTER TABLE {s}.entries ADD CONSTRAINT small_ts CHECK (ts < 1000) NOT VALID");
+    let err = w.append(turn_end(5000), &sink).unwrap_err();
+    assert!(err.to_string().contains("small_ts"), "{err}");
+    assert_eq!(sink.end_seq(), Seq(2));
+    assert_eq!(listener.wait(Duration::from_millis(300)).unwrap(), None);
+    s.sql("ALTER TABLE {s}.entries DROP CONSTRAINT small_ts");
+
+    w.append(turn_end(3), &sink).unwrap();
+    let heard: Vec<Notice> = listener
+        .iter(Duration::from_millis(300))
+        .collect::<Result<_>>()
+        .unwrap();
+    assert_eq!(heard, [notice(3).unwrap()]);
+    assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2, 3]);
+}
+
+/// A failure at `COMMIT` itself (a deferred constraint trigger), after the
+/// entry was inserted and announced inside the transaction: nothing is
+/// published, announced or kept, and the writer goes on at the same seq.
+#[test]
+fn a_failed_commit_publishes_and_announces_nothing() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    let mut listener = store.listen().unwrap();
+    let (_, mut rx) = sink.subscribe_with_snapshot();
+    s.sql(
+        "CREATE FUNCTION {s}.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; \
+         CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON {s}.entries \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {s}.refuse()",
+    );
+    let err = w.append(note(2), &sink).unwrap_err();
+    assert!(err.to_string().contains("refused at commit"), "{err}");
+    assert_eq!(sink.end_seq(), Seq(1));
+    assert!(rx.try_recv().is_err(), "no subscriber saw it");
+    assert_eq!(listener.wait(Duration::from_millis(300)).unwrap(), None);
+    assert_eq!(store.session(&id).unwrap().last_seq, Seq(1));
+    assert_eq!(s.number("SELECT count(*) FROM {s}.entries"), 1);
+
+    s.sql("DROP TRIGGER refuse ON {s}.entries");
+    assert_eq!(w.append(note(2), &sink).unwrap(), Seq(2));
+    assert_eq!(rx.try_recv().unwrap().seq, Seq(2));
+    assert_eq!(
+        listener.wait(Duration::from_secs(5)).unwrap(),
+        Some(Notice {
+            session: id,
+            seq: Seq(2)
+        })
+    );
+}
+
+#[test]
+fn a_row_moved_behind_the_lock_fails_the_append_as_stale() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    s.sql("UPDATE {s}.sessions SET last_seq = last_seq + 1");
+    let err = w.append(turn_end(2), &sink).unwrap_err();
+    assert!(
+        matches!(err, StoreError::StaleWriter { seq: Seq(2), .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.number("SELECT last_seq FROM {s}.sessions"),
+        2,
+        "rolled back"
+    );
+    assert_eq!(sink.end_seq(), Seq(1));
+}
+
+#[test]
+fn rows_that_do_not_decode_or_leave_a_gap_are_errors_naming_session_and_seq() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    for n in 2..=4 {
+        w.append(turn_end(n), &sink).unwrap();
+    }
+    s.sql("UPDATE {s}.entries SET body = '[1, 2]' WHERE seq = 3");
+    let err = store.entries(&id).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decode { seq: Seq(3), .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!("session {id} seq 3:")),
+        "{err}"
+    );
+    assert_eq!(
+        seqs(&store.entries_after(&id, Seq::ZERO, 2).unwrap()),
+        [1, 2]
+    );
+
+    s.sql("DELETE FROM {s}.entries WHERE seq = 3");
+    let err = store.entries(&id).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("session {id} seq 3: entry missing (the next stored entry is seq 4)")
+    );
+}
+
+/// Pooled connections ended by the server while idle (a restart, a
+/// failover, an administrator) cost a read nothing: it runs again on a new
+/// connection. A write on one fails cleanly, and the next one works.
+#[test]
+fn reads_survive_their_pooled_connection_ending() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    w.append(turn_end(2), &sink).unwrap();
+    let end = |s: &mut Schema, store: &PgStore| {
+        let pids = store.pooled_backends();
+        assert!(!pids.is_empty());
+        for pid in pids {
+            let ended: bool = s
+                .admin
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .unwrap()
+                .get(0);
+            assert!(ended);
+        }
+    };
+    end(&mut s, &store);
+    assert_eq!(store.session(&id).unwrap().last_seq, Seq(2));
+    end(&mut s, &store);
+    assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2]);
+    end(&mut s, &store);
+    assert_eq!(store.resolve("s-0").unwrap(), id);
+    end(&mut s, &store);
+    let err = store.create_session(NewSession::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
+    let (again, _) = store.create_session(NewSession::default()).unwrap();
+    assert_eq!(store.session(&again).unwrap().last_seq, Seq(1));
+}
+
+const CHILD_URL: &str = "PODLOG_PG_TEST_CHILD_URL";
+const CHILD_KEYS: &str = "PODLOG_PG_TEST_CHILD_KEYS";
+const LOCKED: &str = "child holds the session lock";
+
+/// Run as a child process (this same test, with [`CHILD_URL`] set): takes
+/// the writer of `s-0001`, appends seq 2, says so on stdout, then waits to
+/// be killed.
+fn write_in_child(url: &str, keys: &str) {
+    let store =
+        Arc::new(PgStore::open_with_key(url, &options(), std::path::Path::new(keys)).unwrap());
+    let id = SessionId::new("s-0001").unwrap();
+    let sink = store.load_sink(&id).unwrap();
+    let mut w = store.session_writer(&id).unwrap();
+    assert_eq!(w.append(turn_end(2), &sink).unwrap(), Seq(2));
+    let mut out = std::io::stdout().lock();
+    // On a line of its own: the test harness may have begun a line already.
+    writeln!(out, "\n{LOCKED}").unwrap();
+    out.flush().unwrap();
+    // Never released on purpose: the parent kills this process. The bound
+    // keeps a stray child from living on if the parent died first.
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// One writer per session across processes: a writer in another process
+/// is named as the holder, and its SIGKILL frees the session for another
+/// writer, which goes on after the last entry the dead one committed.
+#[test]
+fn a_writer_in_another_process_is_refused_and_freed_by_kill_9() {
+    if let (Ok(url), Ok(keys)) = (std::env::var(CHILD_URL), std::env::var(CHILD_KEYS)) {
+        write_in_child(&url, &keys);
+        return;
+    }
+    let s = Schema::new();
+    let store = s.open();
+    let (id, start) = store.create_session(NewSession::default()).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "pg::tests::a_writer_in_another_process_is_refused_and_freed_by_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_URL, &s.url)
+        .env(CHILD_KEYS, s.keys.path().join("pg"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let said_locked = lines.any(|l| l.is_ok_and(|l| l.trim() == LOCKED));
+    assert!(said_locked, "the child took the session");
+
+    match store.session_writer(&id) {
+        Err(StoreError::SessionLocked { session, holder }) => {
+            assert_eq!(session, id);
+            assert_eq!(holder.pid, Some(child.id()), "the holder is the child");
+            assert_eq!(holder.host, super::host_name());
+        }
+        other => panic!("expected SessionLocked, got {other:?}"),
+    }
+
+    // SIGKILL: the child cannot let go; the server drops its connection,
+    // and the lock with it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut w = loop {
+        match store.session_writer(&id) {
+            Ok(w) => break w,
+            Err(StoreError::SessionLocked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the dead writer's lock was not freed: {e}"),
+        }
+    };
+    assert_eq!(w.last_seq(), Seq(2), "the child's commit is kept");
+    let sink = store.load_sink(&id).unwrap();
+    assert_eq!(
+        sink.snapshot().after(Seq::ZERO).into_iter().next(),
+        Some(start)
+    );
+    assert_eq!(w.append(turn_end(3), &sink).unwrap(), Seq(3));
+    assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2, 3]);
+}

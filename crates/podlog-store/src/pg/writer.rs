@@ -1,0 +1,430 @@
+//! [`PgSessionWriter`]: the one way to append to a session on PostgreSQL.
+//!
+//! # Contract
+//!
+//! * [`PgStore::session_writer`] opens a connection of its own and takes
+//!   the session's advisory lock on it with `pg_try_advisory_lock` (never
+//!   waiting). The key is the first 8 bytes of the BLAKE3 hash of the
+//!   store's schema and the session id, so stores in different schemas of
+//!   one database do not lock each other's sessions. While another writer,
+//!   on any host, holds the lock, it fails at once with
+//!   [`StoreError::SessionLocked`] naming the holder (pid and host from its
+//!   connection's `application_name`, since when from the connection's
+//!   start), the SQLite store's error. It fails with
+//!   [`StoreError::UnknownSession`] for a session that does not exist.
+//! * The lock lives as long as the writer's connection: dropping the writer
+//!   releases it (explicitly, then by closing the connection), and the
+//!   server releases it when the connection dies (the process is killed,
+//!   the host is lost, the backend is terminated). A writer whose connection
+//!   closed appends nothing more: every append fails with
+//!   [`StoreError::LockLost`], and another writer may take the session.
+//! * [`PgSessionWriter::append`] is one transaction, sent as one statement
+//!   (so one round trip, prepared once per writer): the session row's
+//!   `last_seq` moves up by one (`UPDATE ... RETURNING`, so the seq is
+//!   assigned inside the transaction, gap-free) with its counters, the
+//!   payloads and the entry row are inserted, and `<session>:<seq>` is sent
+//!   with `pg_notify` (delivered by the server only at commit). Only after
+//!   the statement, and so its commit, returned Ok is the entry published
+//!   to the sink passed in; a failed append (at any step, `COMMIT`
+//!   included) rolls back, announces nothing and publishes nothing.
+//! * The `UPDATE` is guarded by the seq the writer expects (`last_seq` kept
+//!   in memory, as the SQLite writer keeps it): a row moved behind the
+//!   lock's back fails the append with [`StoreError::StaleWriter`] and
+//!   writes nothing. After any failed append the writer reads the counters
+//!   again before its next one.
+//! * A commit whose connection is lost while `COMMIT` is under way may or
+//!   may not have committed; it fails, publishes nothing, and the next
+//!   writer reads the truth from the row.
+
+use std::sync::Arc;
+
+use podlog_entry::{Committed, LogEntry, Seq, SessionId};
+use podlog_sink::SessionLogSink;
+use postgres::{Client, Statement};
+
+use super::{lock_key, read_session, signed, EntryRow, PgContext, PgStore};
+use crate::lock::LockHolder;
+use crate::redaction::prepare;
+use crate::writer::AppendReport;
+use crate::{Result, StoreError};
+
+/// The whole append, as one statement and so one transaction (and one
+/// round trip to the server): the session row's counters move by one entry,
+/// guarded by the seq the writer expects ($2), and `RETURNING` gives the
+/// seq the row now ends at; only if it moved are the payloads and then the
+/// entry row inserted at that seq and `<session>:<seq>` sent on the channel
+/// ($13). No row comes back when the counter was not where the writer
+/// expected it (or the session is gone), and then nothing was written.
+const APPEND: &str = "WITH moved AS ( \
+       UPDATE sessions SET last_seq = last_seq + 1, entry_count = entry_count + 1, \
+         updated_at = greatest(updated_at, $7::bigint), \
+         redactions = redactions + $8::bigint, stored_bytes = stored_bytes + $9::bigint \
+       WHERE id = $1::text AND last_seq = $2::bigint - 1 \
+       RETURNING last_seq), \
+     stored AS ( \
+       INSERT INTO payloads (hash, size, text) \
+       SELECT p.hash, p.size, p.text \
+       FROM unnest($10::text[], $11::bigint[], $12::text[]) AS p (hash, size, text) \
+       WHERE EXISTS (SELECT 1 FROM moved) \
+       ON CONFLICT (hash) DO NOTHING), \
+     entry AS ( \
+       INSERT INTO entries (session_id, seq, ts, kind, body, payloads) \
+       SELECT $1::text, moved.last_seq, $3::bigint, $4::text, $5::text::json, $6::text::json \
+       FROM moved \
+       RETURNING seq) \
+     SELECT entry.seq, pg_notify($13::text, $1::text || ':' || entry.seq) FROM entry";
+
+/// Who holds the advisory lock `key` in this database: the holder's
+/// `application_name`, client host and connection start.
+const HOLDER: &str = "SELECT a.application_name, \
+       coalesce(a.client_hostname, host(a.client_addr)), \
+       (extract(epoch FROM a.backend_start) * 1000)::bigint \
+     FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' AND l.granted \
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+       AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1 \
+     LIMIT 1";
+
+/// The write handle of one session on PostgreSQL: its own connection, which
+/// holds the session's advisory lock, and its last seq. See the module docs.
+pub struct PgSessionWriter {
+    store: Arc<PgStore>,
+    session: SessionId,
+    key: i64,
+    client: Client,
+    /// The server process of `client`, which holds the lock.
+    backend_pid: i32,
+    /// [`APPEND`], prepared on `client`.
+    append: Statement,
+    last_seq: Seq,
+    redactions: u64,
+    stored_bytes: u64,
+    /// A failed append may have left the counters elsewhere: read them
+    /// again before the next append.
+    reread: bool,
+}
+
+impl std::fmt::Debug for PgSessionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSessionWriter")
+            .field("session", &self.session)
+            .field("backend_pid", &self.backend_pid)
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The holder named by an `application_name` of the form `podlog pid=<pid>
+/// host=<host>` (see [`super::application_name`]); for a connection that is
+/// not podlog's, the client's host, if the server knows it.
+fn holder_from(app: &str, client_host: Option<String>, since: Option<i64>) -> LockHolder {
+    let mut holder = LockHolder {
+        since: since.and_then(|s| u64::try_from(s).ok()),
+        ..LockHolder::default()
+    };
+    let mut words = app.split_whitespace();
+    if words.next() == Some("podlog") {
+        for word in words {
+            if let Some(pid) = word.strip_prefix("pid=") {
+                holder.pid = pid.parse().ok();
+            } else if let Some(host) = word.strip_prefix("host=") {
+                holder.host = Some(host.to_owned());
+            }
+        }
+    }
+    if holder.host.is_none() {
+        holder.host = client_host;
+    }
+    holder
+}
+
+/// Who holds advisory lock `key`, asked on `client`. `None` when no one does
+/// (any more).
+fn lock_holder(
+    client: &mut Client,
+    key: i64,
+) -> std::result::Result<Option<LockHolder>, postgres::Error> {
+    // pg_locks shows a bigint key as its high and low 32 bits, unsigned.
+    let bits = key as u64;
+    let (high, low) = ((bits >> 32) as i64, (bits & 0xffff_ffff) as i64);
+    let Some(row) = client.query_opt(HOLDER, &[&high, &low])? else {
+        return Ok(None);
+    };
+    let app: Option<String> = row.try_get(0)?;
+    Ok(Some(holder_from(
+        app.as_deref().unwrap_or(""),
+        row.try_get(1)?,
+        row.try_get(2)?,
+    )))
+}
+
+impl PgStore {
+    /// The advisory lock key of `session` in this store.
+    fn session_key(&self, session: &SessionId) -> i64 {
+        lock_key(&["podlog session", &self.schema, session.as_str()])
+    }
+
+    /// Who holds the write lock of `session`, if anyone, without taking it.
+    pub fn lock_holder(&self, session: &SessionId) -> Result<Option<LockHolder>> {
+        let key = self.session_key(session);
+        self.read_with(|client| {
+            lock_holder(client, key).context(|| format!("finding the writer of session {session}"))
+        })
+    }
+
+    /// Opens `session` for appending on a connection of its own: takes its
+    /// advisory lock (failing at once with [`StoreError::SessionLocked`] if
+    /// another writer has it) and reads its counters. See [`super::writer`].
+    pub fn session_writer(self: &Arc<Self>, session: &SessionId) -> Result<PgSessionWriter> {
+        let ctx = || format!("opening session {session} for writing");
+        let mut client = self.connect()?;
+        let key = self.session_key(session);
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
+            .context(ctx)?;
+        let locked: bool = row.try_get(0).context(ctx)?;
+        let backend_pid: i32 = row.try_get(1).context(ctx)?;
+        if !locked {
+            let holder = lock_holder(&mut client, key).context(ctx)?;
+            return Err(StoreError::SessionLocked {
+                session: session.clone(),
+                holder: holder.unwrap_or_default(),
+            });
+        }
+        // From here on, dropping `client` (on an error) releases the lock.
+        let info = read_session(&mut client, session)?;
+        let append = client.prepare(APPEND).context(ctx)?;
+        Ok(PgSessionWriter {
+            store: self.clone(),
+            session: session.clone(),
+            key,
+            client,
+            backend_pid,
+            append,
+            last_seq: info.last_seq,
+            redactions: info.redactions,
+            stored_bytes: info.stored_bytes,
+            reread: false,
+        })
+    }
+}
+
+impl PgSessionWriter {
+    /// The session this writer appends to.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The seq of the session's last committed entry.
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// Secrets redacted in the session so far.
+    pub fn redactions(&self) -> u64 {
+        self.redactions
+    }
+
+    /// The session's stored size in bytes (`sessions.stored_bytes`).
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+
+    /// The store written to.
+    pub fn store(&self) -> &Arc<PgStore> {
+        &self.store
+    }
+
+    /// The server process whose connection holds the session's lock (as
+    /// `pg_stat_activity.pid` shows it).
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    /// Whether the writer's connection, and with it the session's lock, is
+    /// gone.
+    pub fn is_lost(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Commits `entry` as the session's next entry, then publishes it to
+    /// `sink` (the session's mirror) and returns its seq. Fails, publishing
+    /// nothing, if `entry` is a `SessionStart` (only seq 1 holds one) or if
+    /// the transaction fails.
+    pub fn append(&mut self, entry: LogEntry, sink: &SessionLogSink) -> Result<Seq> {
+        self.append_published(entry, sink).map(|c| c.seq)
+    }
+
+    /// [`PgSessionWriter::append`], returning the entry as it was published
+    /// (lean when strings were cut out).
+    pub fn append_published(
+        &mut self,
+        entry: LogEntry,
+        sink: &SessionLogSink,
+    ) -> Result<Committed> {
+        self.append_reported(entry, sink).map(|r| r.committed)
+    }
+
+    /// [`PgSessionWriter::append_published`], with what the append changed:
+    /// the secrets redacted in the entry and the session's counters before
+    /// and after it.
+    pub fn append_reported(
+        &mut self,
+        entry: LogEntry,
+        sink: &SessionLogSink,
+    ) -> Result<AppendReport> {
+        if self.client.is_closed() {
+            return Err(StoreError::LockLost {
+                session: self.session.clone(),
+            });
+        }
+        let kind = entry.kind().to_owned();
+        if entry.is_session_start() {
+            return Err(StoreError::Rejected {
+                session: self.session.clone(),
+                kind,
+                reason: "a SessionStart is only ever seq 1; compact or fork to start a session"
+                    .to_owned(),
+            });
+        }
+        let prepared = prepare(self.store.redactor.as_deref(), entry).map_err(|reason| {
+            StoreError::Rejected {
+                session: self.session.clone(),
+                kind: kind.clone(),
+                reason,
+            }
+        })?;
+        if self.reread {
+            let info = read_session(&mut self.client, &self.session)?;
+            self.last_seq = info.last_seq;
+            self.redactions = info.redactions;
+            self.stored_bytes = info.stored_bytes;
+            self.reread = false;
+        }
+        let seq = self.last_seq.next();
+        let redactions = prepared.redactions.total();
+        let bytes = prepared.rendered.stored_bytes();
+        if let Err(e) = self.commit(seq, &prepared) {
+            self.reread = true;
+            return Err(e);
+        }
+        // Committed: now, and only now, the entry may be seen.
+        let committed = prepared.rendered.committed(seq, &prepared.entry);
+        let report = AppendReport {
+            committed: committed.clone(),
+            redactions: prepared.redactions,
+            redactions_before: self.redactions,
+            stored_before: self.stored_bytes,
+            stored_after: self.stored_bytes + bytes,
+        };
+        self.last_seq = seq;
+        self.redactions += redactions;
+        self.stored_bytes = report.stored_after;
+        sink.publish(committed).map_err(|source| {
+            // The seq is taken on disk; the sink passed in is not this
+            // session's mirror.
+            self.reread = true;
+            StoreError::Publish {
+                session: self.session.clone(),
+                seq,
+                source,
+            }
+        })?;
+        Ok(report)
+    }
+
+    /// The append's transaction ([`APPEND`]); see the module docs.
+    fn commit(&mut self, seq: Seq, prepared: &crate::redaction::Prepared) -> Result<()> {
+        let session = &self.session;
+        let kind = prepared.entry.kind();
+        let row = EntryRow::new(session, seq, &prepared.entry, &prepared.rendered)?;
+        let now = signed(self.store.now(), "time", session, kind)?;
+        let redactions = signed(
+            prepared.redactions.total(),
+            "redaction count",
+            session,
+            kind,
+        )?;
+        let bytes = signed(prepared.rendered.stored_bytes(), "size", session, kind)?;
+        let hashes: Vec<&str> = row.payloads.iter().map(|p| p.0).collect();
+        let sizes: Vec<i64> = row.payloads.iter().map(|p| p.1).collect();
+        let texts: Vec<&str> = row.payloads.iter().map(|p| p.2).collect();
+        let outcome = self.client.query_opt(
+            &self.append,
+            &[
+                &session.as_str(),
+                &row.seq,
+                &row.ts,
+                &row.kind,
+                &row.body,
+                &row.refs,
+                &now,
+                &redactions,
+                &bytes,
+                &hashes,
+                &sizes,
+                &texts,
+                &self.store.channel,
+            ],
+        );
+        match outcome {
+            Ok(Some(_)) => Ok(()),
+            // Nothing was written: the counter was elsewhere, or the session
+            // is gone. Say which.
+            Ok(None) => match read_session(&mut self.client, session) {
+                Ok(_) => Err(StoreError::StaleWriter {
+                    session: session.clone(),
+                    seq,
+                }),
+                Err(e) => Err(e),
+            },
+            Err(source) => {
+                let lost = if self.client.is_closed() {
+                    " (the connection is closed, and the session's write lock with it)"
+                } else {
+                    ""
+                };
+                Err(StoreError::Postgres {
+                    context: format!("appending {kind} to session {session}{lost}"),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for PgSessionWriter {
+    fn drop(&mut self) {
+        // Let go of the lock before closing, so that a writer opened right
+        // after this one returns finds it free; closing the connection
+        // releases it too. A failure here cannot be reported and changes
+        // nothing about the release.
+        if !self.client.is_closed() {
+            let _ = self
+                .client
+                .execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_read_from_its_application_name() {
+        let h = holder_from("podlog pid=42 host=box", Some("10.0.0.1".into()), Some(5));
+        assert_eq!(
+            h,
+            LockHolder {
+                pid: Some(42),
+                host: Some("box".into()),
+                since: Some(5)
+            }
+        );
+        let other = holder_from("psql", Some("10.0.0.1".into()), None);
+        assert_eq!(other.pid, None);
+        assert_eq!(other.host.as_deref(), Some("10.0.0.1"));
+        assert_eq!(other.to_string(), "another process on 10.0.0.1");
+    }
+}

@@ -623,4 +623,4 @@ fn notify(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

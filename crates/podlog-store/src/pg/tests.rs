@@ -28,11 +28,11 @@ use crate::{SequentialIds, Store, StoreOptions};
 const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/test";
 
 /// The server's URL.
-fn server_url() -> String {
+pub(crate) fn server_url() -> String {
     std::env::var("PODLOG_TEST_PG").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
-fn options() -> StoreOptions {
+pub(crate) fn options() -> StoreOptions {
     StoreOptions {
         clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
         ids: Arc::new(SequentialIds::new("s")),
@@ -42,15 +42,15 @@ fn options() -> StoreOptions {
 
 /// A schema of the test's own, dropped (with everything in it) when the
 /// test ends, and a folder for the redaction key.
-struct Schema {
-    admin: Client,
-    name: String,
-    url: String,
-    keys: tempfile::TempDir,
+pub(crate) struct Schema {
+    pub(crate) admin: Client,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) keys: tempfile::TempDir,
 }
 
 impl Schema {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let server = server_url();
         let mut admin = Client::connect(&server, NoTls).unwrap_or_else(|e| {
             panic!(
@@ -72,16 +72,16 @@ impl Schema {
         }
     }
 
-    fn try_open(&self) -> Result<PgStore> {
+    pub(crate) fn try_open(&self) -> Result<PgStore> {
         PgStore::open_with_key(&self.url, &options(), &self.keys.path().join("pg"))
     }
 
-    fn open(&self) -> Arc<PgStore> {
+    pub(crate) fn open(&self) -> Arc<PgStore> {
         Arc::new(self.try_open().unwrap())
     }
 
     /// Runs `sql` (with `{s}` standing for the schema) as the admin.
-    fn sql(&mut self, sql: &str) {
+    pub(crate) fn sql(&mut self, sql: &str) {
         let sql = sql.replace("{s}", &self.name);
         self.admin
             .batch_execute(&sql)
@@ -89,7 +89,7 @@ impl Schema {
     }
 
     /// The one number `sql` selects (with `{s}` for the schema).
-    fn number(&mut self, sql: &str) -> i64 {
+    pub(crate) fn number(&mut self, sql: &str) -> i64 {
         let sql = sql.replace("{s}", &self.name);
         self.admin
             .query_one(&sql, &[])
@@ -106,7 +106,7 @@ impl Drop for Schema {
     }
 }
 
-fn note(n: u64) -> LogEntry {
+pub(crate) fn note(n: u64) -> LogEntry {
     LogEntry::SystemItem {
         ts: n,
         item: SystemItem::Notification {
@@ -116,7 +116,7 @@ fn note(n: u64) -> LogEntry {
     }
 }
 
-fn turn_end(n: u64) -> LogEntry {
+pub(crate) fn turn_end(n: u64) -> LogEntry {
     LogEntry::TurnEnd {
         ts: n,
         turn_count: n,
@@ -124,7 +124,7 @@ fn turn_end(n: u64) -> LogEntry {
 }
 
 /// A new session: its writer and its sink.
-fn session(store: &Arc<PgStore>) -> (PgSessionWriter, SessionLogSink) {
+pub(crate) fn session(store: &Arc<PgStore>) -> (PgSessionWriter, SessionLogSink) {
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
     (store.session_writer(&id).unwrap(), sink)

@@ -2,27 +2,29 @@
 //!
 //! The database is `--db PATH`, else `$PODLOG_DB`, else `podlog.db` in the
 //! platform's data folder (`$XDG_DATA_HOME/podlog`, by default
-//! `~/.local/share/podlog`, created 0700). Every command says on stderr which
-//! file it used; results go to stdout.
+//! `~/.local/share/podlog`, created 0700). A `postgres://` or
+//! `postgresql://` URL instead of a path means a PostgreSQL database. Every
+//! command says on stderr which database it used (never a password);
+//! results go to stdout.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use podlog_entry::{iso8601, Committed, SystemClock};
 use podlog_pod::script::Script;
 use podlog_sink::SessionLogSink;
-use podlog_store::{NewSession, SessionInfo, Store, StoreOptions, Synchronous};
+use podlog_store::{Location, NewSession, SessionInfo, Store, StoreOptions, Synchronous};
 
 /// A durable, live-streamed session log for LLM agent pods.
 #[derive(Debug, Parser)]
 #[command(name = "podlog", version, about)]
 pub struct Args {
-    /// The database file (default: podlog.db in the platform's data folder).
-    #[arg(long, global = true, env = "PODLOG_DB", value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The database: a SQLite file (default: podlog.db in the platform's data
+    /// folder) or a postgres:// URL.
+    #[arg(long, global = true, env = "PODLOG_DB", value_name = "PATH|URL")]
+    db: Option<String>,
 
     /// How hard each commit waits for the disk: `full` survives power loss,
     /// `normal` survives a process crash and is faster.
@@ -78,12 +80,14 @@ enum Command {
     Redaction(crate::redaction_cmd::RedactionArgs),
 }
 
-/// The database path from the arguments, or the platform default.
-fn database_path(args: &Args) -> Result<PathBuf, String> {
-    if let Some(path) = &args.db {
-        return Ok(path.clone());
+/// The database from the arguments, or the platform default.
+fn database(args: &Args) -> Result<Location, String> {
+    if let Some(db) = &args.db {
+        return Ok(Location::parse(db));
     }
-    podlog_store::default_path().map_err(|e| format!("{e} (or give PODLOG_DB or --db)"))
+    podlog_store::default_path()
+        .map(Location::Sqlite)
+        .map_err(|e| format!("{e} (or give PODLOG_DB or --db)"))
 }
 
 /// Runs the command; `Err` carries the message for the user.
@@ -91,8 +95,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     if let Command::Tail(tail) = &args.command {
         return crate::tail_cmd::run(tail);
     }
-    let path = database_path(&args)?;
-    eprintln!("podlog: database {}", path.display());
+    let location = database(&args)?;
+    eprintln!("podlog: database {location}");
     let options = StoreOptions {
         synchronous: match args.synchronous {
             SyncArg::Full => Synchronous::Full,
@@ -101,7 +105,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         progress: Some(crate::search_cmd::migration_progress()),
         ..StoreOptions::default()
     };
-    let store = Store::open(&path, options).map_err(|e| e.to_string())?;
+    let store = Store::open_location(&location, options).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     let text = match args.command {
         Command::Demo { runs } => match demo(store, runs, &mut out) {
@@ -119,7 +123,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         Command::Redaction(args) => return crate::redaction_cmd::run(&store, args, &mut out),
         Command::Serve(serve) => {
             drop(out);
-            return crate::serve_cmd::run(serve, store, &path);
+            return crate::serve_cmd::run(serve, store);
         }
         Command::Tail(tail) => {
             drop(out);

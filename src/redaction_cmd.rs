@@ -63,7 +63,7 @@ fn status(store: &Store) -> Result<String, String> {
         "redaction: {}",
         if redactor.is_some() { "on" } else { "off" }
     );
-    let key = key_path(store.path());
+    let key = key_path(store.file_base());
     let _ = writeln!(
         text,
         "key:       {}{}",
@@ -74,7 +74,7 @@ fn status(store: &Store) -> Result<String, String> {
             " (not created yet)"
         }
     );
-    let config = config_path(store.path());
+    let config = config_path(store.file_base());
     let patterns = if config.exists() {
         match podlog_store::redact::load_config(&config) {
             Ok(p) => format!("{} user pattern(s)", p.len()),

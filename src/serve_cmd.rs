@@ -12,7 +12,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,8 +95,8 @@ fn init_logging() {
         .try_init();
 }
 
-/// Runs `podlog serve` on `store` (the database at `db`).
-pub fn run(args: ServeArgs, store: Store, db: &Path) -> Result<ExitCode, String> {
+/// Runs `podlog serve` on `store`.
+pub fn run(args: ServeArgs, store: Store) -> Result<ExitCode, String> {
     init_logging();
     let listen = match (args.listen, &args.unix) {
         (None, None) => Some(
@@ -109,7 +109,7 @@ pub fn run(args: ServeArgs, store: Store, db: &Path) -> Result<ExitCode, String>
     let token = match (&args.token_file, listen) {
         (Some(path), _) => TokenSource::File(path.clone()),
         (None, Some(addr)) if !auth::is_loopback(&addr) => {
-            TokenSource::File(auth::default_token_file(db))
+            TokenSource::File(auth::default_token_file(store.file_base()))
         }
         _ => TokenSource::None,
     };

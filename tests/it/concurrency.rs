@@ -185,7 +185,7 @@ fn a_hundred_thousand_entries_with_readers_shell_and_subscribers() {
         }
     }
     assert!(checked >= 6);
-    let stats = store.commit_stats();
+    let stats = store.as_sqlite().expect("a SQLite store").commit_stats();
     assert_eq!(stats.entries, WRITERS as u64 * PER_WRITER);
     eprintln!(
         "{} entries in {} transactions, {reads} store reads, {shell_runs} shell runs, {checked} subscriptions checked",

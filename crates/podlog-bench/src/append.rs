@@ -60,6 +60,7 @@ pub fn new_session(
 /// One session appended to from one thread (P1 at `Full`, P2 at `Normal`).
 pub struct PodlogAppend {
     row: &'static str,
+    store: Arc<Store>,
     writer: SessionWriter,
     sink: SessionLogSink,
 }
@@ -74,7 +75,12 @@ impl PodlogAppend {
     ) -> Result<Self> {
         let store = open_store(row, dir, name, synchronous)?;
         let (writer, sink) = new_session(row, &store)?;
-        Ok(Self { row, writer, sink })
+        Ok(Self {
+            row,
+            store,
+            writer,
+            sink,
+        })
     }
 
     /// Appends `entries` one transaction each and returns the time taken.
@@ -100,7 +106,7 @@ impl PodlogAppend {
 
     /// The store appended to.
     pub fn store(&self) -> &Arc<Store> {
-        self.writer.store()
+        &self.store
     }
 }
 
@@ -137,7 +143,10 @@ impl GroupAppend {
 
     /// How the store grouped appends into transactions since it opened.
     pub fn commit_stats(&self) -> podlog_store::commit::CommitStats {
-        self.store.commit_stats()
+        self.store
+            .as_sqlite()
+            .map(|s| s.commit_stats())
+            .unwrap_or_default()
     }
 
     /// How many sessions append at once.

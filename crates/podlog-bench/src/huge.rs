@@ -917,6 +917,8 @@ const NOTIFICATIONS: &[&str] = &[
 /// A written huge session and its store.
 pub struct HugeFixture {
     store: Arc<Store>,
+    /// The database file.
+    path: PathBuf,
     session: SessionId,
     stats: HugeStats,
     import_time: Duration,
@@ -976,6 +978,7 @@ impl HugeFixture {
         let session = SessionId::new(SESSION_ID).map_err(|e| check("H4", e.to_string()))?;
         Ok(Self {
             store,
+            path: dir.join(name),
             session,
             stats,
             import_time,
@@ -992,7 +995,7 @@ impl HugeFixture {
 
     /// The database file.
     pub fn path(&self) -> PathBuf {
-        self.store.path().to_owned()
+        self.path.clone()
     }
 
     /// What the session holds.

@@ -63,7 +63,7 @@ impl RestoreFixture {
     ) -> Result<Self> {
         let store = open_store(row, dir, name, Synchronous::Normal)?;
         let session = new_session(row, &store)?.0.session().clone();
-        let path = store.path().to_owned();
+        let path = dir.join(name);
         fill(row, &path, &session, len, closed)?;
         let reader = open_reader(&path)?;
         Ok(Self {

@@ -121,6 +121,8 @@ impl ApiError {
             StoreError::Sqlite { .. } if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             // The pod's database connection, and its session lock, are gone.
             StoreError::LockLost { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // What this server's backend cannot do.
+            StoreError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             // The server's own files or data: nothing the client can fix.
             StoreError::Open { .. }
             | StoreError::NotADatabase { .. }

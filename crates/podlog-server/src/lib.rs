@@ -449,11 +449,11 @@ impl Server {
             .await
             .map_err(|e| {
                 ServerError::Store(podlog_store::StoreError::Open {
-                    path: self.store.path().to_owned(),
+                    path: self.store.location().into(),
                     reason: format!("checkpoint task failed: {e}"),
                 })
             })??;
-        tracing::info!(database = %self.store.path().display(), "database checkpointed; stopped");
+        tracing::info!(database = %self.store.location(), "database checkpointed; stopped");
         Ok(())
     }
 }

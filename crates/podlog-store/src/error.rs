@@ -37,6 +37,14 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// The operation does not exist on this backend (or is not ported to
+    /// it yet); nothing was done.
+    #[error("{operation} is not available on {backend} stores")]
+    Unsupported {
+        operation: &'static str,
+        backend: &'static str,
+    },
+
     /// No session with that id (or id prefix).
     #[error("unknown session {0}")]
     UnknownSession(String),

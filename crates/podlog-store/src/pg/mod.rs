@@ -46,7 +46,7 @@ pub mod migrate;
 mod read;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use podlog_entry::{Committed, EntryRef, LogEntry, Seq, SessionId};
@@ -94,6 +94,9 @@ pub struct PgStore {
     options: StoreOptions,
     pool: Mutex<Vec<Client>>,
     redactor: Option<Arc<Redactor>>,
+    /// Where the redaction key and user patterns live (see
+    /// [`PgStore::open_with_key`]).
+    key_base: PathBuf,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -319,12 +322,19 @@ impl PgStore {
             options: options.clone(),
             pool: Mutex::new(vec![client]),
             redactor,
+            key_base: key_base.to_owned(),
         })
     }
 
     /// Server, database and schema: `postgres://user@host:port/db schema s`.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The redaction key is `<key_base>.redaction-key`, the user patterns
+    /// `<key_base>.redact.toml`.
+    pub fn key_base(&self) -> &Path {
+        &self.key_base
     }
 
     /// The schema the store lives in.

@@ -70,6 +70,28 @@ impl PgStore {
         }
     }
 
+    /// The last seq of each of `sessions` that exists, in no particular
+    /// order: what a follower compares with what it has served.
+    pub fn last_seqs(&self, sessions: &[SessionId]) -> Result<Vec<(SessionId, Seq)>> {
+        let ctx = || "reading the sessions' last seqs".to_owned();
+        let ids: Vec<&str> = sessions.iter().map(SessionId::as_str).collect();
+        self.read_with(|client| {
+            client
+                .query(
+                    "SELECT id, last_seq FROM sessions WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .context(ctx)?
+                .iter()
+                .map(|row| {
+                    let id: String = row.try_get(0).context(ctx)?;
+                    let seq: i64 = row.try_get(1).context(ctx)?;
+                    Ok((stored_id(&id), Seq(u64::try_from(seq).unwrap_or(0))))
+                })
+                .collect()
+        })
+    }
+
     /// The seq of the `UserInput` of the run `session` leaves open (no
     /// `RunCompleted` or `RunErrored` after it), from the `kind` column.
     pub fn open_run(&self, session: &SessionId) -> Result<Option<Seq>> {

@@ -46,7 +46,9 @@ pub mod migrate;
 mod read;
 mod writer;
 
-use std::path::Path;
+mod settings;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use podlog_entry::{Committed, EntryRef, LogEntry, Seq, SessionId};
@@ -93,7 +95,12 @@ pub struct PgStore {
     channel: String,
     options: StoreOptions,
     pool: Mutex<Vec<Client>>,
-    redactor: Option<Arc<Redactor>>,
+    /// The redactor in force, `None` when redaction is switched off; see
+    /// [`settings`].
+    redactor: Mutex<Option<Arc<Redactor>>>,
+    /// Where the redaction key and user patterns are: `<key_base>.redaction-key`
+    /// and `<key_base>.redact.toml`.
+    key_base: PathBuf,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -318,7 +325,8 @@ impl PgStore {
             channel,
             options: options.clone(),
             pool: Mutex::new(vec![client]),
-            redactor,
+            redactor: Mutex::new(redactor),
+            key_base: key_base.to_owned(),
         })
     }
 
@@ -344,7 +352,10 @@ impl PgStore {
 
     /// The redactor in force, `None` when redaction is switched off.
     pub fn redactor(&self) -> Option<Arc<Redactor>> {
-        self.redactor.clone()
+        self.redactor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Milliseconds from the store's clock.
@@ -426,13 +437,14 @@ impl PgStore {
             compacted_from: None,
         };
         let kind = start.kind().to_owned();
+        let redactor = self.redactor();
         let prepared =
-            prepare(self.redactor.as_deref(), start).map_err(|reason| StoreError::Rejected {
+            prepare(redactor.as_deref(), start).map_err(|reason| StoreError::Rejected {
                 session: id.clone(),
                 kind: kind.clone(),
                 reason,
             })?;
-        let (title, title_redactions) = redact_title(self.redactor.as_deref(), new.title);
+        let (title, title_redactions) = redact_title(redactor.as_deref(), new.title);
         let now = signed(now, "time", &id, &kind)?;
         let redactions = signed(
             prepared.redactions.total() + title_redactions,

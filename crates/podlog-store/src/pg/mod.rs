@@ -46,6 +46,7 @@ pub mod migrate;
 mod read;
 mod writer;
 
+mod lifecycle;
 mod settings;
 
 use std::path::{Path, PathBuf};

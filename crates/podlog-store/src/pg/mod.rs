@@ -48,6 +48,7 @@ mod writer;
 
 mod lifecycle;
 mod settings;
+mod shares;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};

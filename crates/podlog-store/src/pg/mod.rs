@@ -47,6 +47,8 @@ mod read;
 mod writer;
 
 mod lifecycle;
+#[cfg(test)]
+mod parity_tests;
 mod settings;
 mod shares;
 

@@ -728,11 +728,13 @@ fn a_share_token_is_never_stored_on_postgresql() {
     assert_eq!((found.get::<_, i64>(0), found.get::<_, i64>(1)), (1, 0));
     // A row changed behind podlog's back to another hash no longer checks
     // as the token's share.
-    s.sql(&format!(
-        "UPDATE {{s}}.shares SET token_hash = '{}' WHERE id = '{}'",
-        blake3::hash(b"other").to_hex(),
-        info.id
-    ));
+    let other = blake3::hash(b"other").to_hex().to_string();
+    s.admin
+        .execute(
+            &format!("UPDATE {}.shares SET token_hash = $1 WHERE id = $2", s.name),
+            &[&other, &info.id],
+        )
+        .unwrap();
     assert_eq!(
         store.check_share(token.expose()).unwrap(),
         ShareCheck::Unknown
@@ -939,4 +941,51 @@ fn a_parent_with_an_open_writer_can_be_forked_and_goes_on() {
         .map(|id| store.session(id).unwrap().parent.unwrap().seq)
         .collect();
     assert_eq!(parents, [Seq(8), Seq(8)]);
+}
+
+/// A compaction's cut is the parent's last seq when it commits: an append
+/// in flight on the parent (here a transaction of another connection that
+/// moved the row and inserted seq 9, not yet committed) makes it wait, and
+/// it then cuts at 9, as SQLite's `BEGIN IMMEDIATE` would.
+#[test]
+fn a_compaction_waits_for_an_append_in_flight_and_cuts_after_it() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let parent = conversation(&store, None);
+    let entry = super::tests::note(9);
+    let mut tx = s.admin.transaction().unwrap();
+    tx.execute(
+        &format!(
+            "UPDATE {0}.sessions SET last_seq = 9, entry_count = 9 WHERE id = $1",
+            s.name
+        ),
+        &[&parent.as_str()],
+    )
+    .unwrap();
+    tx.execute(
+        &format!(
+            "INSERT INTO {0}.entries (session_id, seq, ts, kind, body) \
+             VALUES ($1, 9, 9, $2, $3::text::json)",
+            s.name
+        ),
+        &[&parent.as_str(), &entry.kind(), &entry.to_json()],
+    )
+    .unwrap();
+    let (done, compacted) = std::thread::scope(|scope| {
+        let compacting = scope.spawn(|| {
+            let made = store.compact(&parent, vec![]);
+            (std::time::Instant::now(), made)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let committed = std::time::Instant::now();
+        tx.commit().unwrap();
+        let (done, made) = compacting.join().unwrap();
+        (done >= committed, made)
+    });
+    let (child, _) = compacted.unwrap();
+    assert!(done, "the compaction returned before the append committed");
+    assert_eq!(
+        store.session(&child).unwrap().parent.map(|p| p.seq),
+        Some(Seq(9))
+    );
 }

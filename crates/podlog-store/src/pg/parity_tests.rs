@@ -989,3 +989,22 @@ fn a_compaction_waits_for_an_append_in_flight_and_cuts_after_it() {
         Some(Seq(9))
     );
 }
+
+/// A share time below 0 (a row edited behind podlog's back) is an error
+/// naming the share and its session, never read as another time.
+#[test]
+fn a_negative_share_time_is_an_error_naming_the_share() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (session, _) = store.create_session(NewSession::default()).unwrap();
+    let (info, _) = store.create_share(session.as_str(), None).unwrap();
+    s.admin
+        .execute(
+            &format!("UPDATE {}.shares SET created_at = -1 WHERE id = $1", s.name),
+            &[&info.id],
+        )
+        .unwrap();
+    let want = format!("session s-0001: share {}: created_at is -1", info.id);
+    assert_eq!(store.list_shares().unwrap_err().to_string(), want);
+    assert_eq!(store.share(&info.id).unwrap_err().to_string(), want);
+}

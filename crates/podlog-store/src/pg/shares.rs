@@ -50,8 +50,9 @@ fn share_from_row(row: &Row) -> Result<ShareInfo> {
             .map(|v| unsigned(v, &format!("share {id}: {column}"), &session))
             .transpose()
     };
+    let created: i64 = row.try_get(2).context(ctx)?;
     Ok(ShareInfo {
-        created_at: time(2, "created_at")?.unwrap_or_default(),
+        created_at: unsigned(created, &format!("share {id}: created_at"), &session)?,
         expires_at: time(3, "expires_at")?,
         revoked_at: time(4, "revoked_at")?,
         session_id: stored_id(&session),

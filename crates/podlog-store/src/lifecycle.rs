@@ -51,15 +51,7 @@ impl SqliteStore {
         summary: Vec<Message>,
     ) -> Result<(SessionId, Committed)> {
         self.derive(session, None, |entries, cut| {
-            let conversation = Conversation::from_entries(entries);
-            Ok(LogEntry::SessionStart {
-                ts: 0,
-                system_prompt: conversation.system_prompt,
-                config: conversation.config,
-                history: summary,
-                forked_from: None,
-                compacted_from: Some(cut),
-            })
+            Ok(compaction_start(entries, cut, summary))
         })
     }
 
@@ -67,23 +59,7 @@ impl SqliteStore {
     /// conversation up to and including `at`. See the module docs for the
     /// cuts that are refused.
     pub fn fork(&self, session: &SessionId, at: Seq) -> Result<(SessionId, Committed)> {
-        self.derive(session, Some(at), |entries, cut| {
-            let conversation = Conversation::from_entries(entries);
-            if let Some(call) = conversation.pending_calls.first() {
-                return Err(format!(
-                    "seq {at} cuts tool call {call} from its result; fork at or after the result, \
-                     or before the call"
-                ));
-            }
-            Ok(LogEntry::SessionStart {
-                ts: 0,
-                system_prompt: conversation.system_prompt,
-                config: conversation.config,
-                history: conversation.messages,
-                forked_from: Some(cut),
-                compacted_from: None,
-            })
-        })
+        self.derive(session, Some(at), fork_start)
     }
 
     /// The shared transaction of compact (`at` = None: the last seq) and
@@ -215,6 +191,52 @@ impl SqliteStore {
                 .collect()
         })
     }
+}
+
+/// The `SessionStart` of a compaction of the session whose entries up to
+/// the cut `cut` are `entries`: the system prompt and configuration in force
+/// at the cut, and `summary` as the history. Its `ts` is set by the caller.
+pub(crate) fn compaction_start(
+    entries: &[LogEntry],
+    cut: EntryRef,
+    summary: Vec<Message>,
+) -> LogEntry {
+    let conversation = Conversation::from_entries(entries);
+    LogEntry::SessionStart {
+        ts: 0,
+        system_prompt: conversation.system_prompt,
+        config: conversation.config,
+        history: summary,
+        forked_from: None,
+        compacted_from: Some(cut),
+    }
+}
+
+/// The `SessionStart` of a fork at `cut` of the session whose entries up to
+/// the cut are `entries`: the conversation up to and including the cut as
+/// the history. Refused, with the reason, when the cut separates a tool
+/// call from its result (see the module docs). Its `ts` is set by the
+/// caller.
+pub(crate) fn fork_start(
+    entries: &[LogEntry],
+    cut: EntryRef,
+) -> std::result::Result<LogEntry, String> {
+    let conversation = Conversation::from_entries(entries);
+    if let Some(call) = conversation.pending_calls.first() {
+        return Err(format!(
+            "seq {} cuts tool call {call} from its result; fork at or after the result, \
+             or before the call",
+            cut.seq
+        ));
+    }
+    Ok(LogEntry::SessionStart {
+        ts: 0,
+        system_prompt: conversation.system_prompt,
+        config: conversation.config,
+        history: conversation.messages,
+        forked_from: Some(cut),
+        compacted_from: None,
+    })
 }
 
 /// The session columns, qualified for a join.

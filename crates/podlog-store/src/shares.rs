@@ -149,6 +149,37 @@ pub(crate) fn token_hash(token: &str) -> blake3::Hash {
     blake3::hash(token.as_bytes())
 }
 
+/// A share's secrets and times as made for its row, by every backend.
+pub(crate) struct NewShare {
+    /// 16 hexadecimal digits from the system's random source.
+    pub id: String,
+    /// 32 random bytes, URL-safe base64: returned once, never stored.
+    pub token: ShareToken,
+    /// What is stored: the BLAKE3 hash of the token, in hex.
+    pub hash: String,
+    /// `expires` after `now`, in milliseconds (saturating).
+    pub expires_at: Option<u64>,
+}
+
+/// A new share's id, token and hash, and its expiry at `expires` after
+/// `now` (`None`: never).
+pub(crate) fn new_share(now: u64, expires: Option<Duration>) -> Result<NewShare> {
+    let token = ShareToken(base64_url(&random_bytes::<32>()?));
+    let id: String = random_bytes::<8>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let expires_at =
+        expires.map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+    let hash = token_hash(token.expose()).to_hex().to_string();
+    Ok(NewShare {
+        id,
+        token,
+        hash,
+        expires_at,
+    })
+}
+
 impl SqliteStore {
     /// Creates a share of `session` (its id or an unambiguous prefix) that
     /// expires `expires` from now (`None`: never). Returns the share and
@@ -159,15 +190,13 @@ impl SqliteStore {
         expires: Option<Duration>,
     ) -> Result<(ShareInfo, ShareToken)> {
         let session = self.resolve(session)?;
-        let token = ShareToken(base64_url(&random_bytes::<32>()?));
-        let id: String = random_bytes::<8>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let now = self.now();
-        let expires_at =
-            expires.map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
-        let hash = token_hash(token.expose()).to_hex().to_string();
+        let NewShare {
+            id,
+            token,
+            hash,
+            expires_at,
+        } = new_share(now, expires)?;
         let conn = self.writer();
         conn.execute(
             "INSERT INTO shares (id, session_id, token_hash, created_at, expires_at) \

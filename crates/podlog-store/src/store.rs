@@ -318,19 +318,19 @@ impl Store {
         session: &SessionId,
         summary: Vec<Message>,
     ) -> Result<(SessionId, Committed)> {
-        sqlite_only!(self, "compaction", s => s.compact(session, summary))
+        each!(self, s => s.compact(session, summary))
     }
 
     pub fn fork(&self, session: &SessionId, at: Seq) -> Result<(SessionId, Committed)> {
-        sqlite_only!(self, "fork", s => s.fork(session, at))
+        each!(self, s => s.fork(session, at))
     }
 
     pub fn ancestors(&self, session: &SessionId) -> Result<Vec<SessionInfo>> {
-        sqlite_only!(self, "reading ancestors", s => s.ancestors(session))
+        each!(self, s => s.ancestors(session))
     }
 
     pub fn descendants(&self, session: &SessionId) -> Result<Vec<SessionInfo>> {
-        sqlite_only!(self, "reading descendants", s => s.descendants(session))
+        each!(self, s => s.descendants(session))
     }
 
     pub fn export_sessions(
@@ -413,14 +413,11 @@ impl Store {
     }
 
     pub fn redaction_enabled(&self) -> bool {
-        match &self.backend {
-            Backend::Sqlite(s) => s.redaction_enabled(),
-            Backend::Postgres(s) => s.redactor().is_some(),
-        }
+        each!(self, s => s.redaction_enabled())
     }
 
     pub fn set_redaction(&self, on: bool) -> Result<()> {
-        sqlite_only!(self, "switching redaction", s => s.set_redaction(on))
+        each!(self, s => s.set_redaction(on))
     }
 
     pub fn create_share(
@@ -428,31 +425,31 @@ impl Store {
         session: &str,
         expires: Option<Duration>,
     ) -> Result<(ShareInfo, ShareToken)> {
-        sqlite_only!(self, "share links", s => s.create_share(session, expires))
+        each!(self, s => s.create_share(session, expires))
     }
 
     pub fn list_shares(&self) -> Result<Vec<ShareInfo>> {
-        sqlite_only!(self, "share links", s => s.list_shares())
+        each!(self, s => s.list_shares())
     }
 
     pub fn share(&self, id: &str) -> Result<ShareInfo> {
-        sqlite_only!(self, "share links", s => s.share(id))
+        each!(self, s => s.share(id))
     }
 
     pub fn revoke_share(&self, id: &str) -> Result<ShareInfo> {
-        sqlite_only!(self, "share links", s => s.revoke_share(id))
+        each!(self, s => s.revoke_share(id))
     }
 
     pub fn check_share(&self, token: &str) -> Result<ShareCheck> {
-        sqlite_only!(self, "share links", s => s.check_share(token))
+        each!(self, s => s.check_share(token))
     }
 
     pub fn active_shares(&self, ids: &[String]) -> Result<Vec<String>> {
-        sqlite_only!(self, "share links", s => s.active_shares(ids))
+        each!(self, s => s.active_shares(ids))
     }
 
     pub fn session_references_payload(&self, session: &SessionId, hash: &str) -> Result<bool> {
-        sqlite_only!(self, "share links", s => s.session_references_payload(session, hash))
+        each!(self, s => s.session_references_payload(session, hash))
     }
 }
 

@@ -46,6 +46,12 @@ pub mod migrate;
 mod read;
 mod writer;
 
+mod lifecycle;
+#[cfg(test)]
+mod parity_tests;
+mod settings;
+mod shares;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -93,9 +99,11 @@ pub struct PgStore {
     channel: String,
     options: StoreOptions,
     pool: Mutex<Vec<Client>>,
-    redactor: Option<Arc<Redactor>>,
-    /// Where the redaction key and user patterns live (see
-    /// [`PgStore::open_with_key`]).
+    /// The redactor in force, `None` when redaction is switched off; see
+    /// [`settings`].
+    redactor: Mutex<Option<Arc<Redactor>>>,
+    /// Where the redaction key and user patterns are: `<key_base>.redaction-key`
+    /// and `<key_base>.redact.toml`.
     key_base: PathBuf,
 }
 
@@ -321,7 +329,7 @@ impl PgStore {
             channel,
             options: options.clone(),
             pool: Mutex::new(vec![client]),
-            redactor,
+            redactor: Mutex::new(redactor),
             key_base: key_base.to_owned(),
         })
     }
@@ -354,7 +362,10 @@ impl PgStore {
 
     /// The redactor in force, `None` when redaction is switched off.
     pub fn redactor(&self) -> Option<Arc<Redactor>> {
-        self.redactor.clone()
+        self.redactor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Milliseconds from the store's clock.
@@ -436,13 +447,14 @@ impl PgStore {
             compacted_from: None,
         };
         let kind = start.kind().to_owned();
+        let redactor = self.redactor();
         let prepared =
-            prepare(self.redactor.as_deref(), start).map_err(|reason| StoreError::Rejected {
+            prepare(redactor.as_deref(), start).map_err(|reason| StoreError::Rejected {
                 session: id.clone(),
                 kind: kind.clone(),
                 reason,
             })?;
-        let (title, title_redactions) = redact_title(self.redactor.as_deref(), new.title);
+        let (title, title_redactions) = redact_title(redactor.as_deref(), new.title);
         let now = signed(now, "time", &id, &kind)?;
         let redactions = signed(
             prepared.redactions.total() + title_redactions,

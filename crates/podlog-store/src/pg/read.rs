@@ -30,10 +30,10 @@ use crate::rows::{Form, RowError};
 use crate::{stored_id, Payload, Result};
 
 /// One stored row as read: seq, body text, payload references as text.
-struct RawRow {
-    seq: i64,
-    body: String,
-    payloads: Option<String>,
+pub(crate) struct RawRow {
+    pub(crate) seq: i64,
+    pub(crate) body: String,
+    pub(crate) payloads: Option<String>,
 }
 
 impl PgStore {
@@ -285,8 +285,8 @@ fn page_before(before: Seq, limit: usize) -> (Seq, Seq, usize) {
 /// The texts of the payloads the lean rows among `rows` reference, by
 /// hash. A reference that does not parse is left for [`check_row`] to
 /// report; a payload that is not stored is simply absent.
-fn payload_texts(
-    client: &mut postgres::Client,
+pub(crate) fn payload_texts(
+    client: &mut impl postgres::GenericClient,
     rows: &[RawRow],
 ) -> std::result::Result<HashMap<String, String>, postgres::Error> {
     let mut hashes: Vec<String> = rows
@@ -313,7 +313,7 @@ fn payload_texts(
 
 /// Checks one row against the seq it should have (`want`, moved past it)
 /// and decodes it in `form`, with the SQLite reader's rules and errors.
-fn check_row(
+pub(crate) fn check_row(
     want: &mut Seq,
     row: RawRow,
     form: Form,

@@ -287,7 +287,7 @@ impl PgSessionWriter {
                     .to_owned(),
             });
         }
-        let prepared = prepare(self.store.redactor.as_deref(), entry).map_err(|reason| {
+        let prepared = prepare(self.store.redactor().as_deref(), entry).map_err(|reason| {
             StoreError::Rejected {
                 session: self.session.clone(),
                 kind: kind.clone(),

@@ -393,18 +393,23 @@ impl SessionRows<'_> {
     /// missing, or whose counter is behind its rows, must not pass for a
     /// sound one.
     pub(crate) fn check_end(&self, end: Seq, last_seq: Seq) -> Result<()> {
-        if self.last == end {
-            return Ok(());
-        }
-        Err(StoreError::Corrupt {
-            session: stored_id(self.session),
-            seq: self.last.next(),
-            problem: format!(
-                "the session row's last_seq is {last_seq} but the entries end at seq {}",
-                self.last
-            ),
-        })
+        check_end(self.session, self.last, end, last_seq)
     }
+}
+
+/// [`SessionRows::check_end`] for any backend: fails unless the rows of
+/// `session` (its stored id text), read up to seq `last`, end at `end`.
+pub(crate) fn check_end(session: &str, last: Seq, end: Seq, last_seq: Seq) -> Result<()> {
+    if last == end {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        session: stored_id(session),
+        seq: last.next(),
+        problem: format!(
+            "the session row's last_seq is {last_seq} but the entries end at seq {last}"
+        ),
+    })
 }
 
 /// The body of `row` as text.

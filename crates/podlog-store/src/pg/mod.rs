@@ -46,6 +46,9 @@ pub mod migrate;
 mod read;
 mod writer;
 
+mod jsonl;
+mod verify;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 

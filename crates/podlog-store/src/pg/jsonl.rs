@@ -61,9 +61,7 @@ impl PgStore {
         session: &SessionId,
         with_ancestors: bool,
     ) -> Result<Vec<SessionInfo>> {
-        self.read_with(|client| {
-            chain_with(session, with_ancestors, |id| session_on(client, id))
-        })
+        self.read_with(|client| chain_with(session, with_ancestors, |id| session_on(client, id)))
     }
 
     /// Writes `session` (after its ancestors, root first, if
@@ -124,8 +122,7 @@ impl PgStore {
             };
             // On an error `tx` is dropped, which rolls the import back.
             let done = import_lines(&mut target, redactor, input, progress)?;
-            tx.commit()
-                .context(|| "committing the import".to_owned())?;
+            tx.commit().context(|| "committing the import".to_owned())?;
             Ok(done)
         })
     }
@@ -240,4 +237,4 @@ impl ImportTarget for PgTarget<'_, '_> {
 
 #[cfg(test)]
 #[path = "jsonl_tests.rs"]
-mod tests;
+pub(crate) mod tests;

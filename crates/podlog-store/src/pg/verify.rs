@@ -538,9 +538,7 @@ impl Report<'_, '_> {
                     .context(|| "reading entries".to_owned())
                     .and_then(|mut savepoint| {
                         walk.fetch(&mut savepoint)?;
-                        savepoint
-                            .commit()
-                            .context(|| "reading entries".to_owned())
+                        savepoint.commit().context(|| "reading entries".to_owned())
                     });
                 if let Err(e) = fetched {
                     self.push(id, None, format!("cannot read its entries: {e}"));

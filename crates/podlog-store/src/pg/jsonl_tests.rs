@@ -30,7 +30,7 @@ pub(crate) enum Backend {
     },
     Pg {
         store: Arc<PgStore>,
-        schema: Schema,
+        schema: Box<Schema>,
     },
 }
 
@@ -57,7 +57,10 @@ impl Backend {
         )
         .unwrap();
         let store = schema.open();
-        Backend::Pg { store, schema }
+        Backend::Pg {
+            store,
+            schema: Box::new(schema),
+        }
     }
 
     /// A SQLite store and a PostgreSQL store with the same redaction key.

@@ -20,15 +20,22 @@
 //!   large strings out of line. The whole file is one transaction: imported
 //!   entirely or not at all (a failure rolls everything back). The
 //!   transaction takes a transaction-level advisory lock of the store, so
-//!   two imports into one store run one after the other (and a session id
-//!   in both is refused by the second as already there); appends to other
-//!   sessions are not held up. Each imported session is announced once on
-//!   the store's channel, as `<session>:<last_seq>`, at commit.
+//!   two imports into one store run one after the other (the second waits
+//!   up to [`StoreOptions::busy_timeout`](crate::StoreOptions), the
+//!   connection's `lock_timeout`, as a SQLite import waits for the write
+//!   lock, and refuses a session id the first brought in); appends to
+//!   other sessions are not held up. Each imported session is announced
+//!   once on the store's channel, as `<session>:<last_seq>`, at commit.
+//! * **Connections.** Each runs once, on one connection: a pooled
+//!   connection found closed before anything is read or written (the
+//!   server ended it, restarted or failed over) is replaced first; one lost
+//!   midway fails the call (an export may have written part of its
+//!   output, an import rolls back).
 
 use std::io::{BufRead, Write};
 
 use podlog_entry::{EntryRef, LogEntry, Seq, SessionId};
-use postgres::{GenericClient, IsolationLevel, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, Transaction};
 use serde_json::Value;
 
 use super::verify::Walk;
@@ -54,6 +61,16 @@ fn session_on(client: &mut impl GenericClient, id: &SessionId) -> Result<Session
 }
 
 impl PgStore {
+    /// Replaces `client` with a new connection if it turns out closed
+    /// (one round trip): for calls that must not run twice, before they
+    /// start.
+    fn ensure_open(&self, client: &mut Client) -> Result<()> {
+        if client.is_valid(self.options.busy_timeout).is_err() {
+            *client = self.connect()?;
+        }
+        Ok(())
+    }
+
     /// The sessions [`PgStore::export`] would write for `session`, in file
     /// order, from their rows (no entry is read).
     pub fn export_sessions(
@@ -76,6 +93,7 @@ impl PgStore {
     ) -> Result<Transfer> {
         // Run once: a retry after a lost connection would write twice.
         self.with_client(|client| {
+            self.ensure_open(client)?;
             let mut tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -112,6 +130,7 @@ impl PgStore {
         let redactor = self.redactor();
         let key = lock_key(&["podlog import", &self.schema]);
         self.with_client(|client| {
+            self.ensure_open(client)?;
             let ctx = || "starting the import".to_owned();
             let mut tx = client.transaction().context(ctx)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])

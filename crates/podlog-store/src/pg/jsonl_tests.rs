@@ -512,3 +512,31 @@ fn unknown_sessions_and_corrupt_rows_fail_an_export_alike() {
          (the string at $.history[2].output) is missing"
     );
 }
+
+#[test]
+fn export_and_import_run_on_a_new_connection_when_the_pooled_one_ended() {
+    let src = source();
+    let file = export_all(&src);
+    let pg = Backend::pg_with_key_of(&src);
+    let Backend::Pg { store, mut schema } = pg else {
+        unreachable!()
+    };
+    let mut end_pooled = || {
+        let pids = store.pooled_backends();
+        assert!(!pids.is_empty());
+        for pid in pids {
+            let ended: bool = schema
+                .admin
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .unwrap()
+                .get(0);
+            assert!(ended);
+        }
+    };
+    end_pooled();
+    store.import(&file[..], |_| {}).unwrap();
+    end_pooled();
+    let mut out = Vec::new();
+    store.export(&id("s-0003"), true, &mut out, |_| {}).unwrap();
+    assert_eq!(out, src.export(&id("s-0003"), true).unwrap());
+}

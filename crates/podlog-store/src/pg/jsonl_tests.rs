@@ -540,3 +540,73 @@ fn export_and_import_run_on_a_new_connection_when_the_pooled_one_ended() {
     store.export(&id("s-0003"), true, &mut out, |_| {}).unwrap();
     assert_eq!(out, src.export(&id("s-0003"), true).unwrap());
 }
+
+#[test]
+fn two_imports_of_one_file_at_once_admit_one_and_refuse_the_other_in_words() {
+    let src = source();
+    let file = export_all(&src);
+    let pg = Backend::pg_with_key_of(&src);
+    let Backend::Pg { store, .. } = &pg else {
+        unreachable!()
+    };
+    let barrier = std::sync::Barrier::new(2);
+    let outcomes: Vec<Result<Transfer>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    store.import(&file[..], |_| {})
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let (ok, refused): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+    assert_eq!(ok.len(), 1, "{refused:?}");
+    let Some(Err(e)) = refused.into_iter().next() else {
+        unreachable!()
+    };
+    assert!(
+        matches!(&e, StoreError::Import { line: 1, reason } if reason.contains("already exists")),
+        "{e:?}"
+    );
+    assert_eq!(export_all(&pg), file);
+}
+
+#[test]
+fn a_long_session_is_read_page_by_page_without_losing_a_gap() {
+    let mut schema = Schema::new();
+    let store = schema.open();
+    let (mut w, sink) = super::super::tests::session(&store);
+    let session = w.session().clone();
+    for n in 2..=1100 {
+        w.append(super::super::tests::note(n), &sink).unwrap();
+    }
+    drop(w);
+    let mut out = Vec::new();
+    let done = store.export(&session, false, &mut out, |_| {}).unwrap();
+    assert_eq!(done.entries, 1100);
+    let copy = Backend::sqlite();
+    copy.import(&out[..]).unwrap();
+    assert_eq!(copy.export(&session, false).unwrap(), out);
+    assert_eq!(store.verify(None).unwrap(), vec![]);
+    // One gap inside the first page (of 512 rows, ending at seq 513), one
+    // just before the second page's first row.
+    schema.sql(
+        "DELETE FROM {s}.entries WHERE session_id = 's-0001' AND seq IN (300, 514, 515); \
+         UPDATE {s}.sessions SET entry_count = 1097, \
+           stored_bytes = (SELECT sum(octet_length(body::text)) FROM {s}.entries)",
+    );
+    assert_eq!(
+        lines(&store.verify(None).unwrap()),
+        "session s-0001 seq 300: entry missing (the next stored entry is seq 301)\n\
+         session s-0001 seq 514: entries 514 to 515 missing"
+    );
+    let e = store
+        .export(&session, false, &mut Vec::new(), |_| {})
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "session s-0001 seq 300: entry missing (the next stored entry is seq 301)"
+    );
+}

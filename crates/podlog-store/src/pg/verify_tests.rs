@@ -205,3 +205,23 @@ fn entries_of_a_session_that_has_no_row() {
     let on_sqlite: Vec<&str> = on_sqlite.lines().filter(|l| !sqlite_only(l)).collect();
     assert_eq!(on_pg, on_sqlite.join("\n"));
 }
+
+#[test]
+fn payload_references_that_are_not_a_list_are_reported_not_fatal() {
+    let file = export_all(&source());
+    let [_, mut pg] = Backend::both();
+    pg.import(&file).unwrap();
+    // The payload_refs triggers would refuse it: edit as a replica would.
+    pg.corrupt(
+        "SET session_replication_role = replica; \
+         UPDATE entries SET payloads = '{\"hash\":1}' WHERE session_id = 's-0001' AND seq = 4",
+    );
+    assert_eq!(
+        lines(&pg.verify(None).unwrap()).replace(BIG, "<big>"),
+        "session s-0001 seq 4: payload_refs lists payload <big>, which the entry does not \
+         reference\n\
+         session s-0001 seq 4: payload references are malformed: invalid type: map, \
+         expected a sequence at line 1 column 0\n\
+         session s-0001: stored_bytes counter is 9313 but its entries hold 1109 bytes"
+    );
+}

@@ -46,6 +46,14 @@
 //!   a write like any other, and a log exported from a store with redaction
 //!   off (or from before it existed) must not bring its secrets in. An
 //!   entry without one is stored byte for byte.
+//!
+//! # Two backends
+//!
+//! The line format and every import check live here once: the PostgreSQL
+//! store (`pg/jsonl.rs`) writes lines with `write_header` and
+//! `write_entry` and imports through `import_lines`, supplying its own
+//! statements as an `ImportTarget`, so both stores accept, refuse and
+//! write the same files in the same words.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -46,6 +46,14 @@
 //!   a write like any other, and a log exported from a store with redaction
 //!   off (or from before it existed) must not bring its secrets in. An
 //!   entry without one is stored byte for byte.
+//!
+//! # Two backends
+//!
+//! The line format and every import check live here once: the PostgreSQL
+//! store (`pg/jsonl.rs`) writes lines with `write_header` and
+//! `write_entry` and imports through `import_lines`, supplying its own
+//! statements as an `ImportTarget`, so both stores accept, refuse and
+//! write the same files in the same words.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -59,7 +67,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Context;
-use crate::payloads::{insert_rendered, render_json};
+use crate::payloads::{insert_rendered, render_json, Rendered};
 use crate::rows::{read_rows, Form, Span};
 use crate::verify::start_disagrees_with_row;
 use crate::{
@@ -97,7 +105,18 @@ fn chain_on(
     session: &SessionId,
     with_ancestors: bool,
 ) -> Result<Vec<SessionInfo>> {
-    let mut chain = vec![session_on(conn, session)?];
+    chain_with(session, with_ancestors, |id| session_on(conn, id))
+}
+
+/// `session` and, if asked, its ancestors, root first, each read with
+/// `read` (on whichever backend): a parent chain that loops is
+/// [`StoreError::Corrupt`] naming `session`.
+pub(crate) fn chain_with(
+    session: &SessionId,
+    with_ancestors: bool,
+    mut read: impl FnMut(&SessionId) -> Result<SessionInfo>,
+) -> Result<Vec<SessionInfo>> {
+    let mut chain = vec![read(session)?];
     let mut seen = HashSet::from([session.clone()]);
     while let Some(parent) = chain
         .last()
@@ -114,14 +133,14 @@ fn chain_on(
                 ),
             });
         }
-        chain.push(session_on(conn, &parent.session_id)?);
+        chain.push(read(&parent.session_id)?);
     }
     chain.reverse();
     Ok(chain)
 }
 
 /// The header line of `info`.
-fn header_line(info: &SessionInfo) -> String {
+pub(crate) fn header_line(info: &SessionInfo) -> String {
     let parent = info.parent.as_ref();
     serde_json::json!({
         "type": SESSION_HEADER_TYPE,
@@ -138,11 +157,34 @@ fn header_line(info: &SessionInfo) -> String {
     .to_string()
 }
 
-fn write_error(e: std::io::Error) -> StoreError {
+pub(crate) fn write_error(e: std::io::Error) -> StoreError {
     StoreError::Io {
         context: "writing the export".to_owned(),
         source: e,
     }
+}
+
+/// Writes the header line of `info` to `out`.
+pub(crate) fn write_header(out: &mut impl Write, info: &SessionInfo) -> Result<()> {
+    out.write_all(header_line(info).as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(write_error)
+}
+
+/// Writes the entry line of `body` (the whole entry's JSON, payloads put
+/// back) at `seq` of the session whose id, as a JSON string, is `id_json`;
+/// line breaks between JSON tokens become spaces.
+pub(crate) fn write_entry(out: &mut impl Write, id_json: &str, seq: Seq, body: &str) -> Result<()> {
+    let body = if body.contains(['\n', '\r']) {
+        Cow::Owned(body.replace(['\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(body)
+    };
+    writeln!(
+        out,
+        "{{\"session_id\":{id_json},\"seq\":{seq},\"entry\":{body}}}"
+    )
+    .map_err(write_error)
 }
 
 impl SqliteStore {
@@ -175,23 +217,11 @@ impl SqliteStore {
             let mut done = Transfer::default();
             for info in &chain {
                 let id = &info.id;
-                out.write_all(header_line(info).as_bytes())
-                    .and_then(|()| out.write_all(b"\n"))
-                    .map_err(write_error)?;
+                write_header(out, info)?;
                 let id_json = Value::from(id.as_str()).to_string();
                 read_rows(&tx, id.as_str(), Span::ALL, Form::Full, |rows| {
                     while let Some(row) = rows.next_checked()? {
-                        let seq = row.seq;
-                        let body = if row.body.contains(['\n', '\r']) {
-                            Cow::Owned(row.body.replace(['\n', '\r'], " "))
-                        } else {
-                            Cow::Borrowed(&*row.body)
-                        };
-                        writeln!(
-                            out,
-                            "{{\"session_id\":{id_json},\"seq\":{seq},\"entry\":{body}}}"
-                        )
-                        .map_err(write_error)?;
+                        write_entry(out, &id_json, row.seq, &row.body)?;
                         done.entries += 1;
                         progress(done.entries);
                     }
@@ -208,58 +238,175 @@ impl SqliteStore {
     /// transaction, calling `progress` with the number of bytes read so far
     /// after each line. See the module docs; a malformed line fails with
     /// [`StoreError::Import`] and leaves the database unchanged.
-    pub fn import(
-        &self,
-        mut input: impl BufRead,
-        mut progress: impl FnMut(u64),
-    ) -> Result<Transfer> {
+    pub fn import(&self, input: impl BufRead, progress: impl FnMut(u64)) -> Result<Transfer> {
         let mut conn = self.writer();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context(|| "starting the import".to_owned())?;
-        let mut import = Import {
-            conn: &tx,
-            redactor: self.redactor(),
-            current: None,
-            in_file: HashSet::new(),
-            done: Transfer::default(),
-        };
-        let mut buf = Vec::new();
-        let mut line: u64 = 0;
-        let mut bytes: u64 = 0;
-        loop {
-            buf.clear();
-            let n = input
-                .read_until(b'\n', &mut buf)
-                .map_err(|source| StoreError::Io {
-                    context: format!("reading line {} of the import", line + 1),
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            line += 1;
-            bytes += n as u64;
-            let text = std::str::from_utf8(&buf)
-                .map_err(|e| import_error(line, format!("not UTF-8 text: {e}")))?
-                .trim_end_matches(['\n', '\r']);
-            if !text.trim().is_empty() {
-                import.line(line, text)?;
-            }
-            progress(bytes);
-        }
-        import.finish_session()?;
-        if import.done.sessions.is_empty() {
-            return Err(import_error(
-                line.max(1),
-                "the file holds no session (a podlog export starts with a \
-                 {\"type\":\"podlog.session\",...} line)",
-            ));
-        }
-        let done = import.done;
+        let done = import_lines(&mut SqliteTarget(&tx), self.redactor(), input, progress)?;
         tx.commit().context(|| "committing the import".to_owned())?;
         Ok(done)
     }
+}
+
+/// Where an import writes, inside the transaction its caller holds: the
+/// few statements that differ between backends. Errors carry the context
+/// `importing line N` (or `importing session S`).
+pub(crate) trait ImportTarget {
+    /// Whether a session `id` exists.
+    fn session_exists(&mut self, line: u64, id: &SessionId) -> Result<bool>;
+    /// Whether the entry `at` exists.
+    fn entry_exists(&mut self, line: u64, at: &EntryRef) -> Result<bool>;
+    /// Inserts the session row of a header, with counters at 0.
+    fn insert_session(&mut self, line: u64, header: &Header<'_>) -> Result<()>;
+    /// Inserts an entry's payloads and row.
+    fn insert_entry(
+        &mut self,
+        line: u64,
+        session: &SessionId,
+        seq: Seq,
+        entry: &LogEntry,
+        rendered: &Rendered,
+    ) -> Result<()>;
+    /// Sets the counters of a session all of whose entries were inserted.
+    fn finish_session(&mut self, session: &SessionId, counters: &Counters) -> Result<()>;
+}
+
+/// A session row as a header line describes it.
+pub(crate) struct Header<'a> {
+    pub id: &'a SessionId,
+    pub parent: Option<&'a EntryRef>,
+    pub origin: Origin,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub title: Option<&'a str>,
+}
+
+/// The counters of an imported session, set from its rows.
+pub(crate) struct Counters {
+    /// Its `last_seq` and `entry_count` (equal: seqs start at 1, no gap).
+    pub entries: u64,
+    pub redactions: u64,
+    pub stored_bytes: u64,
+}
+
+/// The SQLite store's import target: a write transaction.
+struct SqliteTarget<'c>(&'c Connection);
+
+impl ImportTarget for SqliteTarget<'_> {
+    fn session_exists(&mut self, line: u64, id: &SessionId) -> Result<bool> {
+        self.0
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .context(|| format!("importing line {line}"))
+    }
+
+    fn entry_exists(&mut self, line: u64, at: &EntryRef) -> Result<bool> {
+        self.0
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM entries WHERE session_id = ?1 AND seq = ?2)",
+                params![at.session_id.as_str(), at.seq.get()],
+                |r| r.get(0),
+            )
+            .context(|| format!("importing line {line}"))
+    }
+
+    fn insert_session(&mut self, line: u64, h: &Header<'_>) -> Result<()> {
+        self.0
+            .execute(
+                "INSERT INTO sessions (id, parent_id, parent_seq, origin, created_at, updated_at, \
+                 last_seq, entry_count, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7)",
+                params![
+                    h.id.as_str(),
+                    h.parent.map(|p| p.session_id.as_str()),
+                    h.parent.map(|p| p.seq.get()),
+                    h.origin.as_str(),
+                    h.created_at,
+                    h.updated_at,
+                    h.title
+                ],
+            )
+            .context(|| format!("importing line {line}"))?;
+        Ok(())
+    }
+
+    fn insert_entry(
+        &mut self,
+        line: u64,
+        session: &SessionId,
+        seq: Seq,
+        entry: &LogEntry,
+        rendered: &Rendered,
+    ) -> Result<()> {
+        insert_rendered(self.0, session, seq, entry, rendered)
+            .context(|| format!("importing line {line}"))
+    }
+
+    fn finish_session(&mut self, session: &SessionId, c: &Counters) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE sessions SET last_seq = ?2, entry_count = ?2, redactions = ?3, \
+                 stored_bytes = ?4 WHERE id = ?1",
+                params![session.as_str(), c.entries, c.redactions, c.stored_bytes],
+            )
+            .context(|| format!("importing session {session}"))?;
+        Ok(())
+    }
+}
+
+/// Reads every line of `input` into `target`, checking each as the module
+/// docs say, calling `progress` with the bytes read so far after each line.
+/// The caller holds the transaction and commits it on `Ok`; on `Err` it
+/// must roll it back.
+pub(crate) fn import_lines(
+    target: &mut impl ImportTarget,
+    redactor: Option<std::sync::Arc<podlog_redact::Redactor>>,
+    mut input: impl BufRead,
+    mut progress: impl FnMut(u64),
+) -> Result<Transfer> {
+    let mut import = Import {
+        target,
+        redactor,
+        current: None,
+        in_file: HashSet::new(),
+        done: Transfer::default(),
+    };
+    let mut buf = Vec::new();
+    let mut line: u64 = 0;
+    let mut bytes: u64 = 0;
+    loop {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| StoreError::Io {
+                context: format!("reading line {} of the import", line + 1),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        bytes += n as u64;
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| import_error(line, format!("not UTF-8 text: {e}")))?
+            .trim_end_matches(['\n', '\r']);
+        if !text.trim().is_empty() {
+            import.line(line, text)?;
+        }
+        progress(bytes);
+    }
+    import.finish_session()?;
+    if import.done.sessions.is_empty() {
+        return Err(import_error(
+            line.max(1),
+            "the file holds no session (a podlog export starts with a \
+             {\"type\":\"podlog.session\",...} line)",
+        ));
+    }
+    Ok(import.done)
 }
 
 fn import_error(line: u64, reason: impl Into<String>) -> StoreError {
@@ -321,15 +468,15 @@ struct Current {
 }
 
 /// The state of one import, inside its transaction.
-struct Import<'c> {
-    conn: &'c Connection,
+struct Import<'c, T> {
+    target: &'c mut T,
     redactor: Option<std::sync::Arc<podlog_redact::Redactor>>,
     current: Option<Current>,
     in_file: HashSet<SessionId>,
     done: Transfer,
 }
 
-impl Import<'_> {
+impl<T: ImportTarget> Import<'_, T> {
     fn line(&mut self, line: u64, text: &str) -> Result<()> {
         let Line { entry, rest } = Line::parse(line, text)?;
         match rest.get("type") {
@@ -455,31 +602,14 @@ impl Import<'_> {
                 format!("session {id} appears twice in the file"),
             ));
         }
-        let ctx = || format!("importing line {line}");
-        let exists: bool = self
-            .conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1)",
-                [id.as_str()],
-                |r| r.get(0),
-            )
-            .context(ctx)?;
-        if exists {
+        if self.target.session_exists(line, &id)? {
             return Err(import_error(
                 line,
                 format!("session {id} already exists in the database; import never merges into an existing session"),
             ));
         }
         if let Some(p) = &parent {
-            let found: bool = self
-                .conn
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM entries WHERE session_id = ?1 AND seq = ?2)",
-                    params![p.session_id.as_str(), p.seq.get()],
-                    |r| r.get(0),
-                )
-                .context(ctx)?;
-            if !found {
+            if !self.target.entry_exists(line, p)? {
                 return Err(import_error(
                     line,
                     format!(
@@ -489,21 +619,17 @@ impl Import<'_> {
                 ));
             }
         }
-        self.conn
-            .execute(
-                "INSERT INTO sessions (id, parent_id, parent_seq, origin, created_at, updated_at, \
-                 last_seq, entry_count, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7)",
-                params![
-                    id.as_str(),
-                    parent.as_ref().map(|p| p.session_id.as_str()),
-                    parent.as_ref().map(|p| p.seq.get()),
-                    origin.as_str(),
-                    created_at,
-                    updated_at,
-                    title
-                ],
-            )
-            .context(ctx)?;
+        self.target.insert_session(
+            line,
+            &Header {
+                id: &id,
+                parent: parent.as_ref(),
+                origin,
+                created_at,
+                updated_at,
+                title: title.as_deref(),
+            },
+        )?;
         self.current = Some(Current {
             id,
             header_line: line,
@@ -596,8 +722,7 @@ impl Import<'_> {
         // Large strings go out of line here as in an append, so an import
         // stores each repeated payload once.
         let rendered = render_json(body.into_owned());
-        insert_rendered(self.conn, id, seq, &entry, &rendered)
-            .context(|| format!("importing line {line}"))?;
+        self.target.insert_entry(line, id, seq, &entry, &rendered)?;
         current.redactions += redacted;
         current.stored_bytes += rendered.stored_bytes();
         current.next = seq.next();
@@ -621,18 +746,14 @@ impl Import<'_> {
                 ),
             ));
         }
-        self.conn
-            .execute(
-                "UPDATE sessions SET last_seq = ?2, entry_count = ?2, redactions = ?3, \
-                 stored_bytes = ?4 WHERE id = ?1",
-                params![
-                    current.id.as_str(),
-                    count,
-                    current.redactions,
-                    current.stored_bytes
-                ],
-            )
-            .context(|| format!("importing session {}", current.id))?;
+        self.target.finish_session(
+            &current.id,
+            &Counters {
+                entries: count,
+                redactions: current.redactions,
+                stored_bytes: current.stored_bytes,
+            },
+        )?;
         self.done.entries += count;
         self.done.sessions.push(current.id);
         Ok(())

@@ -338,7 +338,7 @@ impl Store {
         session: &SessionId,
         with_ancestors: bool,
     ) -> Result<Vec<SessionInfo>> {
-        sqlite_only!(self, "export", s => s.export_sessions(session, with_ancestors))
+        each!(self, s => s.export_sessions(session, with_ancestors))
     }
 
     pub fn export(
@@ -348,19 +348,19 @@ impl Store {
         out: &mut impl Write,
         progress: impl FnMut(u64),
     ) -> Result<Transfer> {
-        sqlite_only!(self, "export", s => s.export(session, with_ancestors, out, progress))
+        each!(self, s => s.export(session, with_ancestors, out, progress))
     }
 
     pub fn import(&self, input: impl BufRead, progress: impl FnMut(u64)) -> Result<Transfer> {
-        sqlite_only!(self, "import", s => s.import(input, progress))
+        each!(self, s => s.import(input, progress))
     }
 
     pub fn verify(&self, session: Option<&SessionId>) -> Result<Vec<Problem>> {
-        sqlite_only!(self, "verify", s => s.verify(session))
+        each!(self, s => s.verify(session))
     }
 
     pub fn verify_scope(&self, session: Option<&SessionId>) -> Result<(u64, u64)> {
-        sqlite_only!(self, "verify", s => s.verify_scope(session))
+        each!(self, s => s.verify_scope(session))
     }
 
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {

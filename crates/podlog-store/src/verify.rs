@@ -158,14 +158,8 @@ impl Report<'_> {
                         continue;
                     }
                 };
-                let actual = blake3::hash(text).to_hex().to_string();
-                if actual != hash {
-                    bad.push((hash, format!("its text hashes to {actual}")));
-                } else if usize::try_from(size).ok() != Some(text.len()) {
-                    bad.push((
-                        hash,
-                        format!("its size says {size} bytes but it holds {}", text.len()),
-                    ));
+                if let Some(why) = payload_problem(&hash, size, text) {
+                    bad.push((hash, why));
                 }
             }
             Ok(())
@@ -299,14 +293,7 @@ impl Report<'_> {
             Ok(rows) => {
                 for (what, hash, session, seq) in rows {
                     let hash = hash.unwrap_or_else(|| "(none)".to_owned());
-                    let message = if what == "missing" {
-                        format!("payload_refs lacks its reference to payload {hash}")
-                    } else {
-                        format!(
-                            "payload_refs lists payload {hash}, which the entry does not reference"
-                        )
-                    };
-                    self.push(Some(&session), Some(seq), message);
+                    self.push(Some(&session), Some(seq), payload_ref_message(&what, &hash));
                 }
             }
             Err(e) => self.push(None, None, format!("cannot check payload_refs: {e}")),
@@ -324,9 +311,7 @@ impl Report<'_> {
                 })
             });
         match found {
-            Ok((true, _)) => None,
-            Ok((false, true)) => Some(format!("session {session} has no seq {seq}")),
-            Ok((false, false)) => Some(format!("there is no session {session}")),
+            Ok((entry, row)) => missing_message(entry, row, session, seq),
             Err(e) => Some(format!("cannot look it up: {e}")),
         }
     }
@@ -354,13 +339,8 @@ impl Report<'_> {
                 true
             }
         };
-        match (row.origin.as_str(), has_parent) {
-            ("new", false) | ("fork" | "compaction", true) => {}
-            ("new", true) => self.push(id, None, "a new session has a parent"),
-            ("fork" | "compaction", false) => {
-                self.push(id, None, format!("a {} has no parent", row.origin))
-            }
-            (other, _) => self.push(id, None, format!("unknown origin {other:?}")),
+        if let Some(problem) = origin_problem(&row.origin, has_parent) {
+            self.push(id, None, problem);
         }
     }
 
@@ -387,28 +367,8 @@ impl Report<'_> {
                 };
                 let (seq, entry) = (stored.seq.get(), &stored.entry);
                 let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-                if stored.kind_column != Some(entry.kind()) {
-                    self.push(
-                        id,
-                        Some(seq),
-                        format!(
-                            "kind column says {} but the body's type is {}",
-                            stored.kind_column.unwrap_or("(not text)"),
-                            entry.kind()
-                        ),
-                    );
-                }
-                let ts = stored.ts_column;
-                if ts.and_then(|t| u64::try_from(t).ok()) != Some(entry.ts()) {
-                    self.push(
-                        id,
-                        Some(seq),
-                        format!(
-                            "ts column is {} but the body's ts is {}",
-                            ts.map_or_else(|| "not a number".to_owned(), |t| t.to_string()),
-                            entry.ts()
-                        ),
-                    );
+                for problem in column_problems(stored.kind_column, stored.ts_column, entry) {
+                    self.push(id, Some(seq), problem);
                 }
                 if entry.is_session_start() {
                     starts.push((seq, stored.entry));
@@ -424,34 +384,8 @@ impl Report<'_> {
                 return;
             }
         };
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        let last = i64::try_from(last.get()).unwrap_or(i64::MAX);
-        if count == 0 {
-            self.push(
-                id,
-                Some(1),
-                "no entries: the SessionStart at seq 1 is missing",
-            );
-        }
-        if row.last_seq != last {
-            self.push(
-                id,
-                None,
-                format!(
-                    "last_seq counter is {} but the last stored entry is seq {last}",
-                    row.last_seq
-                ),
-            );
-        }
-        if row.entry_count != count {
-            self.push(
-                id,
-                None,
-                format!(
-                    "entry_count counter is {} but {count} entries are stored",
-                    row.entry_count
-                ),
-            );
+        for (seq, problem) in counter_problems(row.last_seq, row.entry_count, count, last) {
+            self.push(id, seq, problem);
         }
         self.check_stored_bytes(row);
         for (seq, start) in starts {
@@ -472,15 +406,11 @@ impl Report<'_> {
             |r| r.get::<_, i64>(0),
         );
         match stored {
-            Ok(bytes) if bytes == row.stored_bytes => {}
-            Ok(bytes) => self.push(
-                id,
-                None,
-                format!(
-                    "stored_bytes counter is {} but its entries hold {bytes} bytes",
-                    row.stored_bytes
-                ),
-            ),
+            Ok(bytes) => {
+                if let Some(problem) = stored_bytes_problem(row.stored_bytes, bytes) {
+                    self.push(id, None, problem);
+                }
+            }
             Err(e) => self.push(id, None, format!("cannot sum its stored bytes: {e}")),
         }
     }
@@ -523,6 +453,125 @@ impl Report<'_> {
             }
         }
     }
+}
+
+// The pure checks below are shared with the PostgreSQL store's verify
+// (`pg/verify.rs`), so both report a problem in the same words.
+
+/// Why a payload stored under `hash` with `size` is not the payload its
+/// hash names, or `None` when its `text` matches both.
+pub(crate) fn payload_problem(hash: &str, size: i64, text: &[u8]) -> Option<String> {
+    let actual = blake3::hash(text).to_hex().to_string();
+    if actual != hash {
+        Some(format!("its text hashes to {actual}"))
+    } else if usize::try_from(size).ok() != Some(text.len()) {
+        Some(format!(
+            "its size says {size} bytes but it holds {}",
+            text.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// A row of `payload_refs` that is `"missing"` (named by the entry, not
+/// listed) or `"stale"` (listed, not named), in words.
+pub(crate) fn payload_ref_message(what: &str, hash: &str) -> String {
+    if what == "missing" {
+        format!("payload_refs lacks its reference to payload {hash}")
+    } else {
+        format!("payload_refs lists payload {hash}, which the entry does not reference")
+    }
+}
+
+/// Why `(session, seq)` names no entry, given whether the entry and the
+/// session exist; `None` when the entry does.
+pub(crate) fn missing_message(
+    entry_exists: bool,
+    session_exists: bool,
+    session: &str,
+    seq: i64,
+) -> Option<String> {
+    match (entry_exists, session_exists) {
+        (true, _) => None,
+        (false, true) => Some(format!("session {session} has no seq {seq}")),
+        (false, false) => Some(format!("there is no session {session}")),
+    }
+}
+
+/// What is wrong with a session row's `origin` given whether it has a
+/// parent, if anything.
+pub(crate) fn origin_problem(origin: &str, has_parent: bool) -> Option<String> {
+    match (origin, has_parent) {
+        ("new", false) | ("fork" | "compaction", true) => None,
+        ("new", true) => Some("a new session has a parent".to_owned()),
+        ("fork" | "compaction", false) => Some(format!("a {origin} has no parent")),
+        (other, _) => Some(format!("unknown origin {other:?}")),
+    }
+}
+
+/// Where the `kind` and `ts` columns of a row disagree with its decoded
+/// body `entry`.
+pub(crate) fn column_problems(
+    kind_column: Option<&str>,
+    ts_column: Option<i64>,
+    entry: &LogEntry,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if kind_column != Some(entry.kind()) {
+        problems.push(format!(
+            "kind column says {} but the body's type is {}",
+            kind_column.unwrap_or("(not text)"),
+            entry.kind()
+        ));
+    }
+    if ts_column.and_then(|t| u64::try_from(t).ok()) != Some(entry.ts()) {
+        problems.push(format!(
+            "ts column is {} but the body's ts is {}",
+            ts_column.map_or_else(|| "not a number".to_owned(), |t| t.to_string()),
+            entry.ts()
+        ));
+    }
+    problems
+}
+
+/// The session row's `last_seq` and `entry_count` against the `count`
+/// rows read, the last of them at seq `last`: each problem with the seq it
+/// is at, if any.
+pub(crate) fn counter_problems(
+    last_seq: i64,
+    entry_count: i64,
+    count: u64,
+    last: Seq,
+) -> Vec<(Option<i64>, String)> {
+    let count = i64::try_from(count).unwrap_or(i64::MAX);
+    let last = i64::try_from(last.get()).unwrap_or(i64::MAX);
+    let mut problems = Vec::new();
+    if count == 0 {
+        problems.push((
+            Some(1),
+            "no entries: the SessionStart at seq 1 is missing".to_owned(),
+        ));
+    }
+    if last_seq != last {
+        problems.push((
+            None,
+            format!("last_seq counter is {last_seq} but the last stored entry is seq {last}"),
+        ));
+    }
+    if entry_count != count {
+        problems.push((
+            None,
+            format!("entry_count counter is {entry_count} but {count} entries are stored"),
+        ));
+    }
+    problems
+}
+
+/// The session row's `stored_bytes` against the `bytes` its entries hold.
+pub(crate) fn stored_bytes_problem(counter: i64, bytes: i64) -> Option<String> {
+    (counter != bytes)
+        .then(|| format!("stored_bytes counter is {counter} but its entries hold {bytes} bytes"))
 }
 
 /// How a session came to be, in words, from its row or its `SessionStart`.

@@ -52,6 +52,9 @@ mod parity_tests;
 mod settings;
 mod shares;
 
+mod jsonl;
+mod verify;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -66,7 +66,7 @@ impl PgStore {
     /// start.
     fn ensure_open(&self, client: &mut Client) -> Result<()> {
         if client.is_valid(self.options.busy_timeout).is_err() {
-            *client = self.connect()?;
+            *client = self.connect()?.into_inner();
         }
         Ok(())
     }

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use podlog_entry::{Seq, SessionId};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::Client;
 
 use super::{PgContext, PgStore};
 use crate::Result;
@@ -50,7 +49,7 @@ impl Notice {
 
 /// A connection listening to a store's commits. See the module docs.
 pub struct PgListener {
-    client: Client,
+    client: super::client::PgClient,
     channel: String,
 }
 

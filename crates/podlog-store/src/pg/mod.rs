@@ -41,6 +41,7 @@
 //!   patterns from `postgres.redact.toml` beside it; hosts that write one
 //!   database should share that file for markers to match across hosts.
 
+mod client;
 mod listen;
 pub mod migrate;
 mod read;
@@ -58,6 +59,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use client::PgClient;
 use podlog_entry::{Committed, EntryRef, LogEntry, Seq, SessionId};
 use podlog_redact::Redactor;
 use podlog_sink::SessionLogSink;
@@ -101,7 +103,7 @@ pub struct PgStore {
     /// The notification channel of this store's commits.
     channel: String,
     options: StoreOptions,
-    pool: Mutex<Vec<Client>>,
+    pool: Mutex<Vec<PgClient>>,
     /// The redactor in force, `None` when redaction is switched off; see
     /// [`settings`].
     redactor: Mutex<Option<Arc<Redactor>>>,
@@ -377,7 +379,7 @@ impl PgStore {
     }
 
     /// A new connection with podlog's settings.
-    pub(crate) fn connect(&self) -> Result<Client> {
+    pub(crate) fn connect(&self) -> Result<PgClient> {
         connect(&self.config, &self.options, &self.location)
     }
 
@@ -406,7 +408,7 @@ impl PgStore {
         out
     }
 
-    fn take_client(&self) -> Result<Client> {
+    fn take_client(&self) -> Result<PgClient> {
         let pooled = self
             .pool
             .lock()
@@ -418,7 +420,7 @@ impl PgStore {
         }
     }
 
-    fn put_back(&self, client: Client) {
+    fn put_back(&self, client: PgClient) {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < POOL && !client.is_closed() {
             pool.push(client);
@@ -530,10 +532,12 @@ impl PgStore {
 }
 
 /// Opens one connection to `config` and gives it podlog's settings.
-fn connect(config: &Config, options: &StoreOptions, location: &str) -> Result<Client> {
-    let mut client = config
-        .connect(NoTls)
-        .context(|| format!("connecting to {location}"))?;
+fn connect(config: &Config, options: &StoreOptions, location: &str) -> Result<PgClient> {
+    let mut client = PgClient::new(
+        config
+            .connect(NoTls)
+            .context(|| format!("connecting to {location}"))?,
+    );
     let sync = match options.synchronous {
         Synchronous::Full => "on",
         Synchronous::Normal => "off",

@@ -754,3 +754,34 @@ fn a_writer_in_another_process_is_refused_and_freed_by_kill_9() {
     assert_eq!(w.append(turn_end(3), &sink).unwrap(), Seq(3));
     assert_eq!(seqs(&store.entries(&id).unwrap()), [1, 2, 3]);
 }
+
+#[test]
+fn a_store_a_writer_and_a_listener_can_be_dropped_inside_an_async_runtime() {
+    // The server drops pods, and with them writers and stores, on its
+    // runtime's threads; a postgres client closing there must not panic.
+    let schema = Schema::new();
+    let store = schema.open();
+    let (writer, _sink) = session(&store);
+    let id = writer.session().clone();
+    let listener = store.listen().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        drop(writer);
+        drop(listener);
+        drop(store);
+    });
+    // The lock is let go on a thread of its own: soon, not at once.
+    let store = schema.open();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.session_writer(&id) {
+            Ok(_) => break,
+            Err(StoreError::SessionLocked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("the dropped writer's lock was never let go: {e}"),
+        }
+    }
+}

@@ -91,7 +91,7 @@ pub struct PgSessionWriter {
     store: Arc<PgStore>,
     session: SessionId,
     key: i64,
-    client: Client,
+    client: super::client::PgClient,
     /// The server process of `client`, which holds the lock.
     backend_pid: i32,
     /// [`APPEND`], prepared on `client`.
@@ -399,10 +399,14 @@ impl Drop for PgSessionWriter {
         // after this one returns finds it free; closing the connection
         // releases it too. A failure here cannot be reported and changes
         // nothing about the release.
-        if !self.client.is_closed() {
-            let _ = self
-                .client
-                .execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
+        // Off any async runtime: the client blocks on a runtime of its own.
+        let key = self.key;
+        if let Some(mut client) = self.client.take() {
+            super::client::off_runtime(move || {
+                if !client.is_closed() {
+                    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
+                }
+            });
         }
     }
 }

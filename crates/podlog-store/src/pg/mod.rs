@@ -44,6 +44,7 @@
 mod listen;
 pub mod migrate;
 mod read;
+pub mod search;
 mod writer;
 
 use std::path::Path;

@@ -119,7 +119,7 @@ fn chain_on(
 }
 
 /// The header line of `info`.
-fn header_line(info: &SessionInfo) -> String {
+pub(crate) fn header_line(info: &SessionInfo) -> String {
     let parent = info.parent.as_ref();
     serde_json::json!({
         "type": SESSION_HEADER_TYPE,

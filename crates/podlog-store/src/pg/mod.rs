@@ -44,6 +44,7 @@
 mod listen;
 pub mod migrate;
 mod read;
+pub mod retention;
 pub mod search;
 mod writer;
 

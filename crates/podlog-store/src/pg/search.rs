@@ -568,4 +568,4 @@ impl PgStore {
 
 #[cfg(test)]
 #[path = "search_tests.rs"]
-mod tests;
+pub(crate) mod tests;

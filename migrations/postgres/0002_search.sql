@@ -130,8 +130,10 @@ BEGIN
         END LOOP;
         text := cut;
     END IF;
+    -- The four ranges are ASCII's punctuation. (A regular expression:
+    -- translate() with 32 characters costs five times as much.)
     RETURN to_tsvector('simple'::regconfig,
-        translate(text, '!"#$%&''()*+,-./:;<=>?@[\]^_`{|}~', repeat(' ', 32)));
+        regexp_replace(text, '[!-/:-@[-`{-~]+', ' ', 'g'));
 END
 $$;
 
@@ -152,6 +154,11 @@ SELECT session_id, seq, ts, kind, search_words(search_text(kind, body, payloads)
 FROM entries
 WHERE kind IN ('user_input', 'assistant_item', 'tool_result', 'system_item')
 ORDER BY ts, session_id, seq;
+
+-- Statistics of the words from the start (autovacuum keeps them later):
+-- without them the planner guesses every word common and walks the ids
+-- newest first, which for a rare word reads the whole table.
+ANALYZE search;
 
 -- The trigger functions keep the search_path they were created with (the
 -- store's schema), so a delete run from a session with another

@@ -41,9 +41,12 @@
 -- 'simple' configuration lower-cases each word and stems nothing, as FTS5
 -- does. Unlike `unicode61 remove_diacritics 2`, diacritics are kept
 -- (PostgreSQL ships `unaccent` only as an extension). A `tsvector` holds
--- at most 1 MiB of distinct words, so only the first 1,000,000 bytes of a
--- text are indexed (SQLite indexes it all), and positions stop counting at
--- 16,383, so a phrase far into a long text may not match as a phrase.
+-- at most 1 MiB of words and positions, which distinct short words reach
+-- with about half as many bytes of text (a word of 3 letters and a space
+-- take 4 bytes of text and 8 of `tsvector`), and a longer one fails the
+-- statement: so only the first 500,000 bytes of a text are indexed
+-- (SQLite indexes it all). Positions stop counting at 16,383 and at 256
+-- per word, so a phrase far into a long text may not match as a phrase.
 --
 -- Queries are built by the program (`crates/podlog-store/src/pg/search.rs`)
 -- from podlog's FTS5-style syntax into a `tsquery`, bound as a parameter.
@@ -110,23 +113,23 @@ END
 $$;
 
 -- The words of a text: ASCII punctuation as space, at most the first
--- 1,000,000 bytes (cut at a character), 'simple' configuration.
+-- 500,000 bytes (cut at a character), 'simple' configuration.
 CREATE FUNCTION search_words(text text) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     cut text;
-    n integer := 1000000;
+    n integer := 500000;
 BEGIN
     IF text IS NULL THEN
         RETURN ''::tsvector;
     END IF;
-    IF octet_length(text) > 1000000 THEN
+    IF octet_length(text) > 500000 THEN
         -- Each step drops at least the excess in bytes (a character is
         -- one byte or more), so the second prefix fits.
         LOOP
             cut := left(text, n);
-            EXIT WHEN octet_length(cut) <= 1000000;
-            n := n - (octet_length(cut) - 1000000);
+            EXIT WHEN octet_length(cut) <= 500000;
+            n := n - (octet_length(cut) - 500000);
         END LOOP;
         text := cut;
     END IF;

@@ -29,7 +29,7 @@
 //!   between [`MARK_START`] and [`MARK_END`], `…` where text was left out,
 //!   so [`crate::search::snippet_parts`] reads them.
 //! * **Differences from SQLite**, from PostgreSQL's text search: diacritics
-//!   are not folded; only the first 1,000,000 bytes of an entry's text are
+//!   are not folded; only the first 500,000 bytes of an entry's text are
 //!   indexed; positions past 16,383 words are not told apart, so a phrase
 //!   far into a long text may not match. See the migration's header.
 

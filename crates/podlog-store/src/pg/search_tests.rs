@@ -598,3 +598,56 @@ fn the_migration_indexes_entries_already_there() {
     assert_eq!(found("between"), [3]);
     assert_eq!(found("u0000kept"), [3], "an escaped backslash stays");
 }
+
+/// A text past what a `tsvector` holds (1 MiB of distinct words and
+/// positions) is indexed up to its first 500,000 bytes instead of failing the append;
+/// a string cut out of a tool call's arguments is indexed whole, under its
+/// path in the arguments.
+#[test]
+fn huge_texts_and_nested_payloads_are_indexed_without_failing_the_append() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    // About 1.6 MB of distinct words ("x0a1b2..."): far over the limit.
+    let mut huge = String::from("firstword ");
+    let mut n = 0u64;
+    while huge.len() < 1_600_000 {
+        huge.push_str(&format!("x{n:x} "));
+        n += 1;
+    }
+    huge.push_str("lastword");
+    pg.add(&id, out(2, &huge)).unwrap();
+    let mut content = output(3, 2 * THRESHOLD);
+    content.push_str(" nestedword");
+    pg.add(
+        &id,
+        said(
+            3,
+            AssistantContent::ToolCall {
+                id: "c3".into(),
+                name: "write_file".into(),
+                arguments: serde_json::json!({"files": [{"path": "a.txt", "content": content}]}),
+            },
+        ),
+    )
+    .unwrap();
+    let seqs = |text: &str| -> Vec<u64> {
+        pg.store
+            .search(&q(text))
+            .unwrap()
+            .hits
+            .iter()
+            .map(|h| h.seq.get())
+            .collect()
+    };
+    assert_eq!(seqs("firstword"), [2]);
+    assert_eq!(seqs("x10"), [2]);
+    assert!(seqs("lastword").is_empty(), "past the first 500,000 bytes");
+    assert_eq!(seqs("nestedword"), [3]);
+    assert_eq!(seqs("\"write file\" nestedword"), [3]);
+    let hit = &pg.store.search(&q("nestedword")).unwrap().hits[0];
+    assert!(
+        hit.snippet.contains("\u{2}nestedword\u{3}"),
+        "{}",
+        hit.snippet
+    );
+}

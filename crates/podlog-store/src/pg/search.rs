@@ -15,11 +15,13 @@
 //! * **Never stale, never ahead.** The index is written by a trigger in the
 //!   append's transaction and read in one statement, so a search sees
 //!   exactly the committed entries.
-//! * **Queries** use podlog's FTS5 syntax (see [`SearchQuery::text`]):
+//! * **Queries** use FTS5's syntax as SQLite parses it (see
+//!   [`SearchQuery::text`]), and what SQLite refuses is refused here too:
 //!   words, `"phrases"`, `prefix*` (also after a phrase), `AND`, `OR`,
-//!   `NOT` (binary, `a NOT b`, also written `a AND NOT b`), parentheses;
-//!   adjacent terms are all required. `NEAR(...)`, column filters, `^` and
-//!   `+` are refused as [`StoreError::BadSearch`]. A query is translated
+//!   `NOT` (binary: `a NOT b`; FTS5 refuses `NOT b` and `a AND NOT b`),
+//!   parentheses; adjacent phrases are all required (but a parenthesis
+//!   needs an operator beside it). `NEAR(...)`, column filters, `^` and `+`
+//!   are refused as [`StoreError::BadSearch`]. A query is translated
 //!   here into a `tsquery` in which every word is a quoted lexeme, and
 //!   bound as a parameter: no user text ever becomes SQL or a `tsquery`
 //!   operator. Words are split as the index splits them (ASCII punctuation
@@ -30,8 +32,13 @@
 //!   so [`crate::search::snippet_parts`] reads them.
 //! * **Differences from SQLite**, from PostgreSQL's text search: diacritics
 //!   are not folded; only the first 500,000 bytes of an entry's text are
-//!   indexed; positions past 16,383 words are not told apart, so a phrase
-//!   far into a long text may not match. See the migration's header.
+//!   indexed; positions past 16,383 words (or a word's 256th occurrence)
+//!   are not told apart, so a phrase far into a long text may not match.
+//!   See the migration's header.
+//! * **Snippets are not `ts_headline`'s**: it splits text with
+//!   PostgreSQL's parser, which keeps a path, a host name or an e-mail
+//!   address as one token where the index has its words, so it would leave
+//!   matches unmarked.
 
 use podlog_entry::Seq;
 use postgres::error::SqlState;
@@ -562,6 +569,26 @@ impl PgStore {
         Ok(SearchPage {
             next: if more { hits.last().map(|h| h.0) } else { None },
             hits: hits.into_iter().map(|h| h.1).collect(),
+        })
+    }
+}
+
+impl PgStore {
+    /// Bytes the search index takes: the `search` table with its indexes
+    /// (the GIN index of words included), for reporting how much of the
+    /// store the index is. Unlike SQLite's figure it counts pages, free
+    /// space in them included.
+    pub fn search_index_bytes(&self) -> Result<u64> {
+        self.read_with(|client| {
+            let ctx = || "measuring the search index".to_owned();
+            let bytes: i64 = client
+                .query_one(
+                    "SELECT coalesce(pg_total_relation_size(to_regclass('search')), 0)",
+                    &[],
+                )
+                .and_then(|row| row.try_get(0))
+                .context(ctx)?;
+            Ok(u64::try_from(bytes).unwrap_or_default())
         })
     }
 }

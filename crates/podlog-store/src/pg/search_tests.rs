@@ -639,6 +639,7 @@ fn huge_texts_and_nested_payloads_are_indexed_without_failing_the_append() {
             .map(|h| h.seq.get())
             .collect()
     };
+    assert!(pg.store.search_index_bytes().unwrap() > 500_000);
     assert_eq!(seqs("firstword"), [2]);
     assert_eq!(seqs("x10"), [2]);
     assert!(seqs("lastword").is_empty(), "past the first 500,000 bytes");

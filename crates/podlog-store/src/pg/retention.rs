@@ -131,6 +131,30 @@ impl PgStore {
         options: &RetentionOptions,
     ) -> std::result::Result<Removed, KeptBecause> {
         let failed = |e: StoreError| KeptBecause::Failed(e.to_string());
+        self.lock_unit(client, unit)?;
+        unchanged(client, unit)?;
+        let mut removed = measure(client, unit, &HashSet::new())?;
+        if let Some(dir) = &options.archive {
+            for s in unit {
+                let path = Store::write_archive_with(dir, s, |out| self.export_alone(s, out))
+                    .map_err(failed)?;
+                removed.archives.push(path);
+            }
+        }
+        delete_unit(client, unit, &mut removed)?;
+        Ok(removed)
+    }
+
+    /// Takes the write lock of every session of `unit` on `client`
+    /// (session-level advisory locks, held until the connection lets go of
+    /// them), without waiting: a session another writer holds is
+    /// [`KeptBecause::Held`], naming the holder.
+    fn lock_unit(
+        &self,
+        client: &mut Client,
+        unit: &[SessionInfo],
+    ) -> std::result::Result<(), KeptBecause> {
+        let failed = |e: StoreError| KeptBecause::Failed(e.to_string());
         for s in unit {
             let key = self.session_key(&s.id);
             let locked: bool = client
@@ -146,17 +170,7 @@ impl PgStore {
                 });
             }
         }
-        unchanged(client, unit)?;
-        let mut removed = measure(client, unit, &HashSet::new())?;
-        if let Some(dir) = &options.archive {
-            for s in unit {
-                let path = Store::write_archive_with(dir, s, |out| self.export_alone(s, out))
-                    .map_err(failed)?;
-                removed.archives.push(path);
-            }
-        }
-        delete_unit(client, unit, &mut removed)?;
-        Ok(removed)
+        Ok(())
     }
 
     /// Writes session `info` alone in the export format to `out`: its

@@ -381,3 +381,40 @@ fn space_usage_counts_the_store_tables() {
     assert_eq!(after.page_size, 8192);
     assert_eq!(after.pages * after.page_size, after.file_bytes);
 }
+
+/// While retention holds a unit's locks (from before its archive until its
+/// delete commits), no writer can open its sessions, and another retention
+/// run keeps them; once it lets go, a writer opens.
+#[test]
+fn no_writer_opens_a_session_retention_holds() {
+    let mut pg = Pg::new();
+    let id = pg.session(None, &[], OLD);
+    let info = pg.store.session(&id).unwrap();
+    let mut client = pg.store.connect().unwrap();
+    pg.store
+        .lock_unit(&mut client, std::slice::from_ref(&info))
+        .unwrap();
+    let err = pg.store.session_writer(&id).unwrap_err();
+    assert!(matches!(err, StoreError::SessionLocked { .. }), "{err:?}");
+    let report = pg
+        .store
+        .retain(
+            &Selection::Session(id.clone()),
+            &RetentionOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        render(&report),
+        "dry run false: 0 sessions, 0 entries, 0 bytes, 0 payloads\n\
+         kept s-0001: s-0001 is held\n"
+    );
+    client
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .unwrap();
+    drop(pg.store.session_writer(&id).unwrap());
+    let report = pg
+        .store
+        .retain(&Selection::Session(id), &RetentionOptions::default())
+        .unwrap();
+    assert_eq!(report.sessions(), 1);
+}

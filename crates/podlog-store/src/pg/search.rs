@@ -591,6 +591,63 @@ impl PgStore {
             Ok(u64::try_from(bytes).unwrap_or_default())
         })
     }
+
+    /// How far the index is out of step with the entries, for `verify`:
+    /// searchable entries without a search row, and search rows whose entry
+    /// is gone or not searchable. Both are 0 unless rows were edited behind
+    /// the triggers' back; [`PgStore::rebuild_search_index`] repairs them.
+    pub fn search_index_mismatches(&self) -> Result<(u64, u64)> {
+        self.read_with(|client| {
+            let ctx = || "comparing the search index with the entries".to_owned();
+            let row = client
+                .query_one(
+                    "SELECT \
+                       (SELECT count(*) FROM entries AS e \
+                        WHERE e.kind IN ('user_input', 'assistant_item', 'tool_result', \
+                                         'system_item') \
+                          AND NOT EXISTS (SELECT 1 FROM search AS s \
+                            WHERE s.session_id = e.session_id AND s.seq = e.seq)), \
+                       (SELECT count(*) FROM search AS s \
+                        WHERE NOT EXISTS (SELECT 1 FROM entries AS e \
+                          WHERE e.session_id = s.session_id AND e.seq = s.seq \
+                            AND e.kind = s.kind))",
+                    &[],
+                )
+                .context(ctx)?;
+            let missing: i64 = row.try_get(0).context(ctx)?;
+            let stray: i64 = row.try_get(1).context(ctx)?;
+            Ok((
+                u64::try_from(missing).unwrap_or_default(),
+                u64::try_from(stray).unwrap_or_default(),
+            ))
+        })
+    }
+
+    /// Rebuilds the search index from the entries, in one transaction: the
+    /// rows it holds are replaced by one per searchable entry (numbered
+    /// by ts, session and seq, as the migration numbers them). Searches
+    /// meanwhile see the old index; appends wait for the rebuild, and one
+    /// that outwaits its lock timeout fails, publishing nothing: on a large
+    /// store run it when pods are quiet (it computes every entry's words, a
+    /// few tens of microseconds each).
+    pub fn rebuild_search_index(&self) -> Result<()> {
+        self.with_client(|client| {
+            let ctx = || "rebuilding the search index".to_owned();
+            let mut tx = client.transaction().context(ctx)?;
+            tx.batch_execute(
+                "LOCK TABLE entries IN SHARE MODE; \
+                 DELETE FROM search; \
+                 INSERT INTO search (session_id, seq, ts, kind, words) \
+                 SELECT session_id, seq, ts, kind, \
+                   search_words(search_text(kind, body, payloads)) \
+                 FROM entries \
+                 WHERE kind IN ('user_input', 'assistant_item', 'tool_result', 'system_item') \
+                 ORDER BY ts, session_id, seq",
+            )
+            .context(ctx)?;
+            tx.commit().context(ctx)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -652,3 +652,33 @@ fn huge_texts_and_nested_payloads_are_indexed_without_failing_the_append() {
         hit.snippet
     );
 }
+
+/// Rows edited behind the triggers' back are counted, and a rebuild puts
+/// the index back in step with the entries.
+#[test]
+fn an_index_out_of_step_is_counted_and_rebuilt() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    pg.add(&id, user(2, "first words")).unwrap();
+    pg.add(&id, user(3, "second words")).unwrap();
+    assert_eq!(pg.store.search_index_mismatches().unwrap(), (0, 0));
+    pg.schema.sql(
+        "DELETE FROM {s}.search WHERE seq = 2; \
+         INSERT INTO {s}.search (session_id, seq, ts, kind, words) \
+         VALUES ('nowhere', 1, 1, 'user_input', 'ghost')",
+    );
+    assert_eq!(pg.store.search_index_mismatches().unwrap(), (1, 1));
+    assert_eq!(pg.store.search(&q("ghost")).unwrap().hits.len(), 0);
+    assert_eq!(pg.store.search(&q("first")).unwrap().hits.len(), 0);
+    pg.store.rebuild_search_index().unwrap();
+    assert_eq!(pg.store.search_index_mismatches().unwrap(), (0, 0));
+    let seqs: Vec<u64> = pg
+        .store
+        .search(&q("words"))
+        .unwrap()
+        .hits
+        .iter()
+        .map(|h| h.seq.get())
+        .collect();
+    assert_eq!(seqs, [3, 2]);
+}

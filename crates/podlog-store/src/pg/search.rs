@@ -283,15 +283,27 @@ impl Parser {
             Some(Token::Text(_)) => {
                 // Adjacent phrases are all required (FTS5's implicit AND,
                 // which joins phrases only, never a parenthesis).
+                // A phrase without words ("...") is left out of the run,
+                // as FTS5 leaves it out, unless the run is only that.
                 let mut node = self.phrase();
                 while let Some(Token::Text(_)) = self.peek() {
-                    node = Node::And(Box::new(node), Box::new(self.phrase()));
+                    let next = self.phrase();
+                    node = match (void(&node), void(&next)) {
+                        (_, true) => node,
+                        (true, false) => next,
+                        (false, false) => Node::And(Box::new(node), Box::new(next)),
+                    };
                 }
                 Ok(node)
             }
             _ => Err(self.near()),
         }
     }
+}
+
+/// Whether `node` is a phrase without words.
+fn void(node: &Node) -> bool {
+    matches!(node, Node::Phrase { words, .. } if words.is_empty())
 }
 
 /// Parses a query of podlog's FTS5 syntax (see the module docs); `Err` is
@@ -316,8 +328,10 @@ fn lexeme(word: &str) -> String {
     format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// `node` as `tsquery` text, `None` when it can match nothing (a phrase
-/// without words, or an AND holding one).
+/// `node` as `tsquery` text, `None` when it matches nothing: a phrase
+/// without words matches nothing, so it voids an AND and drops out of an
+/// OR or the right side of a NOT, as in FTS5. (In a run of adjacent
+/// phrases FTS5 ignores it: the parser leaves it out there.)
 pub(crate) fn tsquery(node: &Node) -> Option<String> {
     match node {
         Node::Phrase { words, prefix } => {

@@ -261,6 +261,23 @@ fn check(b: &dyn Backend, a: &SessionId, second: &SessionId) -> String {
         "OR",
         "*",
         "alpha.beta",
+        "\"...\"",
+        "alpha \"...\"",
+        "alpha AND \"...\"",
+        "\"...\" NOT alpha",
+        "\"...\" OR alpha",
+        "alpha NOT \"...\"",
+        "NEAR",
+        "alpha NEAR",
+        "alpha:x",
+        "alpha*",
+        "alph *",
+        "\"alpha migration\"*",
+        "(alpha)",
+        "((alpha OR kilo) AND (migration OR kilo))",
+        "alpha AND bravo OR kilo",
+        "kilo OR alpha AND migration",
+        "migration NOT hotel NOT alpha",
         "   ",
         "",
     ]
@@ -340,6 +357,23 @@ const EXPECTED: &str = r#"
 "OR" => BadSearch
 "*" => BadSearch
 "alpha.beta" => BadSearch
+"\"...\"" => 
+"alpha \"...\"" => s-0001:2 user_input [alpha]
+"alpha AND \"...\"" => 
+"\"...\" NOT alpha" => 
+"\"...\" OR alpha" => s-0001:2 user_input [alpha]
+"alpha NOT \"...\"" => s-0001:2 user_input [alpha]
+"NEAR" => 
+"alpha NEAR" => 
+"alpha:x" => BadSearch
+"alpha*" => s-0001:2 user_input [alpha]
+"alph *" => s-0001:2 user_input [alpha]
+"\"alpha migration\"*" => s-0001:2 user_input [alpha,migration]
+"(alpha)" => s-0001:2 user_input [alpha]
+"((alpha OR kilo) AND (migration OR kilo))" => s-0002:3 tool_result [kilo] s-0001:2 user_input [alpha,migration]
+"alpha AND bravo OR kilo" => s-0002:3 tool_result [kilo]
+"kilo OR alpha AND migration" => s-0002:3 tool_result [kilo] s-0001:2 user_input [alpha,migration]
+"migration NOT hotel NOT alpha" => s-0002:2 user_input [migration] s-0001:3 assistant_item [migration]
 "   " => BadSearch
 "" => BadSearch
 plain "migrated ok" => s-0001:6 tool_result [migrated,ok]

@@ -716,3 +716,64 @@ fn an_index_out_of_step_is_counted_and_rebuilt() {
         .collect();
     assert_eq!(seqs, [3, 2]);
 }
+
+/// Queries made at random from words, phrases and operators (a fixed
+/// seed, so a failure repeats) answer alike on both backends: the same
+/// hits, the same words marked, the same refusals, and never a panic.
+#[test]
+fn random_queries_answer_as_on_sqlite() {
+    let mut lite = Lite::new();
+    let mut pg = Pg::new();
+    fill(&mut lite);
+    fill(&mut pg);
+    let parts = [
+        "alpha",
+        "migration",
+        "kilo",
+        "bravo",
+        "hotel",
+        "\"running the\"",
+        "\"the migration\"",
+        "\"...\"",
+        "migrat*",
+        "shell_exec",
+        "AND",
+        "OR",
+        "NOT",
+        "(",
+        ")",
+        "*",
+        "NEAR",
+        "\"alpha",
+        "ok",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| -> usize {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut differ = Vec::new();
+    let (mut refused, mut found) = (0, 0);
+    for _ in 0..2000 {
+        let len = 1 + next(6);
+        let text: Vec<&str> = (0..len).map(|_| parts[next(parts.len())]).collect();
+        let query = q(&text.join(" "));
+        let (a, b) = (render(pg.search(&query)), render(lite.search(&query)));
+        if a == "BadSearch" {
+            refused += 1;
+        } else if !a.is_empty() {
+            found += 1;
+        }
+        if a != b {
+            differ.push(format!("{:?}: PostgreSQL {a:?}, SQLite {b:?}", query.text));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    // Both kinds of answer are well represented.
+    assert!(
+        refused > 200 && found > 200,
+        "{refused} refused, {found} found"
+    );
+}

@@ -358,9 +358,22 @@ fn a_held_session_and_its_ancestors_are_kept() {
          kept s-child: s-child is held\n"
     );
     drop(writer);
-    let report = pg.store.retain(&gc, &RetentionOptions::default()).unwrap();
-    assert_eq!(report.sessions(), 2, "{report:?}");
+    let dry = RetentionOptions {
+        dry_run: true,
+        ..RetentionOptions::default()
+    };
+    let report = pg.store.retain(&gc, &dry).unwrap();
+    assert_eq!(report.removed.len(), 2, "{report:?}");
     assert_eq!(report.removed[0].sessions[0].id, child, "the child first");
+    // With descendants: the family in one unit, one transaction.
+    let report = pg.store.retain(&gc, &with).unwrap();
+    let unit: Vec<&str> = report.removed[0]
+        .sessions
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!((report.removed.len(), unit), (1, vec!["s-0001", "s-child"]));
+    assert_eq!(report.entries(), 3);
     assert!(listed(pg.store.sessions().unwrap()).is_empty());
     assert_eq!(pg.hits("parentword"), 0);
     assert_eq!(pg.schema.number("SELECT count(*) FROM {s}.search"), 0);

@@ -490,9 +490,10 @@ pub(crate) fn snippet(text: &str, node: &Node) -> String {
 
 /// One page: the newest `$6` index rows matching the `tsquery` `$1` within
 /// the filters and below the cursor `$5`, each with its entry's text (for
-/// the snippet), in one statement and so one snapshot.
+/// the snippet), in one statement and so one snapshot. Only the indexed
+/// part of a text can hold a match, so no more of it is sent.
 const SEARCH: &str = "SELECT h.id, h.session_id, h.seq, h.ts, h.kind, \
-       search_text(e.kind, e.body, e.payloads) \
+       left(search_text(e.kind, e.body, e.payloads), 500000) \
      FROM (SELECT id, session_id, seq, ts, kind FROM search \
            WHERE words @@ to_tsquery('simple'::regconfig, $1::text) \
              AND ($2::text IS NULL OR session_id = $2::text) \

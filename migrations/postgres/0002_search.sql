@@ -26,6 +26,13 @@
 -- an insert appends to the index's pending list instead of updating one
 -- posting tree per word, and the list is merged in bulk by vacuum or when it
 -- passes `gin_pending_list_limit`; a search reads the pending list too.
+-- Measured on the project's machine (PostgreSQL 15, release build): a
+-- searchable entry costs the server about 50 us more (its words 15, the
+-- row and its three indexes the rest; with `fastupdate` off the GIN index
+-- alone adds 60 more). A durable append (`synchronous_commit` on) waits
+-- about 3 ms for the WAL flush here, so the index is within the noise
+-- there; with `synchronous_commit` off an append goes from about 155 us
+-- to about 250 us. Entries of other kinds write nothing for the index.
 --
 -- Order: `search.id`, an identity, grows with each indexed entry; hits come
 -- newest first by it and a page's cursor is the last hit's id. Ids are

@@ -378,10 +378,11 @@ fn same_word(word: &str, want: &str, prefix: bool) -> bool {
 }
 
 /// Whether `node` matches a text of `words` (lower-cased), and if so the
-/// words to mark: each instance of a phrase that counts towards the match
-/// (both sides of an AND, the sides of an OR that match, the left of a
-/// NOT), as FTS5's `snippet()` marks them. `None` for no match.
-fn matched(node: &Node, words: &[String]) -> Option<Vec<usize>> {
+/// word ranges (`start..end`) to mark: each instance of a phrase that
+/// counts towards the match (both sides of an AND, the sides of an OR that
+/// match, the left of a NOT), as FTS5's `snippet()` marks them. `None` for
+/// no match.
+fn matched(node: &Node, words: &[String]) -> Option<Vec<(usize, usize)>> {
     match node {
         Node::Phrase {
             words: want,
@@ -397,7 +398,7 @@ fn matched(node: &Node, words: &[String]) -> Option<Vec<usize>> {
                 let hit =
                     (0..n).all(|k| same_word(&words[start + k], &want[k], *prefix && k == n - 1));
                 if hit {
-                    at.extend(start..start + n);
+                    at.push((start, start + n));
                 }
             }
             (!at.is_empty()).then_some(at)
@@ -419,8 +420,9 @@ fn matched(node: &Node, words: &[String]) -> Option<Vec<usize>> {
 }
 
 /// About [`SNIPPET_WORDS`] words of `text` around its densest run of the
-/// words `node` matches (see [`matched`]), each match between
-/// [`MARK_START`] and [`MARK_END`], with `…` where text was left out.
+/// phrase instances `node` matches (see [`matched`]), each instance (or
+/// overlapping instances together) between [`MARK_START`] and
+/// [`MARK_END`], with `…` where text was left out.
 pub(crate) fn snippet(text: &str, node: &Node) -> String {
     let spans = word_spans(text);
     if spans.is_empty() {
@@ -430,30 +432,37 @@ pub(crate) fn snippet(text: &str, node: &Node) -> String {
         .iter()
         .map(|&(a, b)| text[a..b].to_lowercase())
         .collect();
-    let mut hits = matched(node, &words).unwrap_or_default();
-    hits.sort_unstable();
-    hits.dedup();
+    let mut found = matched(node, &words).unwrap_or_default();
+    found.sort_unstable();
+    // Overlapping instances are one mark.
+    let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(found.len());
+    for (a, b) in found {
+        match ranges.last_mut() {
+            Some(last) if a < last.1 => last.1 = last.1.max(b),
+            _ => ranges.push((a, b)),
+        }
+    }
     let n = spans.len();
     let width = SNIPPET_WORDS.min(n);
-    let start = match hits.first() {
+    let start = match ranges.first() {
         None => 0,
-        Some(&first) => {
-            // The window of `width` words holding the most matches, the
-            // earliest of equals, then centred on the matches it holds.
-            let (mut best, mut best_count) = (first, 0);
-            for &h in &hits {
-                let count = hits.iter().filter(|&&x| x >= h && x < h + width).count();
-                if count > best_count {
-                    (best, best_count) = (h, count);
+        Some(&(first, _)) => {
+            // The window of `width` words holding the most marks, the
+            // earliest of equals, in one pass (`j` runs ahead of `i` to the
+            // first mark past the window starting at mark `i`: a text may
+            // hold many), then centred on the marks it holds.
+            let (mut best, mut best_count, mut best_last) = (first, 0, first);
+            let mut j = 0;
+            for (i, &(a, _)) in ranges.iter().enumerate() {
+                while j < ranges.len() && ranges[j].0 < a + width {
+                    j += 1;
+                }
+                if j - i > best_count {
+                    let last = ranges[j - 1].1.min(a + width) - 1;
+                    (best, best_count, best_last) = (a, j - i, last);
                 }
             }
-            let last = hits
-                .iter()
-                .copied()
-                .filter(|&x| x < best + width)
-                .max()
-                .unwrap_or(best);
-            let slack = width - (last - best + 1);
+            let slack = width - (best_last - best + 1);
             best.saturating_sub(slack / 2).min(n - width)
         }
     };
@@ -463,24 +472,26 @@ pub(crate) fn snippet(text: &str, node: &Node) -> String {
         out.push('…');
     }
     let mut at = spans[start].0;
-    let mut open = false;
+    let mut next = ranges
+        .iter()
+        .position(|r| r.1 > start)
+        .unwrap_or(ranges.len());
     for (i, &(a, b)) in spans.iter().enumerate().take(end).skip(start) {
-        let mark = hits.binary_search(&i).is_ok();
-        // Adjacent marked words share one mark, as a phrase does in FTS5.
-        if open && !mark {
-            out.push(MARK_END);
-            open = false;
-        }
         out.push_str(&text[at..a]);
-        if mark && !open {
+        let range = ranges.get(next).filter(|r| r.0 <= i);
+        if range.is_some_and(|r| r.0 == i || i == start) {
             out.push(MARK_START);
-            open = true;
         }
         out.push_str(&text[a..b]);
+        if let Some(&(_, stop)) = range {
+            if stop == i + 1 || i + 1 == end {
+                out.push(MARK_END);
+            }
+            if stop == i + 1 {
+                next += 1;
+            }
+        }
         at = b;
-    }
-    if open {
-        out.push(MARK_END);
     }
     if end < n {
         out.push('…');

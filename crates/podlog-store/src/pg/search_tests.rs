@@ -484,10 +484,21 @@ fn malformed_queries_are_bad_search_naming_query_and_problem() {
 fn snippets_mark_the_densest_run_of_matches() {
     let long: String = (0..100).map(|i| format!("w{i} ")).collect();
     let text = format!("{long}the deploy failed: deploy.sh exited 2 {long}deploy");
+    // Many matches: the window is found in one pass, not one per match.
+    let many = "word ".repeat(200_000);
+    let started = std::time::Instant::now();
+    let s = snippet(&many, &parse("word").unwrap());
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    assert!(s.starts_with('\u{2}') && s.ends_with('…'), "{s}");
     let cases = [
         ("deploy", text.as_str()),
         ("\"deploy failed\"", text.as_str()),
         ("w1*", "w1 x w10 y w2"),
+        (
+            "b",
+            "a b a a a a a a a a a a a a a a a a a a a a a a a a b b b b a b",
+        ),
+        ("\"a b\" OR \"b c\"", "x a b c y a b"),
         ("alpha OR zzz", "alpha beta"),
         ("alpha NOT beta", "alpha gamma"),
         ("nothing", "no match here"),

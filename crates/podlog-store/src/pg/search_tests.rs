@@ -788,3 +788,30 @@ fn random_queries_answer_as_on_sqlite() {
         "{refused} refused, {found} found"
     );
 }
+
+/// An entry is found from the commit that writes it, not before: a search
+/// while its transaction is open does not see its index row.
+#[test]
+fn a_search_is_never_ahead_of_the_commit() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    let schema = pg.schema.name.clone();
+    let mut tx = pg.schema.admin.transaction().unwrap();
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.entries (session_id, seq, ts, kind, body) \
+             VALUES ($1, 2, 2, 'user_input', $2::text::json)"
+        ),
+        &[&id.as_str(), &user(2, "pendingword").to_json()],
+    )
+    .unwrap();
+    let rows: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {schema}.search"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "indexed inside the transaction");
+    assert!(pg.store.search(&q("pendingword")).unwrap().hits.is_empty());
+    tx.commit().unwrap();
+    let hits = pg.store.search(&q("pendingword")).unwrap().hits;
+    assert_eq!((hits.len(), hits[0].seq.get()), (1, 2));
+}

@@ -1,6 +1,6 @@
 //! Group commit: concurrent appends share one SQLite transaction.
 //!
-//! Each [`crate::SessionWriter::append`] call queues its entry, with the
+//! Each [`crate::SqliteSessionWriter::append`] call queues its entry, with the
 //! seq its writer assigned, and waits. The first caller
 //! to find no commit under way becomes the *leader*: it takes every queued
 //! entry (its own and those of callers that arrived meanwhile, for any
@@ -55,7 +55,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::error::StoreError;
 use crate::payloads::{insert_rendered, Rendered};
-use crate::{Result, Store};
+use crate::{Result, SqliteStore};
 use podlog_redact::Redactions;
 
 /// One queued append.
@@ -212,9 +212,9 @@ impl Drop for LeaderGuard<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Commits `entry` as seq `seq` of `session` (its writer's next seq),
-    /// then publishes it to `sink`. Called by [`crate::SessionWriter`], which
+    /// then publishes it to `sink`. Called by [`crate::SqliteSessionWriter`], which
     /// holds the session's lock and so knows the seq.
     ///
     /// Concurrent calls are committed together (see [`crate::commit`]).

@@ -1,5 +1,5 @@
-//! Export and import of sessions as JSON Lines: [`Store::export`] and
-//! [`Store::import`]. The format is specified in `docs/export-format.md`;
+//! Export and import of sessions as JSON Lines: [`SqliteStore::export`] and
+//! [`SqliteStore::import`]. The format is specified in `docs/export-format.md`;
 //! in short, each session is a header line followed by one line per entry,
 //! in seq order:
 //!
@@ -62,7 +62,7 @@ use crate::error::Context;
 use crate::payloads::{insert_rendered, render_json};
 use crate::rows::{read_rows, Form, Span};
 use crate::verify::start_disagrees_with_row;
-use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
+use crate::{session_from_row, Origin, Result, SessionInfo, SqliteStore, StoreError, SESSION_COLUMNS};
 
 /// The export format this version writes, and the newest it reads.
 pub const EXPORT_FORMAT_VERSION: u64 = 1;
@@ -143,8 +143,8 @@ fn write_error(e: std::io::Error) -> StoreError {
     }
 }
 
-impl Store {
-    /// The sessions [`Store::export`] would write for `session`, in file
+impl SqliteStore {
+    /// The sessions [`SqliteStore::export`] would write for `session`, in file
     /// order, from their rows (no entry is read). The sum of their
     /// `entry_count` is the total its `progress` counts up to.
     pub fn export_sessions(

@@ -9,16 +9,16 @@ use podlog_sink::SessionLogSink;
 
 use super::Line;
 use crate::error::Context;
-use crate::{NewSession, SequentialIds, Store, StoreError, StoreOptions};
+use crate::{NewSession, SequentialIds, SqliteStore, StoreError, StoreOptions};
 
 struct Db {
     _dir: tempfile::TempDir,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
 }
 
 fn empty_db(prefix: &str) -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
+    let store = SqliteStore::open(
         dir.path().join("podlog.db"),
         StoreOptions {
             clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
@@ -106,7 +106,7 @@ fn source() -> Db {
     db
 }
 
-fn export(store: &Store, session: &str, with_ancestors: bool) -> String {
+fn export(store: &SqliteStore, session: &str, with_ancestors: bool) -> String {
     let mut out = Vec::new();
     store
         .export(&id(session), with_ancestors, &mut out, |_| {})
@@ -117,7 +117,7 @@ fn export(store: &Store, session: &str, with_ancestors: bool) -> String {
 type Rows = (Vec<String>, Vec<(String, u64, u64, String, String)>);
 
 /// Every row of both tables, as stored.
-fn rows(store: &Store) -> Rows {
+fn rows(store: &SqliteStore) -> Rows {
     store
         .with_reader(|conn| read_rows(conn).context(|| "reading rows".to_owned()))
         .unwrap()

@@ -3,14 +3,14 @@
 //!
 //! # Contract
 //!
-//! * **Disk is the gate.** [`SessionWriter::append`] inserts the entry at its
+//! * **Disk is the gate.** [`SqliteSessionWriter::append`] inserts the entry at its
 //!   seq and updates the session's counters in one `BEGIN IMMEDIATE`
 //!   transaction. Only after `COMMIT` returned Ok does it publish the entry to
 //!   the session's [`SessionLogSink`]; a failed write returns the error and
 //!   publishes nothing. The write connection stays locked until the publish
 //!   is done, so entries reach the sink in seq order.
 //! * **Sequence numbers, not clocks.** `seq` is `last_seq + 1` of the session
-//!   row, which only the session's [`SessionWriter`] (holding its
+//!   row, which only the session's [`SqliteSessionWriter`] (holding its
 //!   cross-process lock) moves, inside the write transaction: gap-free,
 //!   starting at 1 with the session's `SessionStart`.
 //! * **Nothing silently dropped.** Reads decode every row; a row that does not
@@ -74,7 +74,7 @@ pub use search::{SearchHit, SearchPage, SearchQuery};
 pub use shares::{ShareCheck, ShareInfo, ShareState, ShareToken};
 pub use verify::Problem;
 pub use watch::ChangeWatch;
-pub use writer::{AppendReport, SessionWriter};
+pub use writer::{AppendReport, SqliteSessionWriter};
 
 /// Result of a store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -261,7 +261,7 @@ pub struct NewSession {
 }
 
 /// A podlog database. Share it between threads behind an `Arc`.
-pub struct Store {
+pub struct SqliteStore {
     path: PathBuf,
     options: StoreOptions,
     writer: Mutex<Connection>,
@@ -271,9 +271,9 @@ pub struct Store {
     redactor: Mutex<Option<Arc<podlog_redact::Redactor>>>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -344,7 +344,7 @@ fn lenient_id(text: &str) -> SessionId {
     .unwrap_or_else(|_| SessionId::new("invalid-id").expect("valid id"))
 }
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Close the read connections first, so that the write connection is
         // the last one: closing it checkpoints the WAL and removes the
@@ -356,7 +356,7 @@ impl Drop for Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates, mode 0600) the database at `path`, applies the
     /// settings of `options`, and migrates it to [`SCHEMA_VERSION`].
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
@@ -569,7 +569,7 @@ impl Store {
         self.read_span(session, Span::after(after, limit), Form::Full)
     }
 
-    /// [`Store::entries_after`] in the form the mirror and the wire carry:
+    /// [`SqliteStore::entries_after`] in the form the mirror and the wire carry:
     /// large strings as previews, with their payload references. Reads no
     /// payload, so its cost does not grow with the payloads' size.
     pub fn previews_after(
@@ -581,7 +581,7 @@ impl Store {
         self.read_span(session, Span::after(after, limit), Form::Preview)
     }
 
-    /// [`Store::entries_before`] in the form of [`Store::previews_after`].
+    /// [`SqliteStore::entries_before`] in the form of [`SqliteStore::previews_after`].
     pub fn previews_before(
         &self,
         session: &SessionId,
@@ -608,7 +608,7 @@ impl Store {
 
     /// Up to `limit` entries of `session` just below seq `before`, in seq
     /// order (the page that ends at `before - 1`), checked and decoded like
-    /// [`Store::entries_after`]: how a client that holds the tail of a
+    /// [`SqliteStore::entries_after`]: how a client that holds the tail of a
     /// session pages back. Empty when `before` is 1 or less.
     pub fn entries_before(
         &self,

@@ -1,6 +1,6 @@
 //! Compaction, fork and lineage: how sessions beget sessions.
 //!
-//! Both [`Store::compact`] and [`Store::fork`] add, in one `BEGIN IMMEDIATE`
+//! Both [`SqliteStore::compact`] and [`SqliteStore::fork`] add, in one `BEGIN IMMEDIATE`
 //! transaction, a new session row that names its parent and the parent's seq
 //! at the cut, and that session's `SessionStart` (seq 1). The parent's rows
 //! are never touched: history is not rewritten. The parent is read up to
@@ -29,7 +29,7 @@
 //! # Lineage
 //!
 //! `sessions.parent_id` (indexed) links each fork and compaction to its
-//! parent, so [`Store::ancestors`] and [`Store::descendants`] walk session
+//! parent, so [`SqliteStore::ancestors`] and [`SqliteStore::descendants`] walk session
 //! rows only, never entries.
 
 use podlog_entry::{Committed, Conversation, EntryRef, LogEntry, Message, Seq, SessionId};
@@ -38,9 +38,9 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use crate::error::Context;
 use crate::payloads::insert_rendered;
 use crate::rows::{read_rows, Form, Span};
-use crate::{session_from_row, Origin, Result, SessionInfo, Store, StoreError, SESSION_COLUMNS};
+use crate::{session_from_row, Origin, Result, SessionInfo, SqliteStore, StoreError, SESSION_COLUMNS};
 
-impl Store {
+impl SqliteStore {
     /// Continues `session` in a new session that starts from `summary`.
     /// Returns the new session's id and its committed `SessionStart`.
     pub fn compact(

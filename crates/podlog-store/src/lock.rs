@@ -1,14 +1,14 @@
-//! One writer per session, across processes: [`Store::lock_session`] and the
+//! One writer per session, across processes: [`SqliteStore::lock_session`] and the
 //! [`SessionLock`] it returns.
 //!
 //! # Contract
 //!
 //! * A process that writes to a session holds its [`SessionLock`] for as long
-//!   as it writes. While one is held, every other [`Store::lock_session`] for
+//!   as it writes. While one is held, every other [`SqliteStore::lock_session`] for
 //!   the same session and database fails at once (it never waits) with
 //!   [`StoreError::SessionLocked`], whose message names the holder: its pid,
 //!   its host and since when it holds the lock. This holds between processes
-//!   and within one process (two `Store`s, or the same `Store` twice).
+//!   and within one process (two `SqliteStore`s, or the same `SqliteStore` twice).
 //! * The lock is an advisory `flock` on a file, taken through
 //!   [`std::fs::File::try_lock`]. The kernel releases it when the holder
 //!   drops its [`SessionLock`], exits, crashes or is killed (`kill -9`
@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use podlog_entry::{iso8601, SessionId};
 
-use crate::{Result, Store, StoreError};
+use crate::{Result, SqliteStore, StoreError};
 
 /// Who holds a session's write lock, as the holder wrote it into the lock
 /// file. Every field is `None` when the description cannot be read (the
@@ -171,7 +171,7 @@ fn read_holder(file: &mut File) -> LockHolder {
     LockHolder::default()
 }
 
-impl Store {
+impl SqliteStore {
     /// Who holds the write lock of `session`, if anyone, without taking it
     /// for longer than a look and without creating any file: a session
     /// whose lock file does not exist has never been locked, so no one

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use podlog_entry::{SessionId, StepClock};
 
-use crate::{SequentialIds, Store, StoreError, StoreOptions};
+use crate::{SequentialIds, SqliteStore, StoreError, StoreOptions};
 
-fn open(path: &std::path::Path) -> Store {
-    Store::open(
+fn open(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(
         path,
         StoreOptions {
             clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),

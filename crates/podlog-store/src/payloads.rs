@@ -19,7 +19,7 @@ use podlog_entry::{Committed, LogEntry, PayloadHash, PayloadRef, Seq, SessionId}
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Context;
-use crate::{Result, Store};
+use crate::{Result, SqliteStore};
 
 /// An entry as its row stores it: the body, and the payloads cut out of it.
 #[derive(Clone, Debug)]
@@ -152,7 +152,7 @@ pub struct Payload {
     pub text: String,
 }
 
-impl Store {
+impl SqliteStore {
     /// The payload named `hash`, or `None` if the database holds none. The
     /// text is checked against its hash: a payload changed behind podlog's
     /// back is [`crate::StoreError::CorruptPayload`], never served as if it

@@ -8,15 +8,15 @@ use podlog_entry::{Committed, LogEntry, Message, PayloadHash, Seq, StepClock};
 use podlog_sink::SessionLogSink;
 
 use crate::commit::Fault;
-use crate::{NewSession, SequentialIds, SessionWriter, Store, StoreError, StoreOptions};
+use crate::{NewSession, SequentialIds, SqliteSessionWriter, SqliteStore, StoreError, StoreOptions};
 
-fn open(dir: &tempfile::TempDir, name: &str) -> Arc<Store> {
+fn open(dir: &tempfile::TempDir, name: &str) -> Arc<SqliteStore> {
     let options = StoreOptions {
         clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
         ids: Arc::new(SequentialIds::new("s")),
         ..StoreOptions::default()
     };
-    Arc::new(Store::open(dir.path().join(name), options).unwrap())
+    Arc::new(SqliteStore::open(dir.path().join(name), options).unwrap())
 }
 
 /// A tool output of `len` bytes, different for each `n`.
@@ -36,11 +36,11 @@ pub(crate) fn result(n: u64, text: String) -> LogEntry {
 }
 
 struct Session {
-    writer: SessionWriter,
+    writer: SqliteSessionWriter,
     sink: SessionLogSink,
 }
 
-fn session(store: &Arc<Store>) -> Session {
+fn session(store: &Arc<SqliteStore>) -> Session {
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     Session {
         writer: store.session_writer(&id).unwrap(),

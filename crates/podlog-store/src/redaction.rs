@@ -13,7 +13,7 @@
 //!   mirror, and sent to clients. Nothing of the secret reaches a row, the
 //!   WAL, the mirror or an event.
 //! * **The switch** is the `redaction` row of `settings` (`on` when absent),
-//!   read when the store opens and changed with [`Store::set_redaction`]
+//!   read when the store opens and changed with [`SqliteStore::set_redaction`]
 //!   (`podlog redaction on|off`), which also applies to the store that
 //!   changes it at once. Another process that has the database open keeps
 //!   its setting until it opens it again.
@@ -44,7 +44,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Context;
 use crate::payloads::{render_json, Rendered};
-use crate::{Result, Store, StoreError};
+use crate::{Result, SqliteStore, StoreError};
 
 /// The `settings` row of the switch.
 pub(crate) const SETTING: &str = "redaction";
@@ -187,7 +187,7 @@ pub(crate) fn redact_title(
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The redactor in force, `None` when redaction is switched off.
     pub fn redactor(&self) -> Option<Arc<Redactor>> {
         self.redactor
@@ -229,7 +229,7 @@ impl Store {
     }
 }
 
-/// [`Store::prepare`] with the redactor given: the one step every backend's
+/// [`SqliteStore::prepare`] with the redactor given: the one step every backend's
 /// write path takes (redact, then render), so the PostgreSQL store writes
 /// the same rows as the SQLite one.
 pub(crate) fn prepare(

@@ -17,8 +17,8 @@ fn options() -> StoreOptions {
     }
 }
 
-fn open(path: &Path) -> Arc<Store> {
-    Arc::new(Store::open(path, options()).unwrap())
+fn open(path: &Path) -> Arc<SqliteStore> {
+    Arc::new(SqliteStore::open(path, options()).unwrap())
 }
 
 const TOKEN: &str = "ghp_FAKEfake0000000000000000000000000000";
@@ -68,7 +68,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 /// The session's stored size computed from its rows, as the migration does.
-fn stored_from_rows(store: &Store, id: &SessionId) -> u64 {
+fn stored_from_rows(store: &SqliteStore, id: &SessionId) -> u64 {
     store
         .with_reader(|c| {
             c.query_row(
@@ -198,7 +198,7 @@ fn switched_off_entries_are_stored_verbatim_and_the_switch_persists() {
 fn the_key_is_a_private_file_beside_the_database_and_keeps_markers_stable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("podlog.db");
-    let marker = |store: &Store| store.redactor().unwrap().marker("github_token", TOKEN);
+    let marker = |store: &SqliteStore| store.redactor().unwrap().marker("github_token", TOKEN);
     let first = marker(&open(&path));
     let key = key_path(&path);
     assert_eq!(key, dir.path().join("podlog.db.redaction-key"));
@@ -216,7 +216,7 @@ fn the_key_is_a_private_file_beside_the_database_and_keeps_markers_stable() {
     );
 
     std::fs::write(&key, "not a key").unwrap();
-    let err = Store::open(&path, options()).unwrap_err().to_string();
+    let err = SqliteStore::open(&path, options()).unwrap_err().to_string();
     assert!(
         err.contains("redaction-key") && err.contains("64 hexadecimal"),
         "{err}"
@@ -248,7 +248,7 @@ fn user_patterns_come_from_the_file_beside_the_database_and_a_bad_one_is_named()
         "[[pattern]]\nname = \"broken_one\"\nregex = \"[unclosed\"\n",
     )
     .unwrap();
-    let err = Store::open(&path, options()).unwrap_err().to_string();
+    let err = SqliteStore::open(&path, options()).unwrap_err().to_string();
     assert!(
         err.contains("broken_one") && err.contains("redact.toml"),
         "{err}"

@@ -1,5 +1,5 @@
-//! Retention: [`Store::retain`] deletes whole sessions, never part of one,
-//! and [`Store::reclaim_space`] gives the pages they held back to the file
+//! Retention: [`SqliteStore::retain`] deletes whole sessions, never part of one,
+//! and [`SqliteStore::reclaim_space`] gives the pages they held back to the file
 //! system. `podlog gc` and `podlog rm` drive them.
 //!
 //! # Contract
@@ -11,7 +11,7 @@
 //!   entry row is ever changed: history is removed, never rewritten. A
 //!   crash at any moment leaves each session wholly present or wholly gone.
 //! * **Never a session a pod holds.** Each session of a unit is locked with
-//!   [`Store::lock_session`] from before its archive is written until its
+//!   [`SqliteStore::lock_session`] from before its archive is written until its
 //!   delete is committed; a session whose lock another writer holds (in this
 //!   process or another) is kept and reported with its holder, and so is
 //!   every session of its family.
@@ -32,7 +32,7 @@
 //!   wrote. Only then is the unit deleted; a failed archive deletes nothing
 //!   of its unit. Files are created 0600, the folder (if made) 0700.
 //! * **Dry run.** [`RetentionOptions::dry_run`] reports what would go,
-//!   taking no lock ([`Store::lock_holder`] looks without creating a file)
+//!   taking no lock ([`SqliteStore::lock_holder`] looks without creating a file)
 //!   and writing nothing.
 //! * **Payloads.** A payload is deleted when the last entry referencing it
 //!   is; `payload_refs` (schema 5, kept by triggers on `entries`) finds the
@@ -40,10 +40,10 @@
 //!   `entries.payloads` would read every entry that has payloads (0.4 s per
 //!   payload on a database of a million entries).
 //! * **Space.** Databases created by this version use incremental
-//!   auto-vacuum (`schema.rs`); [`Store::reclaim_space`] runs `PRAGMA
+//!   auto-vacuum (`schema.rs`); [`SqliteStore::reclaim_space`] runs `PRAGMA
 //!   incremental_vacuum` and a truncating checkpoint, so the file shrinks.
 //!   An older database (auto-vacuum off) keeps its size: the freed pages
-//!   are reused by later writes, and [`Store::vacuum_to_incremental`]
+//!   are reused by later writes, and [`SqliteStore::vacuum_to_incremental`]
 //!   rewrites it once into incremental mode.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -59,7 +59,7 @@ use serde_json::Value;
 use crate::error::Context;
 use crate::jsonl::SESSION_HEADER_TYPE;
 use crate::lock::{LockHolder, SessionLock};
-use crate::{Result, SessionInfo, Store, StoreError};
+use crate::{Result, SessionInfo, SqliteStore, StoreError};
 
 /// An archive that could not be written or reads back wrong: an
 /// [`StoreError::Io`] naming the file.
@@ -235,7 +235,7 @@ pub struct SpaceUsage {
     pub file_bytes: u64,
 }
 
-impl Store {
+impl SqliteStore {
     /// The database's auto-vacuum mode.
     pub fn auto_vacuum(&self) -> Result<AutoVacuum> {
         let mode: i64 = self
@@ -275,7 +275,7 @@ impl Store {
     /// write-ahead log into the file and truncates it. Returns the space
     /// used afterwards. On a database without auto-vacuum the free pages
     /// stay in the file for later writes (see
-    /// [`Store::vacuum_to_incremental`]).
+    /// [`SqliteStore::vacuum_to_incremental`]).
     pub fn reclaim_space(&self) -> Result<SpaceUsage> {
         if self.auto_vacuum()? == AutoVacuum::Incremental {
             let ctx = || "vacuuming freed pages".to_owned();
@@ -348,7 +348,7 @@ impl Store {
         }))
     }
 
-    /// The rules of [`Store::retain`], apart from any database: picks the
+    /// The rules of [`SqliteStore::retain`], apart from any database: picks the
     /// units of `rows` (every session row, as listed) that `selection` and
     /// `options` let go, in the order they go, hands each to `remove`
     /// (which archives and deletes it, or in a dry run measures it, and
@@ -739,7 +739,7 @@ impl Store {
         })
     }
 
-    /// [`Store::write_archive`] with the export `export` (which writes the
+    /// [`SqliteStore::write_archive`] with the export `export` (which writes the
     /// session alone in the export format to the writer it is given and
     /// returns the entries written), for any backend.
     pub(crate) fn write_archive_with(

@@ -19,7 +19,7 @@ const RECENT: u64 = CUTOFF + 1;
 
 struct Fixture {
     dir: tempfile::TempDir,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
 }
 
 fn fixture() -> Fixture {
@@ -29,7 +29,7 @@ fn fixture() -> Fixture {
         ids: Arc::new(SequentialIds::new("s")),
         ..StoreOptions::default()
     };
-    let store = Arc::new(Store::open(dir.path().join("podlog.db"), options).unwrap());
+    let store = Arc::new(SqliteStore::open(dir.path().join("podlog.db"), options).unwrap());
     Fixture { dir, store }
 }
 
@@ -458,7 +458,7 @@ fn archives_are_private_complete_and_import_to_the_same_entries() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    let fresh = Store::open(f.dir.path().join("fresh.db"), StoreOptions::default()).unwrap();
+    let fresh = SqliteStore::open(f.dir.path().join("fresh.db"), StoreOptions::default()).unwrap();
     for path in &report.removed[0].archives {
         let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
         fresh.import(file, |_| {}).unwrap();
@@ -592,7 +592,7 @@ fn old_database() -> Fixture {
         .unwrap()
         .execute_batch("CREATE TABLE legacy (x)")
         .unwrap();
-    let store = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
+    let store = Arc::new(SqliteStore::open(&path, StoreOptions::default()).unwrap());
     Fixture { dir, store }
 }
 

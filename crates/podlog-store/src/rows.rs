@@ -1,5 +1,5 @@
 //! [`SessionRows`]: the one reader of a session's entry rows. Reads and
-//! restore ([`Store::entries_after`](crate::Store::entries_after)), fork and
+//! restore ([`SqliteStore::entries_after`](crate::SqliteStore::entries_after)), fork and
 //! compaction (reading the parent up to the cut), export and verify all go
 //! through it, so they agree on what a sound session is and say what is
 //! wrong in the same words.

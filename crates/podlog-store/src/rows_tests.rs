@@ -10,7 +10,7 @@ use podlog_entry::{LogEntry, Seq, StepClock};
 use podlog_sink::SessionLogSink;
 
 use super::{read_rows, Form, Span};
-use crate::{NewSession, SequentialIds, Store, StoreOptions};
+use crate::{NewSession, SequentialIds, SqliteStore, StoreOptions};
 
 /// Session s-0001: its `SessionStart` and turn ends at seqs 2 to 6. After
 /// `sql` is run on it (foreign keys and CHECK constraints off), what the
@@ -19,7 +19,7 @@ use crate::{NewSession, SequentialIds, Store, StoreOptions};
 fn check(sql: &str, span: Span) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("podlog.db");
-    let store = Store::open(
+    let store = SqliteStore::open(
         &path,
         StoreOptions {
             clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),
@@ -188,7 +188,7 @@ fn every_problem_is_yielded_and_no_row_is_hidden() {
 #[test]
 fn check_end_holds_the_rows_to_the_session_row() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("podlog.db"), StoreOptions::default()).unwrap();
+    let store = SqliteStore::open(dir.path().join("podlog.db"), StoreOptions::default()).unwrap();
     let (id, _) = store.create_session(NewSession::default()).unwrap();
     let end = |end: u64, last_seq: u64| {
         store

@@ -8,7 +8,7 @@
 //!   above it is pending (at most 63); the append whose rowid reaches
 //!   `upto + 64` indexes the pending entries in its transaction, so FTS5's
 //!   fixed cost per transaction is paid once per batch and other appends
-//!   write nothing for the index. [`Store::search`] reads the index and the pending entries
+//!   write nothing for the index. [`SqliteStore::search`] reads the index and the pending entries
 //!   in one read transaction (the pending ones through a temporary FTS5
 //!   table on the reading connection, with the same tokenizer), so an
 //!   entry is found from the commit that appends it and not before, and a
@@ -21,7 +21,7 @@
 //!   with time, so hits come newest first by `ORDER BY rowid DESC` and a
 //!   page's cursor is the last hit's rowid. A full `VACUUM` may renumber
 //!   rowids (the table has no INTEGER PRIMARY KEY): run
-//!   [`Store::rebuild_search_index`] after one.
+//!   [`SqliteStore::rebuild_search_index`] after one.
 //! * **Queries** are FTS5 query syntax ([`SearchQuery::text`]), or with
 //!   [`SearchQuery::plain`] words matched as they are. A query FTS5 refuses
 //!   is [`StoreError::BadSearch`] naming the query and SQLite's reason.
@@ -30,7 +30,7 @@ use podlog_entry::{Seq, SessionId};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Context, StoreError};
-use crate::{stored_id, Result, Store};
+use crate::{stored_id, Result, SqliteStore};
 
 /// Starts a match in [`SearchHit::snippet`].
 pub const MARK_START: char = '\u{2}';
@@ -238,7 +238,7 @@ fn parse_iso(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400_000 + ms).ok()
 }
 
-impl Store {
+impl SqliteStore {
     /// One page of the entries matching `query`, newest first.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         let fts = if query.plain {

@@ -11,7 +11,7 @@ use podlog_sink::SessionLogSink;
 
 use super::*;
 use crate::commit::Fault;
-use crate::{NewSession, SequentialIds, SessionWriter, StoreOptions};
+use crate::{NewSession, SequentialIds, SqliteSessionWriter, StoreOptions};
 
 fn options() -> StoreOptions {
     StoreOptions {
@@ -22,12 +22,12 @@ fn options() -> StoreOptions {
 }
 
 struct Session {
-    writer: SessionWriter,
+    writer: SqliteSessionWriter,
     sink: SessionLogSink,
 }
 
 impl Session {
-    fn new(store: &Arc<Store>) -> Self {
+    fn new(store: &Arc<SqliteStore>) -> Self {
         let (id, start) = store.create_session(NewSession::default()).unwrap();
         Self {
             sink: SessionLogSink::with_initial([start]).unwrap(),
@@ -66,7 +66,7 @@ fn query(text: &str) -> SearchQuery {
     }
 }
 
-fn hits(store: &Store, q: &SearchQuery) -> Vec<(String, u64, String)> {
+fn hits(store: &SqliteStore, q: &SearchQuery) -> Vec<(String, u64, String)> {
     store
         .search(q)
         .unwrap()
@@ -76,8 +76,8 @@ fn hits(store: &Store, q: &SearchQuery) -> Vec<(String, u64, String)> {
         .collect()
 }
 
-fn open(dir: &tempfile::TempDir) -> Arc<Store> {
-    Arc::new(Store::open(dir.path().join("podlog.db"), options()).unwrap())
+fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    Arc::new(SqliteStore::open(dir.path().join("podlog.db"), options()).unwrap())
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn pending_entries_are_tokenized_like_the_index() {
 }
 
 /// How many searchable entries wait for the next batch.
-fn pending(store: &Store) -> i64 {
+fn pending(store: &SqliteStore) -> i64 {
     store
         .writer()
         .query_row("SELECT count(*) FROM search_pending_text", [], |r| r.get(0))
@@ -107,7 +107,7 @@ fn pending(store: &Store) -> i64 {
 }
 
 /// How many entries the index itself holds.
-fn indexed(store: &Store) -> i64 {
+fn indexed(store: &SqliteStore) -> i64 {
     store
         .writer()
         .query_row("SELECT count(*) FROM search_docsize", [], |r| r.get(0))
@@ -453,7 +453,7 @@ fn malformed_queries_and_filters_are_errors_naming_the_query() {
         store.search(&q),
         Err(StoreError::BadSearch { .. })
     ));
-    // Store still usable.
+    // SqliteStore still usable.
     assert_eq!(hits(&store, &query("text")).len(), 1);
 }
 
@@ -512,7 +512,7 @@ fn a_rolled_back_append_is_not_indexed_and_a_committed_one_is_at_once() {
     );
 }
 
-fn integrity(store: &Store) {
+fn integrity(store: &SqliteStore) {
     store
         .writer()
         .execute_batch("INSERT INTO search (search, rank) VALUES ('integrity-check', 1)")
@@ -585,7 +585,7 @@ fn upgrading_indexes_existing_entries_in_chunks_with_progress() {
     let seen = calls.clone();
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
-    let store = Store::open(
+    let store = SqliteStore::open(
         &path,
         StoreOptions {
             progress: Some(Arc::new(move |done, total| {
@@ -626,7 +626,7 @@ fn upgrading_indexes_existing_entries_in_chunks_with_progress() {
     drop(store);
     // Opening again migrates nothing and reports nothing.
     let before = count.load(Ordering::Relaxed);
-    drop(Store::open(&path, options()).unwrap());
+    drop(SqliteStore::open(&path, options()).unwrap());
     assert_eq!(count.load(Ordering::Relaxed), before);
 }
 
@@ -677,7 +677,7 @@ fn imported_and_forked_sessions_are_indexed_by_the_same_triggers() {
 
     let other_dir = tempfile::tempdir().unwrap();
     let other = Arc::new(
-        Store::open(
+        SqliteStore::open(
             other_dir.path().join("other.db"),
             StoreOptions {
                 ids: Arc::new(SequentialIds::new("o")),

@@ -1,5 +1,5 @@
-//! Read-only share links: [`Store::create_share`], [`Store::list_shares`],
-//! [`Store::revoke_share`] and [`Store::check_share`].
+//! Read-only share links: [`SqliteStore::create_share`], [`SqliteStore::list_shares`],
+//! [`SqliteStore::revoke_share`] and [`SqliteStore::check_share`].
 //!
 //! # Contract
 //!
@@ -8,7 +8,7 @@
 //!   readable with the share's token (share it again to hand it on).
 //! * **The token is never stored.** It is 32 bytes from the system's random
 //!   source, URL-safe base64 without padding (43 characters), returned once
-//!   by [`Store::create_share`]. The table keeps its BLAKE3 hash; a check
+//!   by [`SqliteStore::create_share`]. The table keeps its BLAKE3 hash; a check
 //!   hashes the token presented, finds the row by that hash, and compares
 //!   the two hashes with [`blake3::Hash`]'s constant-time equality. Finding
 //!   the row by its index can take a time that depends on the hash, which
@@ -25,7 +25,7 @@ use podlog_entry::SessionId;
 use rusqlite::{params, OptionalExtension};
 
 use crate::error::Context;
-use crate::{stored_id, Result, Store, StoreError};
+use crate::{stored_id, Result, SqliteStore, StoreError};
 
 /// A share as stored (never its token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +149,7 @@ pub(crate) fn token_hash(token: &str) -> blake3::Hash {
     blake3::hash(token.as_bytes())
 }
 
-impl Store {
+impl SqliteStore {
     /// Creates a share of `session` (its id or an unambiguous prefix) that
     /// expires `expires` from now (`None`: never). Returns the share and
     /// its token, which is not stored and cannot be shown again.
@@ -322,7 +322,7 @@ mod tests {
     struct Fixture {
         _dir: tempfile::TempDir,
         path: std::path::PathBuf,
-        store: Store,
+        store: SqliteStore,
         clock: Arc<HandClock>,
         session: SessionId,
     }
@@ -331,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shares.db");
         let clock = Arc::new(HandClock(AtomicU64::new(1_700_000_000_000)));
-        let store = Store::open(
+        let store = SqliteStore::open(
             &path,
             StoreOptions {
                 clock: clock.clone(),

@@ -1,4 +1,4 @@
-//! Store tests on a file database in a temp dir (WAL and locking behave
+//! SqliteStore tests on a file database in a temp dir (WAL and locking behave
 //! differently in memory): round trips, commit-then-publish under failure,
 //! refusal of newer and foreign files, and decoding errors that name the row.
 
@@ -11,7 +11,7 @@ use super::*;
 struct Fixture {
     _dir: tempfile::TempDir,
     path: PathBuf,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
 }
 
 fn options() -> StoreOptions {
@@ -25,7 +25,7 @@ fn options() -> StoreOptions {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("podlog.db");
-    let store = Arc::new(Store::open(&path, options()).unwrap());
+    let store = Arc::new(SqliteStore::open(&path, options()).unwrap());
     Fixture {
         _dir: dir,
         path,
@@ -52,7 +52,7 @@ fn turn_end(n: u64) -> LogEntry {
 
 /// A session with a SessionStart and `n` more entries: its writer and its
 /// sink.
-fn session_with(store: &Arc<Store>, n: u64) -> (SessionWriter, SessionLogSink) {
+fn session_with(store: &Arc<SqliteStore>, n: u64) -> (SqliteSessionWriter, SessionLogSink) {
     let (id, start) = store.create_session(NewSession::default()).unwrap();
     let sink = SessionLogSink::with_initial([start]).unwrap();
     let mut w = store.session_writer(&id).unwrap();
@@ -90,7 +90,7 @@ fn reopening_returns_exactly_what_was_appended() {
     w.append(note(99), &sink).unwrap();
     let before: Vec<Committed> = sink.snapshot().entries.iter().cloned().collect();
     drop(f.store);
-    let store = Store::open(&f.path, options()).unwrap();
+    let store = SqliteStore::open(&f.path, options()).unwrap();
     let after = store.entries(&id).unwrap();
     assert_eq!(after, before);
     let restored = store.load_sink(&id).unwrap();
@@ -198,7 +198,7 @@ fn a_newer_database_is_refused_with_both_versions() {
     let conn = Connection::open(&f.path).unwrap();
     conn.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(conn);
-    let err = Store::open(&f.path, options()).unwrap_err();
+    let err = SqliteStore::open(&f.path, options()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{msg}");
     assert!(msg.contains("schema version 99"), "{msg}");
@@ -220,7 +220,7 @@ fn migrations_set_user_version_and_reopening_is_a_no_op() {
     assert_eq!(version, SCHEMA_VERSION);
     assert_eq!(SCHEMA_VERSION as usize, schema::migrations().len());
     drop(f.store);
-    let store = Store::open(&f.path, options()).unwrap();
+    let store = SqliteStore::open(&f.path, options()).unwrap();
     assert_eq!(store.entries(&id).unwrap().len(), 3);
 }
 
@@ -229,7 +229,7 @@ fn files_that_are_not_databases_or_cannot_be_made_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "this is not a database, just some text long enough").unwrap();
-    let err = Store::open(&text, options()).unwrap_err();
+    let err = SqliteStore::open(&text, options()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -238,7 +238,7 @@ fn files_that_are_not_databases_or_cannot_be_made_are_named() {
         )
     );
     let missing = dir.path().join("no/such/dir/podlog.db");
-    let err = Store::open(&missing, options()).unwrap_err();
+    let err = SqliteStore::open(&missing, options()).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
     assert!(err.to_string().contains("no/such/dir"), "{err}");
 }
@@ -440,7 +440,7 @@ fn result(id: &str) -> LogEntry {
 
 /// seq 1 start, 2 user "one", 3 call c1, 4 result c1, 5 turn end,
 /// 6 user "two", 7 call c2, 8 result c2.
-fn conversation(store: &Arc<Store>) -> (SessionId, SessionLogSink) {
+fn conversation(store: &Arc<SqliteStore>) -> (SessionId, SessionLogSink) {
     let (id, start) = store
         .create_session(NewSession {
             system_prompt: Some("be brief".to_owned()),
@@ -666,9 +666,9 @@ fn lineage_walks_session_rows_both_ways() {
 /// it, then lets them go: the next leader commits all of them in one
 /// transaction. Gives each writer back with its append's result.
 fn append_as_one_batch(
-    store: &Arc<Store>,
-    work: Vec<(SessionWriter, LogEntry, SessionLogSink)>,
-) -> Vec<(SessionWriter, Result<Seq>)> {
+    store: &Arc<SqliteStore>,
+    work: Vec<(SqliteSessionWriter, LogEntry, SessionLogSink)>,
+) -> Vec<(SqliteSessionWriter, Result<Seq>)> {
     let n = work.len();
     let guard = store.writer();
     let handles: Vec<_> = work
@@ -691,7 +691,7 @@ fn append_as_one_batch(
 fn concurrent_appends_share_one_transaction() {
     let f = fixture();
     let store = f.store.clone();
-    let mut sessions: Vec<(SessionWriter, SessionLogSink)> =
+    let mut sessions: Vec<(SqliteSessionWriter, SessionLogSink)> =
         (0..4).map(|_| session_with(&store, 0)).collect();
     let before = store.commit_stats();
     for round in 0..3 {
@@ -724,7 +724,7 @@ fn concurrent_appends_share_one_transaction() {
 fn a_failed_group_fails_every_entry_and_publishes_none() {
     let f = fixture();
     let store = f.store.clone();
-    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+    let sessions: Vec<(SqliteSessionWriter, SessionLogSink)> =
         (0..4).map(|_| session_with(&store, 1)).collect();
     let receivers: Vec<_> = sessions
         .iter()
@@ -774,7 +774,7 @@ fn a_failed_group_fails_every_entry_and_publishes_none() {
 fn a_writer_out_of_step_fails_alone_and_recovers() {
     let f = fixture();
     let store = f.store.clone();
-    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+    let sessions: Vec<(SqliteSessionWriter, SessionLogSink)> =
         (0..3).map(|_| session_with(&store, 1)).collect();
     // An entry written behind the lock's back, as a hand edit would.
     let bumped = sessions[1].0.session().clone();
@@ -820,7 +820,7 @@ fn a_writer_out_of_step_fails_alone_and_recovers() {
 fn check_panic(fault: crate::commit::Fault) -> Vec<String> {
     let f = fixture();
     let store = f.store.clone();
-    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+    let sessions: Vec<(SqliteSessionWriter, SessionLogSink)> =
         (0..3).map(|_| session_with(&store, 1)).collect();
     let sinks: Vec<SessionLogSink> = sessions.iter().map(|(_, s)| s.clone()).collect();
     store.inject(fault);
@@ -879,7 +879,7 @@ fn a_panic_in_a_batch_fails_its_callers_and_leaves_the_store_usable() {
 fn every_published_entry_is_already_visible_to_other_connections() {
     let f = fixture();
     let store = f.store.clone();
-    let sessions: Vec<(SessionWriter, SessionLogSink)> =
+    let sessions: Vec<(SqliteSessionWriter, SessionLogSink)> =
         (0..4).map(|_| session_with(&store, 0)).collect();
     // A watcher per session: every entry it receives live must already be
     // readable from a separate connection, i.e. committed.

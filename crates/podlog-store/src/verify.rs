@@ -1,4 +1,4 @@
-//! [`Store::verify`]: checks a database (or one session of it) against every
+//! [`SqliteStore::verify`]: checks a database (or one session of it) against every
 //! invariant podlog relies on, and reports each [`Problem`] it finds.
 //!
 //! # Contract
@@ -53,7 +53,7 @@ use rusqlite::{params, Connection};
 
 use crate::error::Context;
 use crate::rows::{read_rows, Form, RowError, Span};
-use crate::{stored_id, Result, Store, StoreError};
+use crate::{stored_id, Result, SqliteStore, StoreError};
 
 /// One broken invariant, with the session and seq it concerns where there is
 /// one. Displays as `session S seq N: message`, `session S: message` or
@@ -600,7 +600,7 @@ fn session_rows(conn: &Connection, only: Option<&SessionId>) -> rusqlite::Result
     rows.collect()
 }
 
-impl Store {
+impl SqliteStore {
     /// Checks every session (or only `session`) and the database file, and
     /// returns every problem found, in session then seq order; empty when all
     /// is well. See the module docs for what is checked. Fails only when the

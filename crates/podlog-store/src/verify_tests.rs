@@ -10,12 +10,12 @@ use podlog_entry::{AssistantContent, LogEntry, Message, Seq, SessionId, StepCloc
 use podlog_sink::SessionLogSink;
 
 use crate::error::Context;
-use crate::{NewSession, SequentialIds, Store, StoreError, StoreOptions};
+use crate::{NewSession, SequentialIds, SqliteStore, StoreError, StoreOptions};
 
 struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
 }
 
 /// s-0001: a new session of 6 entries (the last of an unknown newer kind);
@@ -23,7 +23,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("podlog.db");
-    let store = Store::open(
+    let store = SqliteStore::open(
         &path,
         StoreOptions {
             clock: Arc::new(StepClock::new(1_700_000_000_000, 1000)),

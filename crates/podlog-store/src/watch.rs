@@ -1,5 +1,5 @@
 //! Noticing commits made by other connections, in this process or another:
-//! [`ChangeWatch`], and [`Store::last_seqs`] to see which sessions moved.
+//! [`ChangeWatch`], and [`SqliteStore::last_seqs`] to see which sessions moved.
 //!
 //! `PRAGMA data_version` on a connection changes whenever another
 //! connection commits to the database file, whatever process it belongs
@@ -11,7 +11,7 @@ use podlog_entry::{Seq, SessionId};
 use rusqlite::Connection;
 
 use crate::error::Context;
-use crate::{schema, stored_id, Result, Store};
+use crate::{schema, stored_id, Result, SqliteStore};
 
 /// Tells whether any other connection committed since the last look.
 pub struct ChangeWatch {
@@ -45,7 +45,7 @@ impl ChangeWatch {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// A watch of commits by every connection but its own (this store's
     /// writer included), on a read connection of its own.
     pub fn change_watch(&self) -> Result<ChangeWatch> {
@@ -83,17 +83,17 @@ mod tests {
 
     use podlog_sink::SessionLogSink;
 
-    use crate::{NewSession, Store, StoreOptions};
+    use crate::{NewSession, SqliteStore, StoreOptions};
 
     #[test]
     fn a_watch_sees_commits_of_other_connections_and_processes_alike() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let store = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
+        let store = Arc::new(SqliteStore::open(&path, StoreOptions::default()).unwrap());
         let mut watch = store.change_watch().unwrap();
         assert!(!watch.changed().unwrap(), "nothing committed yet");
         // Another store on the same file stands for another process.
-        let other = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
+        let other = Arc::new(SqliteStore::open(&path, StoreOptions::default()).unwrap());
         let (id, start) = other.create_session(NewSession::default()).unwrap();
         assert!(watch.changed().unwrap());
         assert!(!watch.changed().unwrap(), "each commit is seen once");

@@ -1,8 +1,8 @@
-//! [`SessionWriter`]: the one way to append to a session.
+//! [`SqliteSessionWriter`]: the one way to append to a session.
 //!
 //! # Contract
 //!
-//! * [`Store::session_writer`] takes the session's cross-process write lock
+//! * [`SqliteStore::session_writer`] takes the session's cross-process write lock
 //!   (see [`crate::lock`]) and reads the session's `last_seq` once. It fails
 //!   with [`StoreError::SessionLocked`], naming the holder, while another
 //!   writer (in this process or another) has the session, and with
@@ -15,19 +15,19 @@
 //!   counter's expected value, so a row changed behind the lock's back (by
 //!   hand, with the lock ignored) fails the append with
 //!   [`StoreError::StaleWriter`] instead of writing a gap or a duplicate.
-//! * [`SessionWriter::append`] commits, then publishes to the sink passed
+//! * [`SqliteSessionWriter::append`] commits, then publishes to the sink passed
 //!   in, then returns the seq; a failed append publishes nothing (invariant
 //!   1). Appends of many writers are committed together (see
 //!   [`crate::commit`]). After a failed append the writer reads `last_seq`
 //!   again before its next one, so a failure never leaves it out of step.
 //! * The writer also keeps the session's `redactions` and `stored_bytes`
-//!   counters (read with `last_seq`), so [`SessionWriter::append_reported`]
+//!   counters (read with `last_seq`), so [`SqliteSessionWriter::append_reported`]
 //!   can say what an append changed without a read: whether it was the
 //!   session's first redaction, and which size it grew from and to.
 //! * Dropping the writer releases the lock; so does the process dying.
 //!
 //! "One writer per session" is therefore a property of the types: appending
-//! needs a `&mut SessionWriter`, and holding one means holding the lock.
+//! needs a `&mut SqliteSessionWriter`, and holding one means holding the lock.
 
 use std::sync::Arc;
 
@@ -36,13 +36,13 @@ use podlog_redact::Redactions;
 use podlog_sink::SessionLogSink;
 
 use crate::lock::SessionLock;
-use crate::{Result, Store, StoreError};
+use crate::{Result, SqliteStore, StoreError};
 
 /// The write handle of one session: holds its write lock and its last seq.
 /// See the module docs.
 #[derive(Debug)]
-pub struct SessionWriter {
-    store: Arc<Store>,
+pub struct SqliteSessionWriter {
+    store: Arc<SqliteStore>,
     lock: SessionLock,
     last_seq: Seq,
     /// The session's `redactions` counter.
@@ -54,14 +54,14 @@ pub struct SessionWriter {
     reread: bool,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens `session` for appending: takes its write lock (failing at once
     /// with [`StoreError::SessionLocked`] if another writer has it) and reads
     /// its last seq. See [`crate::writer`].
-    pub fn session_writer(self: &Arc<Self>, session: &SessionId) -> Result<SessionWriter> {
+    pub fn session_writer(self: &Arc<Self>, session: &SessionId) -> Result<SqliteSessionWriter> {
         let lock = self.lock_session(session)?;
         let info = self.session(session)?;
-        Ok(SessionWriter {
+        Ok(SqliteSessionWriter {
             store: self.clone(),
             lock,
             last_seq: info.last_seq,
@@ -72,7 +72,7 @@ impl Store {
     }
 }
 
-impl SessionWriter {
+impl SqliteSessionWriter {
     /// The session this writer appends to.
     pub fn session(&self) -> &SessionId {
         self.lock.session()
@@ -94,7 +94,7 @@ impl SessionWriter {
     }
 
     /// The store written to.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<SqliteStore> {
         &self.store
     }
 
@@ -111,7 +111,7 @@ impl SessionWriter {
         self.append_published(entry, sink).map(|c| c.seq)
     }
 
-    /// [`SessionWriter::append`], returning the entry as it was published:
+    /// [`SqliteSessionWriter::append`], returning the entry as it was published:
     /// lean (large strings as previews, with their payload references) when
     /// strings were cut out, as the mirror and the wire carry it.
     pub fn append_published(
@@ -122,7 +122,7 @@ impl SessionWriter {
         self.append_reported(entry, sink).map(|r| r.committed)
     }
 
-    /// [`SessionWriter::append_published`], with what the append changed:
+    /// [`SqliteSessionWriter::append_published`], with what the append changed:
     /// the secrets redacted in the entry and the session's counters before
     /// and after it.
     pub fn append_reported(
@@ -167,7 +167,7 @@ impl SessionWriter {
     }
 }
 
-/// What one append did: see [`SessionWriter::append_reported`].
+/// What one append did: see [`SqliteSessionWriter::append_reported`].
 #[derive(Clone, Debug)]
 pub struct AppendReport {
     /// The entry as published (redacted; lean when strings were cut).

@@ -343,6 +343,26 @@ impl SqliteStore {
             self.session(id)?;
         }
         let rows = self.sessions()?;
+        Ok(Self::retain_with(selection, options, rows, |unit, gone| {
+            self.remove_unit(unit, options, gone)
+        }))
+    }
+
+    /// The rules of [`SqliteStore::retain`], apart from any database: picks the
+    /// units of `rows` (every session row, as listed) that `selection` and
+    /// `options` let go, in the order they go, hands each to `remove`
+    /// (which archives and deletes it, or in a dry run measures it, and
+    /// says why it stayed otherwise) with the sessions removed before it,
+    /// and reports. Each backend's `retain` is this with its own `remove`.
+    pub(crate) fn retain_with(
+        selection: &Selection,
+        options: &RetentionOptions,
+        rows: Vec<Result<SessionInfo>>,
+        mut remove: impl FnMut(
+            &[SessionInfo],
+            &HashSet<SessionId>,
+        ) -> std::result::Result<Removed, KeptBecause>,
+    ) -> RetentionReport {
         let sessions: HashMap<SessionId, SessionInfo> = rows
             .into_iter()
             .filter_map(std::result::Result::ok)
@@ -451,7 +471,7 @@ impl SqliteStore {
                 }
                 vec![s.clone()]
             };
-            match self.remove_unit(&unit, options, &gone) {
+            match remove(&unit, &gone) {
                 Ok(removed) => {
                     gone.extend(removed.sessions.iter().map(|r| r.id.clone()));
                     report.removed.push(removed);
@@ -463,7 +483,7 @@ impl SqliteStore {
             }
         }
         report.kept.sort_by(|a, b| a.session.id.cmp(&b.session.id));
-        Ok(report)
+        report
     }
 
     /// Archives and deletes one unit (the sessions of `unit`, the selected
@@ -713,6 +733,20 @@ impl SqliteStore {
     /// Writes session `info` to `dir/<id>.jsonl` and reads it back (see the
     /// module docs). The caller holds the session's lock.
     pub(crate) fn write_archive(&self, dir: &Path, info: &SessionInfo) -> Result<PathBuf> {
+        Self::write_archive_with(dir, info, |out| {
+            self.export(&info.id, false, &mut { out }, |_| {})
+                .map(|t| t.entries)
+        })
+    }
+
+    /// [`SqliteStore::write_archive`] with the export `export` (which writes the
+    /// session alone in the export format to the writer it is given and
+    /// returns the entries written), for any backend.
+    pub(crate) fn write_archive_with(
+        dir: &Path,
+        info: &SessionInfo,
+        export: impl FnOnce(&mut dyn Write) -> Result<u64>,
+    ) -> Result<PathBuf> {
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}
@@ -742,7 +776,7 @@ impl SqliteStore {
             inner: BufWriter::new(file),
             hasher: blake3::Hasher::new(),
         };
-        let written = self.export(&info.id, false, &mut out, |_| {})?;
+        let written = export(&mut out)?;
         let hash = out.hasher.finalize();
         let file = out
             .inner
@@ -750,12 +784,12 @@ impl SqliteStore {
             .map_err(|e| io(&partial, "cannot write")(e.into_error()))?;
         file.sync_all().map_err(io(&partial, "cannot flush"))?;
         drop(file);
-        if written.entries != info.entry_count {
+        if written != info.entry_count {
             return Err(archive_error(
                 &partial,
                 format!(
                     "the export holds {} entries, the session row counts {}",
-                    written.entries, info.entry_count
+                    written, info.entry_count
                 ),
             ));
         }

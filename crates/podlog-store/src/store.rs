@@ -364,15 +364,15 @@ impl Store {
     }
 
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        sqlite_only!(self, "search", s => s.search(query))
+        each!(self, s => s.search(query))
     }
 
     pub fn search_index_bytes(&self) -> Result<u64> {
-        sqlite_only!(self, "measuring the search index", s => s.search_index_bytes())
+        each!(self, s => s.search_index_bytes())
     }
 
     pub fn rebuild_search_index(&self) -> Result<()> {
-        sqlite_only!(self, "rebuilding the search index", s => s.rebuild_search_index())
+        each!(self, s => s.rebuild_search_index())
     }
 
     pub fn retain(
@@ -380,11 +380,11 @@ impl Store {
         selection: &Selection,
         options: &RetentionOptions,
     ) -> Result<RetentionReport> {
-        sqlite_only!(self, "retention", s => s.retain(selection, options))
+        each!(self, s => s.retain(selection, options))
     }
 
     pub fn space_usage(&self) -> Result<SpaceUsage> {
-        sqlite_only!(self, "space accounting", s => s.space_usage())
+        each!(self, s => s.space_usage())
     }
 
     pub fn reclaim_space(&self) -> Result<SpaceUsage> {

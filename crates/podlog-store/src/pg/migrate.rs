@@ -23,11 +23,18 @@ use super::{lock_key, PgContext};
 use crate::{Result, StoreError};
 
 /// Every migration, in order: (version, file name, SQL).
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "0001_initial.sql",
-    include_str!("../../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_search.sql",
+        include_str!("../../../../migrations/postgres/0002_search.sql"),
+    ),
+];
 
 /// The schema version this build writes and reads: the last migration's.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

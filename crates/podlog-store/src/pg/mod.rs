@@ -45,6 +45,8 @@ mod client;
 mod listen;
 pub mod migrate;
 mod read;
+pub mod retention;
+pub mod search;
 mod writer;
 
 mod lifecycle;

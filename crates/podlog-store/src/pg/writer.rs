@@ -160,7 +160,7 @@ fn lock_holder(
 
 impl PgStore {
     /// The advisory lock key of `session` in this store.
-    fn session_key(&self, session: &SessionId) -> i64 {
+    pub(crate) fn session_key(&self, session: &SessionId) -> i64 {
         lock_key(&["podlog session", &self.schema, session.as_str()])
     }
 

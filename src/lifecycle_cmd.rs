@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use podlog_entry::{Conversation, LogEntry, Message, Seq, SessionId};
-use podlog_store::{Origin, SessionInfo, Store, StoreError};
+use podlog_store::{Origin, SessionInfo, Store, StoreError, Transfer};
 
 #[derive(Debug, Subcommand)]
 pub enum LifecycleCommand {
@@ -51,7 +51,13 @@ pub enum LifecycleCommand {
     /// Write a session as JSON Lines (format: docs/export-format.md).
     Export {
         /// The session id, or an unambiguous prefix of it.
-        session: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        session: Option<String>,
+        /// Export every session of the database, each after the session it
+        /// was forked or compacted from: `podlog export --all | podlog --db
+        /// OTHER import -` moves a whole database.
+        #[arg(long, conflicts_with = "with_ancestors")]
+        all: bool,
         /// Export the sessions it was forked or compacted from first.
         #[arg(long)]
         with_ancestors: bool,
@@ -80,9 +86,19 @@ pub fn run(
         LifecycleCommand::Verify { session } => return verify(store, session.as_deref(), out),
         LifecycleCommand::Export {
             session,
+            all,
             with_ancestors,
             output,
-        } => return export(store, &session, with_ancestors, output, out),
+        } => {
+            let what = match session {
+                Some(session) if !all => Exported::Session {
+                    session,
+                    with_ancestors,
+                },
+                _ => Exported::All,
+            };
+            return export(store, what, output, out);
+        }
         LifecycleCommand::Import { file } => import(store, &file)?,
     };
     finish(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
@@ -273,23 +289,111 @@ fn progress_bar(total: u64, template: &str) -> ProgressBar {
     bar
 }
 
+/// What `podlog export` writes.
+enum Exported {
+    Session {
+        session: String,
+        with_ancestors: bool,
+    },
+    /// Every session, each after its parent.
+    All,
+}
+
+/// The sessions to write, in file order: one session (and its ancestors
+/// first, if asked), or every session with each parent before its
+/// children (by lineage, not by clock: hosts' clocks may disagree).
+fn export_plan(store: &Store, what: &Exported) -> Result<Vec<(SessionId, bool)>, String> {
+    match what {
+        Exported::Session {
+            session,
+            with_ancestors,
+        } => Ok(vec![(
+            store.resolve(session).map_err(|e| e.to_string())?,
+            *with_ancestors,
+        )]),
+        Exported::All => {
+            let mut left = Vec::new();
+            for info in store.sessions().map_err(|e| e.to_string())? {
+                left.push(info.map_err(|e| e.to_string())?);
+            }
+            // Oldest first, then each pass emits those whose parent is out.
+            left.reverse();
+            let mut done = HashSet::new();
+            let mut plan = Vec::with_capacity(left.len());
+            while !left.is_empty() {
+                let before = left.len();
+                left.retain(|info| {
+                    let ready = info
+                        .parent
+                        .as_ref()
+                        .is_none_or(|p| done.contains(&p.session_id));
+                    if ready {
+                        done.insert(info.id.clone());
+                        plan.push((info.id.clone(), false));
+                    }
+                    !ready
+                });
+                if left.len() == before {
+                    let names: Vec<String> = left.iter().map(|i| i.id.to_string()).collect();
+                    return Err(format!(
+                        "cannot order sessions {} after their parents (a parent is missing)",
+                        names.join(", ")
+                    ));
+                }
+            }
+            Ok(plan)
+        }
+    }
+}
+
 fn export(
     store: &Store,
-    session: &str,
-    with_ancestors: bool,
+    what: Exported,
     output: Option<PathBuf>,
     stdout: &mut impl Write,
 ) -> Result<ExitCode, String> {
-    let id = store.resolve(session).map_err(|e| e.to_string())?;
-    let total = store
-        .export_sessions(&id, with_ancestors)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|s| s.entry_count)
-        .sum();
+    let plan = export_plan(store, &what)?;
+    let mut total = 0;
+    for (id, with_ancestors) in &plan {
+        total += store
+            .export_sessions(id, *with_ancestors)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|s| s.entry_count)
+            .sum::<u64>();
+    }
     let bar = progress_bar(total, "exporting [{bar:40}] {pos}/{len} entries ({eta})");
-    let progress = |n| bar.set_position(n);
-    let (done, target) = match &output {
+    // Each session's export reports its own count: add what came before.
+    let write_all =
+        |mut writer: &mut dyn Write| -> (Result<Transfer, StoreError>, Option<SessionId>) {
+            let mut all = Transfer {
+                sessions: Vec::new(),
+                entries: 0,
+            };
+            for (id, with_ancestors) in &plan {
+                let base = all.entries;
+                match store.export(id, *with_ancestors, &mut writer, |n| {
+                    bar.set_position(base + n)
+                }) {
+                    Ok(done) => {
+                        all.sessions.extend(done.sessions);
+                        all.entries += done.entries;
+                    }
+                    Err(e) => return (Err(e), Some(id.clone())),
+                }
+            }
+            (
+                writer
+                    .flush()
+                    .map(|()| all)
+                    .map_err(|source| StoreError::Io {
+                        context: "writing the export".to_owned(),
+                        source,
+                    }),
+                None,
+            )
+        };
+    let ((done, failed), target) = match &output {
         Some(path) => {
             let file = OpenOptions::new()
                 .write(true)
@@ -299,8 +403,8 @@ fn export(
                 .open(path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut writer = BufWriter::new(file);
-            let done = store.export(&id, with_ancestors, &mut writer, progress);
-            if done.is_err() {
+            let done = write_all(&mut writer);
+            if done.0.is_err() {
                 // Leave no partial export that looks complete.
                 let _ = std::fs::remove_file(path);
             }
@@ -308,8 +412,7 @@ fn export(
         }
         None => {
             let mut writer = BufWriter::new(stdout);
-            let done = store.export(&id, with_ancestors, &mut writer, progress);
-            (done, "stdout".to_owned())
+            (write_all(&mut writer), "stdout".to_owned())
         }
     };
     bar.finish_and_clear();
@@ -327,7 +430,10 @@ fn export(
         {
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(format!("exporting session {id}: {e}")),
+        Err(e) => match failed {
+            Some(id) => Err(format!("exporting session {id}: {e}")),
+            None => Err(format!("exporting to {target}: {e}")),
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! One line per hit: session, seq, time, kind and a snippet with each match
 //! in bold on a terminal, or between `**` otherwise. `QUERY` is FTS5 query
-//! syntax (`word`, `"a phrase"`, `pre*`, `a AND NOT b`, `NEAR(a b, 5)`);
+//! syntax (`word`, `"a phrase"`, `pre*`, `a NOT b`, `NEAR(a b, 5)`);
 //! `--plain` matches the words as written instead. A query SQLite cannot
 //! parse fails with its reason and exit code 1. When more hits remain, a
 //! line on stderr gives the `--cursor` of the next page. `podlog show

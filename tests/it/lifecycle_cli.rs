@@ -167,6 +167,33 @@ fn fork_compact_tree_verify_export_and_import_round_trip() {
         std::fs::read_to_string(&file).unwrap(),
         "exporting the import gives the same file"
     );
+
+    // The whole database, each session after its parent, moves in one
+    // import and reads back the same.
+    let all = ok(podlog(&db.path, &["export", "--all"]));
+    assert!(
+        all.stderr.contains(&format!(
+            "exported 4 sessions ({} entries) to stdout",
+            root_entries + 3
+        )),
+        "{}",
+        all.stderr
+    );
+    let all_file = db.dir.path().join("all.jsonl");
+    std::fs::write(&all_file, &all.stdout).unwrap();
+    let moved = TempDb::new();
+    ok(podlog(&moved.path, &["import", all_file.to_str().unwrap()]));
+    assert_eq!(
+        ok(podlog(&moved.path, &["verify"])).stdout,
+        format!("ok: 4 sessions, {} entries verified\n", root_entries + 3)
+    );
+    assert_eq!(ok(podlog(&moved.path, &["tree"])).stdout, tree);
+    assert_eq!(
+        ok(podlog(&moved.path, &["export", "--all"])).stdout,
+        all.stdout
+    );
+    let both = podlog(&db.path, &["export", &root, "--all"]);
+    assert_ne!(both.code, 0, "a session and --all together are refused");
 }
 
 #[test]

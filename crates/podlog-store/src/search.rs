@@ -50,7 +50,7 @@ const BACKFILL_CHUNK: i64 = 5000;
 /// What to search for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchQuery {
-    /// An FTS5 query (`error`, `"exact phrase"`, `comp*`, `a AND NOT b`,
+    /// An FTS5 query (`error`, `"exact phrase"`, `comp*`, `a NOT b`,
     /// `NEAR(a b, 5)`), or words when `plain` is set.
     pub text: String,
     /// Match `text` as words, each quoted, all required: no operator or

@@ -815,3 +815,31 @@ fn a_search_is_never_ahead_of_the_commit() {
     let hits = pg.store.search(&q("pendingword")).unwrap().hits;
     assert_eq!((hits.len(), hits[0].seq.get()), (1, 2));
 }
+
+#[test]
+fn verify_reports_search_rows_edited_behind_the_triggers_until_rebuilt() {
+    let mut pg = Pg::new();
+    let a = pg.create(NewSession::default());
+    pg.add(&a, user(2, "first words")).unwrap();
+    pg.add(&a, user(3, "second words")).unwrap();
+    assert!(pg.store.verify(None).unwrap().is_empty());
+    pg.schema
+        .sql("DELETE FROM {s}.search WHERE seq = 2; UPDATE {s}.search SET seq = 99 WHERE seq = 3");
+    let problems: Vec<String> = pg
+        .store
+        .verify(None)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "database: search index: 1 indexed rows name no searchable entry and 2 searchable \
+          entries are not indexed (Store::rebuild_search_index rebuilds it)"
+        ]
+    );
+    pg.store.rebuild_search_index().unwrap();
+    assert!(pg.store.verify(None).unwrap().is_empty());
+    assert_eq!(pg.store.search(&q("words")).unwrap().hits.len(), 2);
+}

@@ -720,6 +720,30 @@ impl PgStore {
             let _ = tx.rollback();
             Ok(problems)
         })
+        .map(|mut problems| {
+            if session.is_none() {
+                problems.extend(self.search_index_problem());
+            }
+            problems
+        })
+    }
+
+    /// The search index holds exactly one row per searchable entry (see
+    /// `pg/search.rs`); a mismatch is rows edited behind the triggers' back.
+    fn search_index_problem(&self) -> Option<Problem> {
+        let message = match self.search_index_mismatches() {
+            Ok((0, 0)) => return None,
+            Ok((missing, stray)) => format!(
+                "search index: {stray} indexed rows name no searchable entry and {missing} \
+                 searchable entries are not indexed (Store::rebuild_search_index rebuilds it)"
+            ),
+            Err(e) => format!("cannot check the search index: {e}"),
+        };
+        Some(Problem {
+            session: None,
+            seq: None,
+            message,
+        })
     }
 
     /// How many sessions and entries a verification of `session` (or of all

@@ -272,6 +272,25 @@ fn space(
     vacuum: bool,
     text: &mut String,
 ) -> Result<(), String> {
+    if store.as_postgres().is_some() {
+        // PostgreSQL's autovacuum makes the deleted rows' space reusable;
+        // there is no file of podlog's to shrink.
+        if vacuum {
+            text.push_str(
+                "PostgreSQL reclaims space with its own autovacuum: nothing to rewrite\n",
+            );
+        }
+        if !report.removed.is_empty() {
+            let after = store.space_usage().map_err(|e| e.to_string())?;
+            let _ = writeln!(
+                text,
+                "database: the store's tables take {} (PostgreSQL's autovacuum makes the \
+                 deleted rows' space reusable)",
+                human(after.file_bytes)
+            );
+        }
+        return Ok(());
+    }
     let mode = store.auto_vacuum().map_err(|e| e.to_string())?;
     if vacuum && mode == AutoVacuum::None {
         let after = store.vacuum_to_incremental().map_err(|e| e.to_string())?;

@@ -29,6 +29,14 @@ pub enum BenchError {
         path: PathBuf,
         source: Box<rusqlite::Error>,
     },
+    /// A baseline's own PostgreSQL connection, or the setup of a row's
+    /// schema, failed.
+    #[error("{row}: {what}: {source}")]
+    Postgres {
+        row: &'static str,
+        what: String,
+        source: Box<postgres::Error>,
+    },
     /// A file could not be created, written or flushed.
     #[error("{row}: {what} {path}: {source}")]
     Io {
@@ -88,5 +96,17 @@ pub(crate) fn io<'a>(
         what,
         path: path.to_owned(),
         source,
+    }
+}
+
+/// Attaches a row name and an action to PostgreSQL errors.
+pub(crate) fn postgres(
+    row: &'static str,
+    what: impl Fn() -> String,
+) -> impl Fn(postgres::Error) -> BenchError {
+    move |source| BenchError::Postgres {
+        row,
+        what: what(),
+        source: Box::new(source),
     }
 }

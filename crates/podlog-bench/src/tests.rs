@@ -629,6 +629,13 @@ fn the_pg_rows_measure_against_the_server() {
         };
         assert_eq!(row.outcome, want, "{row:?}");
     }
+    assert!(report
+        .row("PG1")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("3 entries per repetition; per repetition, ours/baseline: "));
     // PG2's baseline is PG1's rate, measured in the same run.
     assert_eq!(
         report.row("PG2").unwrap().baseline,

@@ -70,12 +70,18 @@ pub(super) fn rows(
         schema.drop_now()?;
         pg1_rates = pg1.ours.clone();
         if selected.has("PG1") {
-            rows.push(pg1.row(
+            let note = format!(
+                "{n} entries per repetition; per repetition, ours/baseline: {}",
+                figures(pg1.ours.iter().zip(&pg1.baseline).map(|(o, b)| o / b))
+            );
+            let mut row = pg1.row(
                 "PG1",
                 "durable append (sync commit on, 1 entry/txn) vs raw client INSERT/txn".to_owned(),
                 Unit::PerSecond,
                 Target::RatioAtLeast(0.8),
-            ));
+            );
+            row.note = Some(note);
+            rows.push(row);
         }
     }
 
@@ -102,12 +108,19 @@ pub(super) fn rows(
         let writers = group.writers();
         drop(group);
         schema.drop_now()?;
-        rows.push(pg2.row(
+        let note = format!(
+            "{} entries per session per repetition; aggregate per repetition, /s: {}",
+            scale.group_appends,
+            figures(pg2.ours.iter().copied())
+        );
+        let mut row = pg2.row(
             "PG2",
             format!("{writers} sessions appending at once (sync commit on), aggregate vs PG1"),
             Unit::PerSecond,
             Target::RatioAtLeast(3.0),
-        ));
+        );
+        row.note = Some(note);
+        rows.push(row);
     }
 
     if selected.has("PG3") {
@@ -151,6 +164,11 @@ pub(super) fn rows(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// `xs` as a list with three significant digits.
+fn figures(xs: impl Iterator<Item = f64>) -> String {
+    xs.map(super::round3).collect::<Vec<_>>().join(", ")
 }
 
 fn poll() -> Duration {

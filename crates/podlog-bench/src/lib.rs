@@ -20,7 +20,7 @@
 //! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint | the session's JSONL export |
 //! | S1 | [`search::SearchCorpus::measure`]: `Store::search` latency over a 1M-entry history | p50 20 ms, p99 100 ms |
 //! | S2 | P1's durable append with the search index | the same with the index's triggers dropped |
-//! | PG1 | P1's durable append on PostgreSQL (`synchronous_commit=on`) | [`pg::RawPgAppend`]: a raw client `INSERT` per transaction |
+//! | PG1 | P1's durable append on PostgreSQL (`synchronous_commit=on`) | [`pg::RawPgAppend`]: a raw client `INSERT` per transaction (and, for reference, with a `pg_notify` in it, or after it) |
 //! | PG2 | [`append::GroupAppend`] on PostgreSQL: eight sessions at once | PG1's single-session rate |
 //! | PG3 | [`pg::measure_follow`]: commit to a follower in another process ([`pg::follower_main`]) | p99 50 ms |
 //!

@@ -108,13 +108,30 @@ pub fn open_store(
         .map_err(error::store(row))
 }
 
+/// What [`RawPgAppend`] sends per entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawPgShape {
+    /// One `INSERT`, autocommit: PG1's baseline.
+    Insert,
+    /// The `INSERT` and a `pg_notify` of `<session>:<seq>` in one
+    /// statement, so in the same transaction, as podlog's append notifies.
+    InsertNotify,
+    /// The `INSERT` (autocommit, durable), then the `pg_notify` in a
+    /// transaction of its own at `synchronous_commit=off`: a commit that
+    /// announces after it returned, without waiting for a second flush.
+    InsertThenNotify,
+}
+
 /// PG1's baseline: a plain client inserting each entry in a transaction
 /// of its own (autocommit), at `synchronous_commit=on`, into a table with
-/// the columns and key of podlog's `entries`.
+/// the columns and key of podlog's `entries` (shared by the baselines of
+/// one schema, each with a session of its own).
 pub struct RawPgAppend {
     row: &'static str,
     client: Client,
+    shape: RawPgShape,
     insert: Statement,
+    notify: Option<Statement>,
     session: String,
     next_seq: i64,
 }
@@ -122,13 +139,18 @@ pub struct RawPgAppend {
 impl RawPgAppend {
     /// Creates the table `raw_entries` in `schema` (the connection's
     /// `search_path`).
-    pub fn open(row: &'static str, schema: &BenchSchema) -> Result<Self> {
+    pub fn open(
+        row: &'static str,
+        schema: &BenchSchema,
+        session: &str,
+        shape: RawPgShape,
+    ) -> Result<Self> {
         let mut client = Client::connect(schema.url(), NoTls)
             .map_err(error::postgres(row, || "baseline: connecting".to_owned()))?;
         client
             .batch_execute(
                 "SET synchronous_commit = on; \
-                 CREATE TABLE raw_entries ( \
+                 CREATE TABLE IF NOT EXISTS raw_entries ( \
                    session_id text COLLATE \"C\" NOT NULL, \
                    seq bigint NOT NULL, \
                    ts bigint NOT NULL, \
@@ -139,19 +161,40 @@ impl RawPgAppend {
             .map_err(error::postgres(row, || {
                 "baseline: creating its table".to_owned()
             }))?;
-        let insert = client
-            .prepare(
+        let insert_sql = match shape {
+            RawPgShape::Insert | RawPgShape::InsertThenNotify => {
                 "INSERT INTO raw_entries (session_id, seq, ts, kind, body) \
-                 VALUES ($1, $2, $3, $4, $5::text::json)",
-            )
+                 VALUES ($1, $2, $3, $4, $5::text::json)"
+            }
+            RawPgShape::InsertNotify => {
+                "WITH entry AS ( \
+                   INSERT INTO raw_entries (session_id, seq, ts, kind, body) \
+                   VALUES ($1, $2, $3, $4, $5::text::json) RETURNING seq) \
+                 SELECT pg_notify('podlog_bench_raw', $1 || ':' || entry.seq) FROM entry"
+            }
+        };
+        let insert = client
+            .prepare(insert_sql)
             .map_err(error::postgres(row, || {
                 "baseline: preparing its INSERT".to_owned()
             }))?;
+        let notify = match shape {
+            RawPgShape::InsertThenNotify => Some(
+                client
+                    .prepare("SELECT pg_notify('podlog_bench_raw', $1 || ':' || $2::bigint)")
+                    .map_err(error::postgres(row, || {
+                        "baseline: preparing its NOTIFY".to_owned()
+                    }))?,
+            ),
+            _ => None,
+        };
         Ok(Self {
             row,
             client,
+            shape,
             insert,
-            session: "raw-session".to_owned(),
+            notify,
+            session: session.to_owned(),
             next_seq: 1,
         })
     }
@@ -172,10 +215,24 @@ impl RawPgAppend {
                     &[&self.session, &self.next_seq, &ts, &entry.kind(), &body],
                 )
                 .map_err(error::postgres(row, || "baseline: INSERT".to_owned()))?;
+            if let Some(notify) = &self.notify {
+                let mut txn = self
+                    .client
+                    .transaction()
+                    .map_err(error::postgres(row, || "baseline: BEGIN".to_owned()))?;
+                txn.batch_execute("SET LOCAL synchronous_commit = off")
+                    .and_then(|()| txn.execute(notify, &[&self.session, &self.next_seq]))
+                    .map_err(error::postgres(row, || "baseline: NOTIFY".to_owned()))?;
+                txn.commit()
+                    .map_err(error::postgres(row, || "baseline: COMMIT".to_owned()))?;
+            }
             if inserted != 1 {
                 return Err(BenchError::Check {
                     row,
-                    problem: format!("the baseline's INSERT wrote {inserted} rows"),
+                    problem: format!(
+                        "the baseline's INSERT ({:?}) wrote {inserted} rows",
+                        self.shape
+                    ),
                 });
             }
             self.next_seq += 1;
@@ -183,7 +240,10 @@ impl RawPgAppend {
         let elapsed = start.elapsed();
         let stored: i64 = self
             .client
-            .query_one("SELECT count(*) FROM raw_entries", &[])
+            .query_one(
+                "SELECT count(*) FROM raw_entries WHERE session_id = $1",
+                &[&self.session],
+            )
             .and_then(|r| r.try_get(0))
             .map_err(error::postgres(row, || {
                 "baseline: counting rows".to_owned()

@@ -12,7 +12,9 @@ use podlog_store::Synchronous;
 use super::{count, rate, run_rotated, Corpus, Figure, Row, Scale, Selection, Sides, Target, Unit};
 use crate::append::{GroupAppend, PodlogAppend};
 use crate::error::Result;
-use crate::pg::{measure_follow, open_store, BenchSchema, FollowerLauncher, RawPgAppend};
+use crate::pg::{
+    measure_follow, open_store, BenchSchema, FollowerLauncher, RawPgAppend, RawPgShape,
+};
 use crate::stats::percentile;
 
 /// The PostgreSQL server the PG rows run against.
@@ -48,13 +50,19 @@ pub(super) fn rows(
         let schema = BenchSchema::create("PG1", &target.url)?;
         let mut ours =
             PodlogAppend::with_store("PG1", open_store("PG1", &schema, Synchronous::Full)?)?;
-        let mut raw = RawPgAppend::open("PG1", &schema)?;
+        let mut raw = RawPgAppend::open("PG1", &schema, "raw", RawPgShape::Insert)?;
+        let mut raw_notify =
+            RawPgAppend::open("PG1", &schema, "raw-notify", RawPgShape::InsertNotify)?;
+        let mut raw_after =
+            RawPgAppend::open("PG1", &schema, "raw-after", RawPgShape::InsertThenNotify)?;
         let mut corpus = Corpus::new(1);
         let n = scale.durable_appends;
         let mut pg1 = Sides::default();
+        let mut notify = Vec::new();
+        let mut after = Vec::new();
         for r in 0..repeats {
             let batch = corpus.take_vec(n);
-            let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+            let mut sides: [&mut dyn FnMut() -> Result<()>; 4] = [
                 &mut || {
                     pg1.ours.push(rate(n, ours.run(batch.clone())?));
                     Ok(())
@@ -63,10 +71,18 @@ pub(super) fn rows(
                     pg1.baseline.push(rate(n, raw.run(&batch)?));
                     Ok(())
                 },
+                &mut || {
+                    notify.push(rate(n, raw_notify.run(&batch)?));
+                    Ok(())
+                },
+                &mut || {
+                    after.push(rate(n, raw_after.run(&batch)?));
+                    Ok(())
+                },
             ];
             run_rotated(&mut sides, r)?;
         }
-        drop((ours, raw));
+        drop((ours, raw, raw_notify, raw_after));
         schema.drop_now()?;
         pg1_rates = pg1.ours.clone();
         if selected.has("PG1") {
@@ -82,6 +98,30 @@ pub(super) fn rows(
             );
             row.note = Some(note);
             rows.push(row);
+            rows.push(
+                Sides {
+                    ours: pg1_rates.clone(),
+                    baseline: notify,
+                }
+                .row(
+                    "PG1-notify",
+                    "  the same vs raw INSERT + pg_notify in its txn".to_owned(),
+                    Unit::PerSecond,
+                    Target::Reference,
+                ),
+            );
+            rows.push(
+                Sides {
+                    ours: pg1_rates.clone(),
+                    baseline: after,
+                }
+                .row(
+                    "PG1-after",
+                    "  the same vs raw INSERT, then pg_notify in a no-flush txn".to_owned(),
+                    Unit::PerSecond,
+                    Target::Reference,
+                ),
+            );
         }
     }
 

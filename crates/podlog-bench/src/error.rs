@@ -31,7 +31,7 @@ pub enum BenchError {
     },
     /// A baseline's own PostgreSQL connection, or the setup of a row's
     /// schema, failed.
-    #[error("{row}: {what}: {source}")]
+    #[error("{row}: {what}: {}", pg_detail(source))]
     Postgres {
         row: &'static str,
         what: String,
@@ -108,5 +108,14 @@ pub(crate) fn postgres(
         row,
         what: what(),
         source: Box::new(source),
+    }
+}
+
+/// A PostgreSQL error with the server's message, which its `Display`
+/// leaves out.
+fn pg_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}: {}", db.severity(), db.message()),
+        None => e.to_string(),
     }
 }

@@ -261,6 +261,53 @@ impl RawPgAppend {
     }
 }
 
+/// PG2's references: `clients` raw clients of one shape, each its own
+/// connection and session (named after `round`, which must differ between
+/// calls on one schema), inserting `per_client` entries at once; returns
+/// the time from the common start until the last one finished.
+pub fn raw_group(
+    row: &'static str,
+    schema: &BenchSchema,
+    round: usize,
+    shape: RawPgShape,
+    clients: usize,
+    batches: Vec<Vec<LogEntry>>,
+) -> Result<Duration> {
+    let mut raws = (0..clients)
+        .map(|i| RawPgAppend::open(row, schema, &format!("group-{round}-{shape:?}-{i}"), shape))
+        .collect::<Result<Vec<_>>>()?;
+    let barrier = std::sync::Barrier::new(clients + 1);
+    let (elapsed, results) = std::thread::scope(|scope| {
+        let handles: Vec<_> = raws
+            .iter_mut()
+            .zip(&batches)
+            .map(|(raw, batch)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    raw.run(batch).map(|_| ())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let results: Vec<Result<()>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(BenchError::Check {
+                        row,
+                        problem: "a raw client thread panicked".to_owned(),
+                    })
+                })
+            })
+            .collect();
+        (start.elapsed(), results)
+    });
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(elapsed)
+}
+
 /// What the follower of PG3 follows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FollowSpec {

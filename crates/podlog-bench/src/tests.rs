@@ -609,11 +609,26 @@ fn the_pg_rows_measure_against_the_server() {
     let ids: Vec<&str> = report.rows.iter().map(|r| r.id).collect();
     assert_eq!(
         ids,
-        ["PG1", "PG1-notify", "PG1-after", "PG2", "PG3"],
+        [
+            "PG1",
+            "PG1-notify",
+            "PG1-after",
+            "PG2",
+            "PG2-raw",
+            "PG2-raw-notify",
+            "PG3"
+        ],
         "{report}"
     );
     assert_eq!(heard.len(), 3, "{heard:?}");
-    for id in ["PG1", "PG1-notify", "PG1-after", "PG2"] {
+    for id in [
+        "PG1",
+        "PG1-notify",
+        "PG1-after",
+        "PG2",
+        "PG2-raw",
+        "PG2-raw-notify",
+    ] {
         let row = report.row(id).unwrap();
         let (ours, baseline, ratio) = (
             row.ours.unwrap().value,

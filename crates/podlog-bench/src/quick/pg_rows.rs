@@ -13,7 +13,7 @@ use super::{count, rate, run_rotated, Corpus, Figure, Row, Scale, Selection, Sid
 use crate::append::{GroupAppend, PodlogAppend};
 use crate::error::Result;
 use crate::pg::{
-    measure_follow, open_store, BenchSchema, FollowerLauncher, RawPgAppend, RawPgShape,
+    measure_follow, open_store, raw_group, BenchSchema, FollowerLauncher, RawPgAppend, RawPgShape,
 };
 use crate::stats::percentile;
 
@@ -43,6 +43,8 @@ pub(super) fn rows(
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut pg1_rates = Vec::new();
+    let mut raw_rates = Vec::new();
+    let mut raw_notify_rates = Vec::new();
     if selected.has("PG1") || selected.has("PG2") {
         progress(
             "PG1: durable appends (synchronous_commit=on) against a raw INSERT per transaction",
@@ -83,6 +85,8 @@ pub(super) fn rows(
             run_rotated(&mut sides, r)?;
         }
         drop((ours, raw, raw_notify, raw_after));
+        raw_rates = pg1.baseline.clone();
+        raw_notify_rates = notify.clone();
         schema.drop_now()?;
         pg1_rates = pg1.ours.clone();
         if selected.has("PG1") {
@@ -147,6 +151,43 @@ pub(super) fn rows(
         }
         let writers = group.writers();
         drop(group);
+        // For reference: as many raw clients at once, with and without a
+        // pg_notify in each transaction, against one of the same shape.
+        let mut raw = Sides {
+            ours: Vec::new(),
+            baseline: raw_rates,
+        };
+        let mut raw_notify = Sides {
+            ours: Vec::new(),
+            baseline: raw_notify_rates,
+        };
+        let mut corpus = Corpus::new(7);
+        let per = scale.group_appends;
+        for r in 0..repeats {
+            let batches: Vec<Vec<_>> = (0..writers).map(|_| corpus.take_vec(per)).collect();
+            let mut sides: [&mut dyn FnMut() -> Result<()>; 2] = [
+                &mut || {
+                    let batches = batches.clone();
+                    let t = raw_group("PG2", &schema, r, RawPgShape::Insert, writers, batches)?;
+                    raw.ours.push(rate(per * writers, t));
+                    Ok(())
+                },
+                &mut || {
+                    let batches = batches.clone();
+                    let t = raw_group(
+                        "PG2",
+                        &schema,
+                        r,
+                        RawPgShape::InsertNotify,
+                        writers,
+                        batches,
+                    )?;
+                    raw_notify.ours.push(rate(per * writers, t));
+                    Ok(())
+                },
+            ];
+            run_rotated(&mut sides, r)?;
+        }
         schema.drop_now()?;
         let note = format!(
             "{} entries per session per repetition; aggregate per repetition, /s: {}",
@@ -161,6 +202,18 @@ pub(super) fn rows(
         );
         row.note = Some(note);
         rows.push(row);
+        rows.push(raw.row(
+            "PG2-raw",
+            format!("  {writers} raw clients INSERT/txn at once vs one (PG1's baseline)"),
+            Unit::PerSecond,
+            Target::Reference,
+        ));
+        rows.push(raw_notify.row(
+            "PG2-raw-notify",
+            format!("  {writers} raw clients INSERT + pg_notify/txn at once vs one"),
+            Unit::PerSecond,
+            Target::Reference,
+        ));
     }
 
     if selected.has("PG3") {

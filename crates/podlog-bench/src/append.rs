@@ -73,7 +73,11 @@ impl PodlogAppend {
         name: &str,
         synchronous: Synchronous,
     ) -> Result<Self> {
-        let store = open_store(row, dir, name, synchronous)?;
+        Self::with_store(row, open_store(row, dir, name, synchronous)?)
+    }
+
+    /// One new session of `store`, which may be on either backend.
+    pub fn with_store(row: &'static str, store: Arc<Store>) -> Result<Self> {
         let (writer, sink) = new_session(row, &store)?;
         Ok(Self {
             row,
@@ -128,7 +132,11 @@ impl GroupAppend {
         synchronous: Synchronous,
         writers: usize,
     ) -> Result<Self> {
-        let store = open_store(row, dir, name, synchronous)?;
+        Self::with_store(row, open_store(row, dir, name, synchronous)?, writers)
+    }
+
+    /// `writers` new sessions of `store`, which may be on either backend.
+    pub fn with_store(row: &'static str, store: Arc<Store>, writers: usize) -> Result<Self> {
         let sessions = (0..writers)
             .map(|_| new_session(row, &store))
             .collect::<Result<Vec<_>>>()?;

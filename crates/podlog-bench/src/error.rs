@@ -29,6 +29,14 @@ pub enum BenchError {
         path: PathBuf,
         source: Box<rusqlite::Error>,
     },
+    /// A baseline's own PostgreSQL connection, or the setup of a row's
+    /// schema, failed.
+    #[error("{row}: {what}: {}", pg_detail(source))]
+    Postgres {
+        row: &'static str,
+        what: String,
+        source: Box<postgres::Error>,
+    },
     /// A file could not be created, written or flushed.
     #[error("{row}: {what} {path}: {source}")]
     Io {
@@ -88,5 +96,26 @@ pub(crate) fn io<'a>(
         what,
         path: path.to_owned(),
         source,
+    }
+}
+
+/// Attaches a row name and an action to PostgreSQL errors.
+pub(crate) fn postgres(
+    row: &'static str,
+    what: impl Fn() -> String,
+) -> impl Fn(postgres::Error) -> BenchError {
+    move |source| BenchError::Postgres {
+        row,
+        what: what(),
+        source: Box::new(source),
+    }
+}
+
+/// A PostgreSQL error with the server's message, which its `Display`
+/// leaves out.
+fn pg_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}: {}", db.severity(), db.message()),
+        None => e.to_string(),
     }
 }

@@ -20,6 +20,9 @@
 //! | H4 | [`huge::HugeFixture::measure_size`]: the database after a checkpoint | the session's JSONL export |
 //! | S1 | [`search::SearchCorpus::measure`]: `Store::search` latency over a 1M-entry history | p50 20 ms, p99 100 ms |
 //! | S2 | P1's durable append with the search index | the same with the index's triggers dropped |
+//! | PG1 | P1's durable append on PostgreSQL (`synchronous_commit=on`) | [`pg::RawPgAppend`]: a raw client `INSERT` per transaction (and, for reference, with a `pg_notify` in it, or after it) |
+//! | PG2 | [`append::GroupAppend`] on PostgreSQL: eight sessions at once | PG1's single-session rate |
+//! | PG3 | [`pg::measure_follow`]: commit to a follower in another process ([`pg::follower_main`]) | p99 50 ms |
 //!
 //! [`quick()`] runs them (all, or those of [`QuickOptions::rows`]) and
 //! returns a [`Report`] (what the
@@ -29,7 +32,8 @@
 //!
 //! Nothing here prints: progress goes to a callback, results are values
 //! (the exceptions are [`fanout::client_main`], the client process of P8,
-//! and [`restored::server_main`], the server process of H1 and H2, which
+//! [`restored::server_main`], the server process of H1 and H2, and
+//! [`pg::follower_main`], the follower process of PG3, which
 //! write their reports to the writer they are given).
 //! Every measurement checks that it did the work it timed (the entries are in
 //! the mirror, the restore returned every entry) and fails with a
@@ -44,6 +48,7 @@ pub mod follow;
 pub mod huge;
 pub mod memory;
 pub mod mirror;
+pub mod pg;
 pub mod quick;
 pub mod restore;
 pub mod restored;
@@ -54,7 +59,9 @@ pub mod stats;
 
 pub use error::{BenchError, Result};
 pub use memory::{CountingAlloc, HeapGauge, Mallinfo};
-pub use quick::{quick, Outcome, QuickOptions, Report, Row, Scale, Selection, Target, GROUPS};
+pub use quick::{
+    quick, Outcome, PgTarget, QuickOptions, Report, Row, Scale, Selection, Target, GROUPS,
+};
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,13 @@
 //! is measured without theirs. So does the server of rows H1 and H2, with
 //! the hidden `--serve-restored SPEC`, so that its memory is its own.
 //!
+//! With `--db postgres://...` the rows PG1 to PG3 run against that
+//! server, each in a fresh schema of its own that is dropped afterwards
+//! (the temporary files of the other rows then go in the system's
+//! temporary folder unless `--dir` says otherwise); PG3's follower is this
+//! program again, with the hidden `--pg-follow SPEC`. Without a
+//! PostgreSQL URL the PG rows are skipped with a line saying so.
+//!
 //! `--only H1,H2` runs some rows only; `--huge-mb` sizes the long session
 //! of rows H1, H2 and H4.
 //!
@@ -27,8 +34,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use podlog_bench::fanout::{client_main, ClientLauncher};
+use podlog_bench::pg::FollowerLauncher;
 use podlog_bench::restored::{server_main, ServerLauncher};
-use podlog_bench::{quick, Mallinfo, QuickOptions, Scale, Selection};
+use podlog_bench::{quick, Mallinfo, PgTarget, QuickOptions, Scale, Selection};
+use podlog_store::Location;
 
 /// Measure podlog against baselines run on the same disk and print the
 /// ratio table of docs/performance.md.
@@ -41,7 +50,9 @@ struct Args {
 
     /// The database whose disk to measure: the default for --dir is its
     /// folder (default: podlog.db in the platform's data folder, as for
-    /// `podlog`). Nothing is written to the database itself.
+    /// `podlog`). Nothing is written to the database itself. A
+    /// postgres:// URL is the server of rows PG1 to PG3, which work in
+    /// schemas of their own and drop them.
     #[arg(long, env = "PODLOG_DB", value_name = "PATH")]
     db: Option<PathBuf>,
 
@@ -49,8 +60,8 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     repeats: u16,
 
-    /// The rows to run: a comma-separated list of P1 to P9, H1 to H4, F1, F2, S1, S2
-    /// and R1 (each with its reference rows), or all.
+    /// The rows to run: a comma-separated list of P1 to P9, H1 to H4, F1, F2, S1, S2,
+    /// R1 and PG1 to PG3 (each with its reference rows), or all.
     #[arg(long, value_name = "ROWS", default_value = "all")]
     only: Selection,
 
@@ -74,6 +85,17 @@ struct Args {
         conflicts_with = "fanout_clients"
     )]
     serve_restored: Option<String>,
+
+    /// Follow the session described by SPEC (JSON) on PostgreSQL and report
+    /// when each entry arrived on stdout: what row PG3 starts this program
+    /// with.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "SPEC",
+        conflicts_with_all = ["fanout_clients", "serve_restored"]
+    )]
+    pg_follow: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +122,10 @@ fn run(args: &Args) -> Result<(), String> {
         return server_main(spec, &mut input, &mut out)
             .map_err(|e| format!("benchmark server: {e}"));
     }
+    if let Some(spec) = &args.pg_follow {
+        return podlog_bench::pg::follower_main(spec, &mut out)
+            .map_err(|e| format!("benchmark follower: {e}"));
+    }
     // Without its own path, the program cannot start its clients or the
     // server apart: they run in this process and the memory rows say so.
     let program = std::env::current_exe().ok();
@@ -117,6 +143,13 @@ fn run(args: &Args) -> Result<(), String> {
         },
         None => ServerLauncher::InProcess,
     };
+    let follower = match &program {
+        Some(program) => FollowerLauncher::Command {
+            program: program.clone(),
+            args: vec!["--pg-follow".to_owned()],
+        },
+        None => FollowerLauncher::InProcess,
+    };
     let options = QuickOptions {
         dir: files_dir(args)?,
         repeats: usize::from(args.repeats),
@@ -127,6 +160,7 @@ fn run(args: &Args) -> Result<(), String> {
         clients,
         server,
         rows: args.only.clone(),
+        postgres: postgres_url(args).map(|url| PgTarget { url, follower }),
     };
     eprintln!(
         "podlog-bench: rows {}, {} repetitions, files in {}",
@@ -146,11 +180,23 @@ fn run(args: &Args) -> Result<(), String> {
     }
 }
 
+/// The URL of `--db` when it names a PostgreSQL database.
+fn postgres_url(args: &Args) -> Option<String> {
+    let db = args.db.as_ref()?.to_str()?;
+    match Location::parse(db) {
+        Location::Postgres(url) => Some(url),
+        Location::Sqlite(_) => None,
+    }
+}
+
 /// The folder the temporary files go in: `--dir`, else the database's
-/// folder.
+/// folder (the system's temporary folder for a PostgreSQL database).
 fn files_dir(args: &Args) -> Result<PathBuf, String> {
     if let Some(dir) = &args.dir {
         return Ok(dir.clone());
+    }
+    if postgres_url(args).is_some() {
+        return Ok(std::env::temp_dir());
     }
     let database = match &args.db {
         Some(path) => path.clone(),
@@ -210,6 +256,10 @@ mod tests {
             parse(&["--db", "/srv/pods/podlog.db", "--dir", "/mnt/ssd"]),
             std::path::Path::new("/mnt/ssd")
         );
+        assert_eq!(
+            parse(&["--db", "postgres://root@127.0.0.1:5432/test"]),
+            std::env::temp_dir()
+        );
     }
 
     #[test]
@@ -227,7 +277,7 @@ mod tests {
     #[test]
     fn only_picks_rows_and_huge_mb_sizes_the_long_session() {
         let args = Args::try_parse_from(["podlog-bench"]).expect("valid");
-        assert_eq!(args.only.groups().len(), 18);
+        assert_eq!(args.only.groups().len(), 21);
         assert_eq!(args.huge_mb, 1024);
         let args = Args::try_parse_from(["podlog-bench", "--only", "h4,H1", "--huge-mb", "8"])
             .expect("valid");

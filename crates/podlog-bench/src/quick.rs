@@ -52,7 +52,10 @@ use crate::resume::measure_resume;
 use crate::stats::{median, percentile};
 
 mod huge_rows;
+mod pg_rows;
 mod search_rows;
+
+pub use pg_rows::PgTarget;
 
 /// F1 and F2: following sessions another connection writes (see
 /// [`crate::follow`]). One run each: F1's figure is a percentile over its
@@ -287,13 +290,16 @@ pub struct QuickOptions {
     pub server: ServerLauncher,
     /// The rows to run.
     pub rows: Selection,
+    /// The PostgreSQL server of rows PG1 to PG3; without one they are
+    /// skipped (a progress line says so).
+    pub postgres: Option<PgTarget>,
 }
 
 /// The groups of rows, in the table's order. A group is a row with its
 /// reference and sub-rows (`P1` brings `P1-nosync` and `P1-sqlite`).
-pub const GROUPS: [&str; 18] = [
+pub const GROUPS: [&str; 21] = [
     "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "H1", "H2", "H3", "H4", "F1", "F2", "S1",
-    "S2", "R1",
+    "S2", "R1", "PG1", "PG2", "PG3",
 ];
 
 /// Which groups of rows a run measures: all of them, or those named in a
@@ -1056,6 +1062,15 @@ pub fn quick(
             &mut corpus,
             progress,
         )?);
+    }
+
+    if pg_rows::any(selected) {
+        match &options.postgres {
+            Some(target) => rows.extend(pg_rows::rows(target, scale, repeats, selected, progress)?),
+            None => progress(
+                "PG1, PG2, PG3: skipped: they need a PostgreSQL server (--db postgres://...)",
+            ),
+        }
     }
 
     let workdir_path = workdir.path().to_owned();

@@ -13,7 +13,10 @@ use crate::corpus::{Corpus, MAX_TOOL_OUTPUT, MIN_TOOL_OUTPUT};
 use crate::fanout::ClientLauncher;
 use crate::huge::{HugeCorpus, HugeSpec, MIN_ENTRIES, MIN_LARGE_OUTPUT};
 use crate::memory::{measure_mirror, CountingAlloc, HeapGauge, Mallinfo};
-use crate::quick::{count, quick, Outcome, QuickOptions, Scale, Selection, Target, GROUPS};
+use crate::pg::{BenchSchema, FollowerLauncher};
+use crate::quick::{
+    count, quick, Outcome, PgTarget, QuickOptions, Scale, Selection, Target, GROUPS,
+};
 use crate::restore::RestoreFixture;
 use crate::restored::ServerLauncher;
 use crate::sse_client::FrameMeter;
@@ -148,6 +151,7 @@ fn a_quick_run_measures_every_row() {
             clients: ClientLauncher::InProcess,
             server: ServerLauncher::InProcess,
             rows: Selection::all(),
+            postgres: None,
         },
         &Mallinfo,
         &mut |what| heard.push(what.to_owned()),
@@ -317,7 +321,14 @@ fn a_quick_run_measures_every_row() {
         .contains("rare term"));
     let redaction = report.row("R1").unwrap().ours.unwrap().value;
     assert!(redaction > 0.0, "R1 {redaction}/s");
-    assert_eq!(heard.len(), 19, "{heard:?}");
+    // Without a PostgreSQL server the PG rows are skipped, saying why.
+    assert!(
+        heard
+            .iter()
+            .any(|h| h.starts_with("PG1, PG2, PG3: skipped: they need a PostgreSQL server")),
+        "{heard:?}"
+    );
+    assert_eq!(heard.len(), 20, "{heard:?}");
 
     let table = report.to_string();
     for id in ids {
@@ -354,6 +365,7 @@ fn only_the_selected_rows_are_shown_and_what_they_need_still_runs() {
             clients: ClientLauncher::InProcess,
             server: ServerLauncher::InProcess,
             rows: "p3, P9,H4".parse().unwrap(),
+            postgres: None,
         },
         &Mallinfo,
         &mut |what| heard.push(what.to_owned()),
@@ -563,4 +575,159 @@ fn open_run_free(entries: &[podlog_entry::Committed]) -> bool {
         }
     }
     !open
+}
+
+/// The PostgreSQL server of the PG rows' test: `PODLOG_TEST_PG`, else the
+/// project's loopback server. The test fails when it does not answer.
+fn test_pg_url() -> String {
+    std::env::var("PODLOG_TEST_PG")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
+}
+
+#[test]
+fn the_pg_rows_measure_against_the_server() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut heard = Vec::new();
+    let report = quick(
+        &QuickOptions {
+            dir: dir.path().to_owned(),
+            repeats: 2,
+            scale: Scale::tiny(),
+            clients: ClientLauncher::InProcess,
+            server: ServerLauncher::InProcess,
+            rows: "PG1,PG2,PG3".parse().unwrap(),
+            postgres: Some(PgTarget {
+                url: test_pg_url(),
+                follower: FollowerLauncher::InProcess,
+            }),
+        },
+        &Mallinfo,
+        &mut |what| heard.push(what.to_owned()),
+    )
+    .unwrap_or_else(|e| panic!("the PG rows against {}: {e}", test_pg_url()));
+    let ids: Vec<&str> = report.rows.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "PG1",
+            "PG1-notify",
+            "PG1-after",
+            "PG2",
+            "PG2-raw",
+            "PG2-raw-notify",
+            "PG3"
+        ],
+        "{report}"
+    );
+    assert_eq!(heard.len(), 3, "{heard:?}");
+    for id in [
+        "PG1",
+        "PG1-notify",
+        "PG1-after",
+        "PG2",
+        "PG2-raw",
+        "PG2-raw-notify",
+    ] {
+        let row = report.row(id).unwrap();
+        let (ours, baseline, ratio) = (
+            row.ours.unwrap().value,
+            row.baseline.unwrap().value,
+            row.ratio.unwrap(),
+        );
+        for (name, x) in [("ours", ours), ("baseline", baseline), ("ratio", ratio)] {
+            assert!(x.is_finite() && x > 0.0, "{id} {name} = {x}: {row:?}");
+        }
+        let want = match row.target {
+            Target::RatioAtLeast(t) if ratio >= t => Outcome::Met,
+            Target::RatioAtLeast(_) => Outcome::Missed,
+            Target::Reference => Outcome::Reference,
+            other => panic!("{id}: {other:?}"),
+        };
+        assert_eq!(row.outcome, want, "{row:?}");
+    }
+    assert!(report
+        .row("PG1")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("3 entries per repetition; per repetition, ours/baseline: "));
+    // PG2's baseline is PG1's rate, measured in the same run.
+    assert_eq!(
+        report.row("PG2").unwrap().baseline,
+        report.row("PG1").unwrap().ours
+    );
+    let pg3 = report.row("PG3").unwrap();
+    assert_eq!((pg3.baseline, pg3.ratio), (None, None), "{pg3:?}");
+    let p99 = pg3.ours.unwrap().value;
+    assert!((0.0..10_000.0).contains(&p99), "{pg3:?}");
+    let Target::OursAtMost(t, _) = pg3.target else {
+        panic!("{:?}", pg3.target);
+    };
+    let want = if p99 <= t {
+        Outcome::Met
+    } else {
+        Outcome::Missed
+    };
+    assert_eq!(pg3.outcome, want, "{pg3:?}");
+    let note = pg3.note.as_deref().unwrap();
+    assert!(
+        note.starts_with("20 entries") && note.contains("in this process"),
+        "{note}"
+    );
+    let table = report.to_string();
+    for id in ids {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("{id} "))),
+            "{id} missing from\n{table}"
+        );
+    }
+}
+
+#[test]
+fn a_bench_schema_is_made_fresh_and_dropped_with_its_tables() {
+    let url = test_pg_url();
+    let exists = |client: &mut postgres::Client, name: &str| -> bool {
+        client
+            .query_one(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+                &[&name],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    };
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
+    let a = BenchSchema::create("test", &url).unwrap();
+    let b = BenchSchema::create("test", &url).unwrap();
+    assert_ne!(a.url(), b.url());
+    let name = a
+        .url()
+        .rsplit_once("%3D")
+        .map(|(_, n)| n.to_owned())
+        .unwrap();
+    assert!(name.starts_with("podlog_bench_"), "{name}");
+    assert!(exists(&mut admin, &name));
+    // The URL puts a connection's tables in the schema.
+    let mut inside = postgres::Client::connect(a.url(), postgres::NoTls).unwrap();
+    inside.batch_execute("CREATE TABLE t (x int)").unwrap();
+    let schema: String = inside
+        .query_one("SELECT current_schema()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(schema, name);
+    drop(inside);
+    a.drop_now().unwrap();
+    assert!(!exists(&mut admin, &name));
+    // Dropping the value drops the schema too.
+    let other = b
+        .url()
+        .rsplit_once("%3D")
+        .map(|(_, n)| n.to_owned())
+        .unwrap();
+    assert!(exists(&mut admin, &other));
+    drop(b);
+    assert!(!exists(&mut admin, &other));
 }

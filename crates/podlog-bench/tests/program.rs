@@ -3,8 +3,10 @@
 //! client only if the clients run elsewhere, so the program must start
 //! itself again with `--fanout-clients SPEC` and report back; rows H1 and
 //! H2 measure the server's own memory, so it starts itself again with
-//! `--serve-restored SPEC` to serve. These tests run those child roles, end
-//! to end, at a tiny size, and check the program's exit codes. No test
+//! `--serve-restored SPEC` to serve; row PG3's follower must be another
+//! process, so it starts itself again with `--pg-follow SPEC`. These tests
+//! run those child roles, end to end, at a tiny size, and check the
+//! program's exit codes. No test
 //! looks at how fast anything is.
 
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use std::process::Command;
 
 use podlog_bench::fanout::{measure_fanout, ClientLauncher, FanoutSpec};
 use podlog_bench::huge::{HugeFixture, HugeSpec};
+use podlog_bench::pg::{measure_follow, open_store, BenchSchema, FollowerLauncher};
 use podlog_bench::restored::{measure_restored, ServerLauncher};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_podlog-bench");
@@ -75,6 +78,60 @@ fn the_h1_server_runs_in_the_program_started_again() {
     assert!(run.first.wire_bytes > run.first.bytes, "{run:?}");
 }
 
+/// The PostgreSQL server of the tests: `PODLOG_TEST_PG`, else the
+/// project's loopback server. A test fails when it does not answer.
+fn test_pg_url() -> String {
+    std::env::var("PODLOG_TEST_PG")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
+}
+
+#[test]
+fn the_pg3_follower_runs_in_the_program_started_again() {
+    let url = test_pg_url();
+    let schema = BenchSchema::create("PG3", &url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let store = open_store("PG3", &schema, podlog_store::Synchronous::Full).expect("a store");
+    // What the program itself starts for its follower (see `src/main.rs`).
+    let launcher = FollowerLauncher::Command {
+        program: PathBuf::from(PROGRAM),
+        args: vec!["--pg-follow".to_owned()],
+    };
+    let entries = podlog_bench::corpus::Corpus::new(5).take_vec(20);
+    let (latencies, apart) = measure_follow(
+        &store,
+        schema.url(),
+        entries,
+        std::time::Duration::from_millis(2),
+        &launcher,
+    )
+    .expect("a follow run");
+    assert!(apart);
+    assert_eq!(latencies.len(), 20);
+    assert!(
+        latencies.iter().all(|l| l.is_finite() && *l >= 0.0),
+        "{latencies:?}"
+    );
+    drop(store);
+    schema.drop_now().expect("the schema dropped");
+}
+
+#[test]
+fn the_pg_rows_are_skipped_without_a_postgresql_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(PROGRAM)
+        .args(["--only", "PG1,PG3", "--db"])
+        .arg(dir.path().join("podlog.db"))
+        .output()
+        .expect("run podlog-bench");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PG1, PG2, PG3: skipped: they need a PostgreSQL server"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.lines().any(|l| l.starts_with("PG")), "{stdout}");
+}
+
 #[test]
 fn bad_arguments_exit_2_and_a_bad_client_spec_exits_1() {
     let run = |args: &[&str]| {
@@ -100,6 +157,13 @@ fn bad_arguments_exit_2_and_a_bad_client_spec_exits_1() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
         stderr.starts_with("podlog-bench: error: benchmark server: H1: bad spec"),
+        "{stderr}"
+    );
+    let bad = run(&["--pg-follow", "{}"]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.starts_with("podlog-bench: error: benchmark follower: PG3: follower: bad spec"),
         "{stderr}"
     );
     let unknown = run(&["--only", "P1,Q7"]);

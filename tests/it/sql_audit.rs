@@ -12,6 +12,19 @@ const CONSTANT_INTERPOLATIONS: &[(&str, &str)] = &[
     ("SESSION_COLUMNS", "a const column list"),
     ("sync", "FULL or NORMAL, from the Synchronous enum"),
     ("version", "a migration number embedded at build time"),
+    ("SHARE_COLUMNS", "a const column list (PostgreSQL shares)"),
+    (
+        "REFS",
+        "a const FROM clause: entries and their payload refs (PostgreSQL verify)",
+    ),
+    (
+        "generated_schema",
+        "a schema name the benchmark makes itself: podlog_bench_ and hex digits",
+    ),
+    (
+        "REFS_OF_E",
+        "a const FROM clause: one entry's payload refs (PostgreSQL verify)",
+    ),
 ];
 
 /// A positional `{}` is allowed only here: the raw-SQLite benchmark

@@ -49,8 +49,9 @@ impl BenchSchema {
         // bound parameter, so it is made safe to splice in.
         let random = RandomState::new().hash_one((std::process::id(), SystemTime::now()));
         let name = format!("podlog_bench_{random:016x}");
+        let generated_schema = &name;
         admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .batch_execute(&format!("CREATE SCHEMA {generated_schema}"))
             .map_err(error::postgres(row, || format!("creating schema {name}")))?;
         let separator = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{separator}options=-csearch_path%3D{name}");
@@ -77,8 +78,9 @@ impl BenchSchema {
             return Ok(());
         };
         let name = &self.name;
+        let generated_schema = name;
         admin
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {generated_schema} CASCADE"))
             .map_err(error::postgres(self.row, || {
                 format!("dropping schema {name}")
             }))

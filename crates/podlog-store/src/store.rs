@@ -26,7 +26,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use podlog_entry::{Committed, LogEntry, Message, PayloadHash, Seq, SessionId};
 use podlog_redact::Redactor;
@@ -305,7 +305,10 @@ impl Store {
     pub fn change_watch(&self) -> Result<ChangeWatch> {
         match &self.backend {
             Backend::Sqlite(s) => Ok(ChangeWatch::Sqlite(s.change_watch()?)),
-            Backend::Postgres(s) => Ok(ChangeWatch::Postgres(Box::new(s.listen()?))),
+            Backend::Postgres(s) => Ok(ChangeWatch::Postgres {
+                listener: Box::new(s.listen()?),
+                said: Instant::now(),
+            }),
         }
     }
 
@@ -535,22 +538,37 @@ impl SessionLock {
 #[derive(Debug)]
 pub enum ChangeWatch {
     Sqlite(watch::ChangeWatch),
-    Postgres(Box<PgListener>),
+    Postgres {
+        listener: Box<PgListener>,
+        /// When [`ChangeWatch::changed`] last said true.
+        said: Instant,
+    },
 }
+
+/// On PostgreSQL, how long [`ChangeWatch::changed`] may say false at most:
+/// a writer announces its commits after them, so a writer that dies in
+/// between leaves a commit unannounced, which a follower then finds by
+/// looking again on its own.
+pub const PG_RECHECK: Duration = Duration::from_secs(1);
 
 impl ChangeWatch {
     /// True when another connection may have committed since the last call
-    /// (on PostgreSQL: a commit was announced; every announcement waiting
-    /// is taken). Never waits.
+    /// (on PostgreSQL: a commit was announced, every announcement waiting
+    /// is taken, or [`PG_RECHECK`] has passed since the last true). Never
+    /// waits.
     pub fn changed(&mut self) -> Result<bool> {
         match self {
             ChangeWatch::Sqlite(w) => w.changed(),
-            ChangeWatch::Postgres(l) => {
+            ChangeWatch::Postgres { listener, said } => {
                 let mut any = false;
-                while l.wait(Duration::ZERO)?.is_some() {
+                while listener.wait(Duration::ZERO)?.is_some() {
                     any = true;
                 }
-                Ok(any)
+                if any || said.elapsed() >= PG_RECHECK {
+                    *said = Instant::now();
+                    return Ok(true);
+                }
+                Ok(false)
             }
         }
     }

@@ -788,3 +788,27 @@ fn a_store_a_writer_and_a_listener_can_be_dropped_inside_an_async_runtime() {
         }
     }
 }
+
+#[test]
+fn a_change_watch_sees_announced_commits_and_looks_again_on_its_own() {
+    let schema = Schema::new();
+    let store = crate::Store::postgres(schema.try_open().unwrap());
+    let mut watch = store.change_watch().unwrap();
+    assert!(!watch.changed().unwrap(), "nothing committed yet");
+    let (id, start) = store.create_session(NewSession::default()).unwrap();
+    let sink = SessionLogSink::with_initial([start]).unwrap();
+    let mut writer = store.session_writer(&id).unwrap();
+    writer.append(note(2), &sink).unwrap();
+    // The append is announced after its commit: seen within moments.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !watch.changed().unwrap() {
+        assert!(Instant::now() < deadline, "the commit was never announced");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!watch.changed().unwrap(), "each announcement is taken once");
+    // A commit nobody announced (a writer that died between its commit and
+    // its notice) is found by the watch's own look, within PG_RECHECK.
+    std::thread::sleep(crate::store::PG_RECHECK);
+    assert!(watch.changed().unwrap());
+    assert!(!watch.changed().unwrap());
+}

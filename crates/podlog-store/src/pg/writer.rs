@@ -22,11 +22,13 @@
 //!   (so one round trip, prepared once per writer): the session row's
 //!   `last_seq` moves up by one (`UPDATE ... RETURNING`, so the seq is
 //!   assigned inside the transaction, gap-free) with its counters, the
-//!   payloads and the entry row are inserted, and `<session>:<seq>` is sent
-//!   with `pg_notify` (delivered by the server only at commit). Only after
-//!   the statement, and so its commit, returned Ok is the entry published
-//!   to the sink passed in; a failed append (at any step, `COMMIT`
-//!   included) rolls back, announces nothing and publishes nothing.
+//!   payloads and the entry row are inserted. Only after the statement,
+//!   and so its commit, returned Ok is `<session>:<seq>` sent with
+//!   `pg_notify` (in a second, asynchronous transaction, so that
+//!   concurrent sessions' commits still share flushes; see [`ANNOUNCE`])
+//!   and the entry published to the sink passed in; a failed append (at
+//!   any step, `COMMIT` included) rolls back, announces nothing and
+//!   publishes nothing.
 //! * The `UPDATE` is guarded by the seq the writer expects (`last_seq` kept
 //!   in memory, as the SQLite writer keeps it): a row moved behind the
 //!   lock's back fails the append with [`StoreError::StaleWriter`] and
@@ -52,9 +54,9 @@ use crate::{Result, StoreError};
 /// round trip to the server): the session row's counters move by one entry,
 /// guarded by the seq the writer expects ($2), and `RETURNING` gives the
 /// seq the row now ends at; only if it moved are the payloads and then the
-/// entry row inserted at that seq and `<session>:<seq>` sent on the channel
-/// ($13). No row comes back when the counter was not where the writer
-/// expected it (or the session is gone), and then nothing was written.
+/// entry row inserted at that seq. No row comes back when the counter was
+/// not where the writer expected it (or the session is gone), and then
+/// nothing was written. The commit is announced afterwards ([`ANNOUNCE`]).
 const APPEND: &str = "WITH moved AS ( \
        UPDATE sessions SET last_seq = last_seq + 1, entry_count = entry_count + 1, \
          updated_at = greatest(updated_at, $7::bigint), \
@@ -72,7 +74,18 @@ const APPEND: &str = "WITH moved AS ( \
        SELECT $1::text, moved.last_seq, $3::bigint, $4::text, $5::text::json, $6::text::json \
        FROM moved \
        RETURNING seq) \
-     SELECT entry.seq, pg_notify($13::text, $1::text || ':' || entry.seq) FROM entry";
+     SELECT entry.seq FROM entry";
+
+/// Announces a committed append: `<session>:<seq>` on the store's channel,
+/// in a transaction of its own that does not wait for the disk. A
+/// transaction that notifies holds a server-wide lock on the notification
+/// queue from its commit until its flush is done, so a notice inside the
+/// append's transaction would make every session's durable commit wait for
+/// every other's flush, and PostgreSQL could no longer share one flush
+/// among concurrent commits (PG2 in docs/performance.md). This transaction
+/// writes nothing, so committing it asynchronously risks nothing.
+const ANNOUNCE: &str = "SELECT set_config('synchronous_commit', 'off', true), \
+     pg_notify($1::text, $2::text)";
 
 /// Who holds the advisory lock `key` in this database: the holder's
 /// `application_name`, client host and connection start.
@@ -96,6 +109,8 @@ pub struct PgSessionWriter {
     backend_pid: i32,
     /// [`APPEND`], prepared on `client`.
     append: Statement,
+    /// [`ANNOUNCE`], prepared on `client`.
+    announce: Statement,
     last_seq: Seq,
     redactions: u64,
     stored_bytes: u64,
@@ -194,6 +209,7 @@ impl PgStore {
         // From here on, dropping `client` (on an error) releases the lock.
         let info = read_session(&mut client, session)?;
         let append = client.prepare(APPEND).context(ctx)?;
+        let announce = client.prepare(ANNOUNCE).context(ctx)?;
         Ok(PgSessionWriter {
             store: self.clone(),
             session: session.clone(),
@@ -201,6 +217,7 @@ impl PgStore {
             client,
             backend_pid,
             append,
+            announce,
             last_seq: info.last_seq,
             redactions: info.redactions,
             stored_bytes: info.stored_bytes,
@@ -364,11 +381,20 @@ impl PgSessionWriter {
                 &hashes,
                 &sizes,
                 &texts,
-                &self.store.channel,
             ],
         );
         match outcome {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(_)) => {
+                // Committed. A notice that cannot be sent (the connection
+                // died just now) loses nothing: followers also look again
+                // on their own every second (see `ChangeWatch`), and the
+                // next append on a dead connection fails.
+                let notice = format!("{session}:{}", seq.get());
+                let _ = self
+                    .client
+                    .execute(&self.announce, &[&self.store.channel, &notice]);
+                Ok(())
+            }
             // Nothing was written: the counter was elsewhere, or the session
             // is gone. Say which.
             Ok(None) => match read_session(&mut self.client, session) {

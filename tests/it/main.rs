@@ -17,6 +17,8 @@ mod http_props;
 mod import_props;
 mod inspect;
 mod lifecycle_cli;
+mod pg_follow;
+mod pg_support;
 mod pod;
 mod redaction;
 mod retention;

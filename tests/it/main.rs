@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod corrupt;
 mod crash;
+mod failover;
 mod faults;
 mod fixtures;
 mod follow;

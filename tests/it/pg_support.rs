@@ -95,6 +95,15 @@ impl PgSchema {
             .map(|row| row.get(0))
     }
 
+    /// The one number `sql` selects, with `{s}` standing for the schema.
+    pub fn number(&mut self, sql: &str) -> i64 {
+        let sql = sql.replace("{s}", &self.name);
+        self.admin
+            .query_one(&sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// Ends backend `pid` from the server side, as a failing network or an
     /// administrator would.
     pub fn terminate(&mut self, pid: i32) -> bool {

@@ -10,7 +10,16 @@
 //! has not yet noticed the dead client, an interrupted run left open, and a
 //! client that loses or repeats entries across the move.
 //!
-//! The test prints a transcript of what happened, in order (shown by
+//! Then the pod's database connection lost (ended by the server with
+//! `pg_terminate_backend`): the pod stops writing. Each commit fails with
+//! `StoreError::LockLost`, whose message names the session and says the
+//! write lock went with the connection (the pod does not reconnect and
+//! re-take the lock by itself: another writer may have the session by
+//! then); nothing uncommitted reaches its event channel; a run cut off
+//! stays open on disk until the next restore, by whichever pod takes the
+//! session over, closes it.
+//!
+//! The failover test prints a transcript of what happened, in order (shown by
 //! `cargo test -- --nocapture failover`, and with a failure), and writes it
 //! to `failover-transcript.txt` under Cargo's target temp folder when it
 //! fails.
@@ -230,14 +239,22 @@ fn a_killed_pod_host_is_taken_over_and_clients_resume_on_another_server() {
     pod.submit_input("carry on after the failover".to_owned())
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while pod.end_seq() <= restored_end || store.open_run(&session).unwrap().is_some() {
+    let end = loop {
+        // The run is over once the store has closed it and the pod has
+        // published its last entry.
+        let stored = store.session(&session).unwrap().last_seq;
+        if stored > restored_end
+            && store.open_run(&session).unwrap().is_none()
+            && pod.end_seq() == stored
+        {
+            break stored;
+        }
         assert!(
             Instant::now() < deadline,
             "the run after the failover did not end"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let end = pod.end_seq();
+    };
     transcript.note(format!("B's pod ran one more turn, to seq {end}"));
 
     // The client that read from A resumes against B by Last-Event-ID.
@@ -294,4 +311,179 @@ fn a_killed_pod_host_is_taken_over_and_clients_resume_on_another_server() {
     transcript.note(format!(
         "both clients hold seqs 1..={end}, equal to the store; verify finds no problem"
     ));
+}
+
+/// Drains `events`: every event sent so far.
+fn drain(
+    events: &mut tokio::sync::broadcast::Receiver<podlog_protocol::SharedEvent>,
+) -> Vec<podlog_protocol::Event> {
+    let mut out = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        out.push(event.event().clone());
+    }
+    out
+}
+
+/// Waits until `session` has no open run and ends after `after`.
+fn run_ended(store: &Store, session: &podlog_entry::SessionId, after: Seq) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.session(session).unwrap().last_seq <= after
+        || store.open_run(session).unwrap().is_some()
+    {
+        assert!(Instant::now() < deadline, "the run did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The pod's database connection is ended from the server side
+/// (`pg_terminate_backend`), between runs and then in the middle of one.
+/// The pod stops writing: each commit fails with an error that says the
+/// session's lock was lost, nothing it did not commit reaches its event
+/// channel, and another pod can take the session over at once and close
+/// the run the lost one left open.
+#[test]
+fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitted() {
+    use podlog_store::NewSession;
+
+    let mut schema = PgSchema::new();
+    let store = schema.store();
+    let pod = Pod::create(
+        store.clone(),
+        NewSession {
+            title: Some("connection lost".to_owned()),
+            ..NewSession::default()
+        },
+        Box::new(ScriptedDriver::demo().with_delta_delay(Duration::from_millis(20))),
+    )
+    .unwrap();
+    let session = pod.session_id();
+    let (_snapshot, mut events) = pod.subscribe().unwrap();
+    pod.submit_input("first".to_owned()).unwrap();
+    run_ended(&store, &session, Seq(2));
+    let before = store.session(&session).unwrap().last_seq;
+
+    // Ended between runs: the next commit fails, and so does every one after.
+    let backend = schema.writer_backend(&session).expect("the pod's writer");
+    assert!(schema.terminate(backend));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while schema.writer_backend(&session).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the lock outlived its connection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let note = |text: &str| LogEntry::SystemItem {
+        ts: 1,
+        item: podlog_entry::SystemItem::Notification {
+            message: text.to_owned(),
+            body: text.to_owned(),
+        },
+    };
+    let first = pod.commit(note("after the end")).unwrap_err().to_string();
+    let second = pod.commit(note("again")).unwrap_err().to_string();
+    assert!(first.contains(session.as_str()), "{first}");
+    assert!(
+        second.contains("write lock") && second.contains(session.as_str()),
+        "{second}"
+    );
+    let input = pod
+        .submit_input("second".to_owned())
+        .unwrap_err()
+        .to_string();
+    assert!(input.contains("write lock"), "{input}");
+    assert_eq!(store.session(&session).unwrap().last_seq, before);
+    assert_eq!(pod.end_seq(), before);
+
+    // Whatever the pod sent is in the store, as sent.
+    let stored = store
+        .previews_after(&session, Seq::ZERO, usize::MAX)
+        .unwrap();
+    for event in drain(&mut events) {
+        if let Some(committed) = event.to_committed() {
+            let at = (committed.seq.get() - 1) as usize;
+            assert_eq!(stored.get(at), Some(&committed), "published but not stored");
+        }
+    }
+
+    // Another pod takes the session over at once.
+    let next = Pod::restore(
+        store.clone(),
+        &session,
+        Box::new(
+            ScriptedDriver::demo()
+                .with_delta_delay(Duration::from_millis(30))
+                .starting_at(1),
+        ),
+    )
+    .unwrap();
+    assert_eq!(next.end_seq(), before, "no run was left open");
+    drop(pod);
+
+    // Ended in the middle of a run: the run stops, its entries so far are
+    // the store's, and the restore after it closes the run.
+    let (_snapshot, mut events) = next.subscribe().unwrap();
+    next.submit_input("second".to_owned()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e: &podlog_protocol::Event| matches!(e, podlog_protocol::Event::TextDelta { .. }))
+    {
+        assert!(Instant::now() < deadline, "the run streamed nothing");
+        seen.extend(drain(&mut events));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let backend = schema
+        .writer_backend(&session)
+        .expect("the new pod's writer");
+    assert!(schema.terminate(backend));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next.status().busy {
+        assert!(
+            Instant::now() < deadline,
+            "the run went on without its lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    seen.extend(drain(&mut events));
+    let open = store.open_run(&session).unwrap();
+    let kinds: Vec<String> = store
+        .entries(&session)
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c.seq, c.entry.kind()))
+        .collect();
+    assert!(
+        open.is_some(),
+        "a run closed without its lock: {kinds:?}; seen {seen:?}"
+    );
+    let stored = store
+        .previews_after(&session, Seq::ZERO, usize::MAX)
+        .unwrap();
+    for event in &seen {
+        if let Some(committed) = event.to_committed() {
+            let at = (committed.seq.get() - 1) as usize;
+            assert_eq!(stored.get(at), Some(&committed), "published but not stored");
+        }
+    }
+    assert_eq!(next.end_seq(), stored.last().unwrap().seq);
+    let lost_end = next.end_seq();
+    drop(next);
+    let last = Pod::restore(
+        store.clone(),
+        &session,
+        Box::new(ScriptedDriver::demo().starting_at(2)),
+    )
+    .unwrap();
+    let closed = store.entries_after(&session, lost_end, usize::MAX).unwrap();
+    assert!(
+        matches!(
+            closed.last().map(|c| &*c.entry),
+            Some(LogEntry::RunErrored { .. })
+        ),
+        "{closed:?}"
+    );
+    drop(last);
+    assert_eq!(store.verify(Some(&session)).unwrap(), vec![]);
 }

@@ -126,7 +126,9 @@ impl Drop for PgSchema {
 /// killed when dropped.
 pub struct Served {
     pub child: Guard,
-    pub stderr: Lines,
+    /// Kept so that the child's log keeps being read (a closed pipe would
+    /// fail its writes).
+    _stderr: Lines,
     pub addr: String,
     /// The demo pod's session, with `--demo`.
     pub demo_session: Option<SessionId>,
@@ -163,7 +165,7 @@ impl Served {
         assert_eq!(demo, demo_session.is_some(), "{:?}", lines.seen);
         Self {
             child: Guard(child),
-            stderr: lines,
+            _stderr: lines,
             addr,
             demo_session,
         }

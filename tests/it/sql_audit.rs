@@ -12,6 +12,9 @@ const CONSTANT_INTERPOLATIONS: &[(&str, &str)] = &[
     ("SESSION_COLUMNS", "a const column list"),
     ("sync", "FULL or NORMAL, from the Synchronous enum"),
     ("version", "a migration number embedded at build time"),
+    ("SHARE_COLUMNS", "a const column list (PostgreSQL shares)"),
+    ("REFS", "a const join of entries with their payload references"),
+    ("REFS_OF_E", "a const lateral join of one entry's payload references"),
 ];
 
 /// A positional `{}` is allowed only here: the raw-SQLite benchmark

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use podlog_entry::{LogEntry, Seq};
-use podlog_pod::{Pod, PodError, ScriptedDriver};
+use podlog_pod::{Pod, ScriptedDriver};
 use podlog_store::Store;
 
 use crate::pg_support::{PgSchema, Read, Served, Taken};
@@ -81,9 +81,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// `Pod::restore`, retried while the session is still locked (PostgreSQL
-/// notices a dead client's connection a moment after the process dies),
-/// for at most `wait`.
+/// Takes `session` over with [`podlog_pod::take_over`]: `Pod::restore`,
+/// retried while PostgreSQL has not yet ended the dead client's backend
+/// (which holds the session's advisory lock), for at most `wait`.
 fn take_over(
     store: &Arc<Store>,
     session: &podlog_entry::SessionId,
@@ -91,29 +91,22 @@ fn take_over(
     wait: Duration,
     transcript: &Transcript,
 ) -> Pod {
-    let deadline = Instant::now() + wait;
-    let mut refusals = 0u32;
-    loop {
-        let driver = ScriptedDriver::demo()
-            .with_delta_delay(Duration::from_millis(5))
-            .starting_at(next_run);
-        match Pod::restore(store.clone(), session, Box::new(driver)) {
-            Ok(pod) => {
-                transcript.note(format!(
-                    "B: Pod::restore took the session over after {refusals} refusal(s)"
-                ));
-                return pod;
-            }
-            Err(PodError::SessionLocked { holder, .. }) if Instant::now() < deadline => {
-                if refusals == 0 {
-                    transcript.note(format!("B: Pod::restore refused, still held by {holder}"));
-                }
-                refusals += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("restoring {session} after {refusals} refusals: {e}"),
-        }
-    }
+    let start = Instant::now();
+    let mut attempts = 0u32;
+    let pod = podlog_pod::take_over(store, session, wait, || {
+        attempts += 1;
+        Box::new(
+            ScriptedDriver::demo()
+                .with_delta_delay(Duration::from_millis(5))
+                .starting_at(next_run),
+        )
+    })
+    .unwrap_or_else(|e| panic!("taking {session} over, {attempts} attempts: {e}"));
+    transcript.note(format!(
+        "B: Pod::restore took the session over in {} ms, at attempt {attempts}",
+        start.elapsed().as_millis()
+    ));
+    pod
 }
 
 #[test]

@@ -13,8 +13,8 @@ const CONSTANT_INTERPOLATIONS: &[(&str, &str)] = &[
     ("sync", "FULL or NORMAL, from the Synchronous enum"),
     ("version", "a migration number embedded at build time"),
     ("SHARE_COLUMNS", "a const column list (PostgreSQL shares)"),
-    ("REFS", "a const join of entries with their payload references"),
-    ("REFS_OF_E", "a const lateral join of one entry's payload references"),
+    ("REFS", "a const join of entries and payload references"),
+    ("REFS_OF_E", "a const join of an entry and its references"),
 ];
 
 /// A positional `{}` is allowed only here: the raw-SQLite benchmark

@@ -97,6 +97,7 @@ mod live;
 pub mod pod;
 pub mod script;
 pub mod scripted;
+pub mod takeover;
 
 pub use async_trait::async_trait;
 pub use driver::{AgentDriver, DriverError, RunContext};
@@ -105,6 +106,7 @@ pub use follow::{Follow, Followers};
 pub use live::MIRROR_WINDOW;
 pub use pod::{human_bytes, Pod, PodStatus, DEFAULT_SIZE_WARNING};
 pub use scripted::ScriptedDriver;
+pub use takeover::take_over;
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ fn sqlite3_write(db: &Path, sql: &str) {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
-fn ok(run: Run) -> Run {
+pub(crate) fn ok(run: Run) -> Run {
     assert_eq!(
         run.code, 0,
         "stdout:\n{}\nstderr:\n{}",
@@ -31,7 +31,7 @@ fn ok(run: Run) -> Run {
 }
 
 /// Runs `podlog demo` and returns the new session's id.
-fn demo(db: &Path) -> String {
+pub(crate) fn demo(db: &Path) -> String {
     let run = ok(podlog(db, &["demo", "--runs", "2"]));
     run.stdout
         .lines()
@@ -42,7 +42,7 @@ fn demo(db: &Path) -> String {
 }
 
 /// The id after "into session " in a fork or compact report.
-fn new_session(run: &Run) -> String {
+pub(crate) fn new_session(run: &Run) -> String {
     run.stdout
         .split("into session ")
         .nth(1)
@@ -52,7 +52,7 @@ fn new_session(run: &Run) -> String {
 }
 
 /// The seq of the first entry of `kind` in `podlog show` output.
-fn first_seq_of(show: &str, kind: &str) -> u64 {
+pub(crate) fn first_seq_of(show: &str, kind: &str) -> u64 {
     show.lines()
         .find(|l| l.split_whitespace().nth(2) == Some(kind))
         .and_then(|l| l.split_whitespace().next())

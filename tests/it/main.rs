@@ -18,6 +18,7 @@ mod http_props;
 mod import_props;
 mod inspect;
 mod lifecycle_cli;
+mod pg_cli;
 mod pg_follow;
 mod pg_support;
 mod pod;

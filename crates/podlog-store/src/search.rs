@@ -238,35 +238,42 @@ fn parse_iso(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400_000 + ms).ok()
 }
 
+/// The query's FTS5 text (its words quoted when `plain`) and its page size,
+/// after the checks every backend makes: a query that is not empty, a
+/// searchable kind, a limit within [`MAX_LIMIT`] (0 means 20).
+pub(crate) fn checked(query: &SearchQuery) -> Result<(String, u32)> {
+    let fts = if query.plain {
+        plain_query(&query.text)
+    } else {
+        query.text.clone()
+    };
+    if fts.trim().is_empty() {
+        return Err(bad(&query.text, "the query is empty"));
+    }
+    if let Some(kind) = &query.kind {
+        if !SEARCHABLE_KINDS.contains(&kind.as_str()) {
+            return Err(bad(
+                &query.text,
+                format!(
+                    "kind {kind:?} is not searchable (searchable kinds: {})",
+                    SEARCHABLE_KINDS.join(", ")
+                ),
+            ));
+        }
+    }
+    if query.limit > MAX_LIMIT {
+        return Err(bad(
+            &query.text,
+            format!("limit {} is above the maximum of {MAX_LIMIT}", query.limit),
+        ));
+    }
+    Ok((fts, if query.limit == 0 { 20 } else { query.limit }))
+}
+
 impl SqliteStore {
     /// One page of the entries matching `query`, newest first.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        let fts = if query.plain {
-            plain_query(&query.text)
-        } else {
-            query.text.clone()
-        };
-        if fts.trim().is_empty() {
-            return Err(bad(&query.text, "the query is empty"));
-        }
-        if let Some(kind) = &query.kind {
-            if !SEARCHABLE_KINDS.contains(&kind.as_str()) {
-                return Err(bad(
-                    &query.text,
-                    format!(
-                        "kind {kind:?} is not searchable (searchable kinds: {})",
-                        SEARCHABLE_KINDS.join(", ")
-                    ),
-                ));
-            }
-        }
-        if query.limit > MAX_LIMIT {
-            return Err(bad(
-                &query.text,
-                format!("limit {} is above the maximum of {MAX_LIMIT}", query.limit),
-            ));
-        }
-        let limit = if query.limit == 0 { 20 } else { query.limit };
+        let (fts, limit) = checked(query)?;
         let since = query.since.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
         self.with_reader(|conn| {
             let ctx = || format!("searching for {:?}", query.text);

@@ -78,14 +78,14 @@ impl fmt::Display for Problem {
 }
 
 /// A session row as stored, before any interpretation.
-struct RawSession {
-    id: String,
-    origin: String,
-    parent_id: Option<String>,
-    parent_seq: Option<i64>,
-    last_seq: i64,
-    entry_count: i64,
-    stored_bytes: i64,
+pub(crate) struct RawSession {
+    pub(crate) id: String,
+    pub(crate) origin: String,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) parent_seq: Option<i64>,
+    pub(crate) last_seq: i64,
+    pub(crate) entry_count: i64,
+    pub(crate) stored_bytes: i64,
 }
 
 /// Collects the problems of one verification.
@@ -416,47 +416,60 @@ impl Report<'_> {
     }
 
     /// The references of a `SessionStart` exist, and the one at seq 1 agrees
-    /// with its session row.
+    /// with its session row ([`start_problems`]).
     fn check_start(&mut self, row: &RawSession, seq: i64, start: &LogEntry) {
-        let id = Some(row.id.as_str());
-        let LogEntry::SessionStart {
-            forked_from,
-            compacted_from,
-            ..
-        } = start
-        else {
-            return;
-        };
-        for (field, reference) in [
-            ("forked_from", forked_from),
-            ("compacted_from", compacted_from),
-        ] {
-            if let Some(r) = reference {
-                let target_seq = i64::try_from(r.seq.get()).unwrap_or(i64::MAX);
-                if let Some(why) = self.missing(r.session_id.as_str(), target_seq) {
-                    self.push(
-                        id,
-                        Some(seq),
-                        format!("{field} points at {r}, which does not exist: {why}"),
-                    );
-                }
-            }
-        }
-        if seq == 1 {
-            if let Some(disagreement) = start_disagrees_with_row(
-                &row.origin,
-                row.parent_id.as_deref(),
-                row.parent_seq,
-                start,
-            ) {
-                self.push(id, Some(seq), disagreement);
-            }
+        let problems = start_problems(row, seq, start, |session, at| self.missing(session, at));
+        for problem in problems {
+            self.push(Some(row.id.as_str()), Some(seq), problem);
         }
     }
 }
 
 // The pure checks below are shared with the PostgreSQL store's verify
 // (`pg/verify.rs`), so both report a problem in the same words.
+
+/// What is wrong with the `SessionStart` at `seq` of the session `row`: a
+/// `forked_from` or `compacted_from` naming an entry that does not exist
+/// (`missing` says why, or `None` when it exists), and at seq 1 a start
+/// that disagrees with the session row.
+pub(crate) fn start_problems(
+    row: &RawSession,
+    seq: i64,
+    start: &LogEntry,
+    mut missing: impl FnMut(&str, i64) -> Option<String>,
+) -> Vec<String> {
+    let LogEntry::SessionStart {
+        forked_from,
+        compacted_from,
+        ..
+    } = start
+    else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (field, reference) in [
+        ("forked_from", forked_from),
+        ("compacted_from", compacted_from),
+    ] {
+        if let Some(r) = reference {
+            let target_seq = i64::try_from(r.seq.get()).unwrap_or(i64::MAX);
+            if let Some(why) = missing(r.session_id.as_str(), target_seq) {
+                problems.push(format!(
+                    "{field} points at {r}, which does not exist: {why}"
+                ));
+            }
+        }
+    }
+    if seq == 1 {
+        problems.extend(start_disagrees_with_row(
+            &row.origin,
+            row.parent_id.as_deref(),
+            row.parent_seq,
+            start,
+        ));
+    }
+    problems
+}
 
 /// Why a payload stored under `hash` with `size` is not the payload its
 /// hash names, or `None` when its `text` matches both.

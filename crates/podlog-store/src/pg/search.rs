@@ -44,10 +44,7 @@ use podlog_entry::Seq;
 use postgres::error::SqlState;
 
 use super::{unsigned, PgContext, PgStore};
-use crate::search::{
-    plain_query, SearchHit, SearchPage, SearchQuery, MARK_END, MARK_START, MAX_LIMIT,
-    SEARCHABLE_KINDS,
-};
+use crate::search::{SearchHit, SearchPage, SearchQuery, MARK_END, MARK_START};
 use crate::{stored_id, Result, StoreError};
 
 /// About how many words a snippet shows (FTS5's `snippet()` is given 24).
@@ -519,32 +516,7 @@ impl PgStore {
     /// One page of the entries matching `query`, newest first. See the
     /// module docs.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        let fts = if query.plain {
-            plain_query(&query.text)
-        } else {
-            query.text.clone()
-        };
-        if fts.trim().is_empty() {
-            return Err(bad(&query.text, "the query is empty"));
-        }
-        if let Some(kind) = &query.kind {
-            if !SEARCHABLE_KINDS.contains(&kind.as_str()) {
-                return Err(bad(
-                    &query.text,
-                    format!(
-                        "kind {kind:?} is not searchable (searchable kinds: {})",
-                        SEARCHABLE_KINDS.join(", ")
-                    ),
-                ));
-            }
-        }
-        if query.limit > MAX_LIMIT {
-            return Err(bad(
-                &query.text,
-                format!("limit {} is above the maximum of {MAX_LIMIT}", query.limit),
-            ));
-        }
-        let limit = if query.limit == 0 { 20 } else { query.limit };
+        let (fts, limit) = crate::search::checked(query)?;
         let node = parse(&fts).map_err(|reason| bad(&query.text, reason))?;
         let Some(tsq) = tsquery(&node) else {
             return Ok(SearchPage {

@@ -21,6 +21,7 @@ use super::*;
 use crate::payloads::tests::output;
 use crate::pg::tests::{options, turn_end, Schema};
 use crate::pg::{PgSessionWriter, PgStore};
+use crate::search::MAX_LIMIT;
 use crate::{NewSession, SqliteSessionWriter, SqliteStore};
 
 /// A store either backend: sessions made, entries appended, searches run.

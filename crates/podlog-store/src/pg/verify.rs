@@ -43,7 +43,7 @@ use super::{PgContext, PgStore};
 use crate::rows::RowError;
 use crate::verify::{
     column_problems, counter_problems, missing_message, origin_problem, payload_problem,
-    payload_ref_message, start_disagrees_with_row, stored_bytes_problem,
+    payload_ref_message, start_problems, stored_bytes_problem, RawSession,
 };
 use crate::{stored_id, Problem, Result, StoreError};
 
@@ -286,17 +286,6 @@ fn payload_texts(
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect()
-}
-
-/// A session row as stored, before any interpretation.
-struct RawSession {
-    id: String,
-    origin: String,
-    parent_id: Option<String>,
-    parent_seq: Option<i64>,
-    last_seq: i64,
-    entry_count: i64,
-    stored_bytes: i64,
 }
 
 /// Collects the problems of one verification, inside its transaction.
@@ -606,41 +595,11 @@ impl Report<'_, '_> {
     }
 
     /// The references of a `SessionStart` exist, and the one at seq 1 agrees
-    /// with its session row.
+    /// with its session row ([`start_problems`]).
     fn check_start(&mut self, row: &RawSession, seq: i64, start: &LogEntry) {
-        let id = Some(row.id.as_str());
-        let LogEntry::SessionStart {
-            forked_from,
-            compacted_from,
-            ..
-        } = start
-        else {
-            return;
-        };
-        for (field, reference) in [
-            ("forked_from", forked_from),
-            ("compacted_from", compacted_from),
-        ] {
-            if let Some(r) = reference {
-                let target_seq = i64::try_from(r.seq.get()).unwrap_or(i64::MAX);
-                if let Some(why) = self.missing(r.session_id.as_str(), target_seq) {
-                    self.push(
-                        id,
-                        Some(seq),
-                        format!("{field} points at {r}, which does not exist: {why}"),
-                    );
-                }
-            }
-        }
-        if seq == 1 {
-            if let Some(disagreement) = start_disagrees_with_row(
-                &row.origin,
-                row.parent_id.as_deref(),
-                row.parent_seq,
-                start,
-            ) {
-                self.push(id, Some(seq), disagreement);
-            }
+        let problems = start_problems(row, seq, start, |session, at| self.missing(session, at));
+        for problem in problems {
+            self.push(Some(row.id.as_str()), Some(seq), problem);
         }
     }
 }

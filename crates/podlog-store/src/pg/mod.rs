@@ -41,6 +41,7 @@
 //!   patterns from `postgres.redact.toml` beside it; hosts that write one
 //!   database should share that file for markers to match across hosts.
 
+mod announce;
 mod client;
 mod listen;
 pub mod migrate;
@@ -112,6 +113,8 @@ pub struct PgStore {
     /// Where the redaction key and user patterns are: `<key_base>.redaction-key`
     /// and `<key_base>.redact.toml`.
     key_base: PathBuf,
+    /// Sends the notices of committed appends (see [`announce`]).
+    announcer: announce::Announcer,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -329,6 +332,12 @@ impl PgStore {
         } else {
             None
         };
+        let announcer = announce::Announcer::new(announce::Target {
+            config: config.clone(),
+            options: options.clone(),
+            location: location.clone(),
+            channel: channel.clone(),
+        });
         Ok(Self {
             config,
             location,
@@ -338,12 +347,19 @@ impl PgStore {
             pool: Mutex::new(vec![client]),
             redactor: Mutex::new(redactor),
             key_base: key_base.to_owned(),
+            announcer,
         })
     }
 
     /// Server, database and schema: `postgres://user@host:port/db schema s`.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Announces `notice` (`<session>:<seq>` of a committed append) on the
+    /// store's channel, from the announcer's thread.
+    pub(crate) fn announce(&self, notice: String) {
+        self.announcer.announce(notice);
     }
 
     /// The redaction key is `<key_base>.redaction-key`, the user patterns

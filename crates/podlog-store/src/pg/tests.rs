@@ -812,3 +812,30 @@ fn a_change_watch_sees_announced_commits_and_looks_again_on_its_own() {
     assert!(watch.changed().unwrap());
     assert!(!watch.changed().unwrap());
 }
+
+#[test]
+fn notices_of_quick_appends_all_arrive_in_order_even_when_the_store_goes_at_once() {
+    let schema = Schema::new();
+    let mut listener = schema.open().listen().unwrap();
+    let id = {
+        let store = schema.open();
+        let (mut writer, sink) = session(&store);
+        for n in 2..=101 {
+            writer.append(note(n), &sink).unwrap();
+        }
+        let id = writer.session().clone();
+        // Dropping the store sends what its announcer still holds.
+        drop(writer);
+        drop(store);
+        id
+    };
+    let mut seqs = Vec::new();
+    while seqs.len() < 101 {
+        match listener.wait(Duration::from_secs(10)).unwrap() {
+            Some(notice) if notice.session == id => seqs.push(notice.seq.get()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(seqs, (1..=101).collect::<Vec<u64>>());
+}

@@ -23,10 +23,11 @@
 //!   `last_seq` moves up by one (`UPDATE ... RETURNING`, so the seq is
 //!   assigned inside the transaction, gap-free) with its counters, the
 //!   payloads and the entry row are inserted. Only after the statement,
-//!   and so its commit, returned Ok is `<session>:<seq>` sent with
-//!   `pg_notify` (in a second, asynchronous transaction, so that
-//!   concurrent sessions' commits still share flushes; see [`ANNOUNCE`])
-//!   and the entry published to the sink passed in; a failed append (at
+//!   and so its commit, returned Ok is `<session>:<seq>` handed to the
+//!   store's announcer, which sends it with `pg_notify` from a connection
+//!   of its own (so that concurrent sessions' commits still share flushes
+//!   and the append returns at once; see `pg/announce.rs`), and the entry
+//!   published to the sink passed in; a failed append (at
 //!   any step, `COMMIT` included) rolls back, announces nothing and
 //!   publishes nothing.
 //! * The `UPDATE` is guarded by the seq the writer expects (`last_seq` kept
@@ -56,7 +57,8 @@ use crate::{Result, StoreError};
 /// seq the row now ends at; only if it moved are the payloads and then the
 /// entry row inserted at that seq. No row comes back when the counter was
 /// not where the writer expected it (or the session is gone), and then
-/// nothing was written. The commit is announced afterwards ([`ANNOUNCE`]).
+/// nothing was written. The commit is announced afterwards, by the store's
+/// announcer (`pg/announce.rs`).
 const APPEND: &str = "WITH moved AS ( \
        UPDATE sessions SET last_seq = last_seq + 1, entry_count = entry_count + 1, \
          updated_at = greatest(updated_at, $7::bigint), \
@@ -75,17 +77,6 @@ const APPEND: &str = "WITH moved AS ( \
        FROM moved \
        RETURNING seq) \
      SELECT entry.seq FROM entry";
-
-/// Announces a committed append: `<session>:<seq>` on the store's channel,
-/// in a transaction of its own that does not wait for the disk. A
-/// transaction that notifies holds a server-wide lock on the notification
-/// queue from its commit until its flush is done, so a notice inside the
-/// append's transaction would make every session's durable commit wait for
-/// every other's flush, and PostgreSQL could no longer share one flush
-/// among concurrent commits (PG2 in docs/performance.md). This transaction
-/// writes nothing, so committing it asynchronously risks nothing.
-const ANNOUNCE: &str = "SELECT set_config('synchronous_commit', 'off', true), \
-     pg_notify($1::text, $2::text)";
 
 /// Who holds the advisory lock `key` in this database: the holder's
 /// `application_name`, client host and connection start.
@@ -109,8 +100,6 @@ pub struct PgSessionWriter {
     backend_pid: i32,
     /// [`APPEND`], prepared on `client`.
     append: Statement,
-    /// [`ANNOUNCE`], prepared on `client`.
-    announce: Statement,
     last_seq: Seq,
     redactions: u64,
     stored_bytes: u64,
@@ -209,7 +198,6 @@ impl PgStore {
         // From here on, dropping `client` (on an error) releases the lock.
         let info = read_session(&mut client, session)?;
         let append = client.prepare(APPEND).context(ctx)?;
-        let announce = client.prepare(ANNOUNCE).context(ctx)?;
         Ok(PgSessionWriter {
             store: self.clone(),
             session: session.clone(),
@@ -217,7 +205,6 @@ impl PgStore {
             client,
             backend_pid,
             append,
-            announce,
             last_seq: info.last_seq,
             redactions: info.redactions,
             stored_bytes: info.stored_bytes,
@@ -385,14 +372,9 @@ impl PgSessionWriter {
         );
         match outcome {
             Ok(Some(_)) => {
-                // Committed. A notice that cannot be sent (the connection
-                // died just now) loses nothing: followers also look again
-                // on their own every second (see `ChangeWatch`), and the
-                // next append on a dead connection fails.
-                let notice = format!("{session}:{}", seq.get());
-                let _ = self
-                    .client
-                    .execute(&self.announce, &[&self.store.channel, &notice]);
+                // Committed: announced from the store's thread, so that the
+                // append returns now (see `pg/announce.rs`).
+                self.store.announce(format!("{session}:{}", seq.get()));
                 Ok(())
             }
             // Nothing was written: the counter was elsewhere, or the session

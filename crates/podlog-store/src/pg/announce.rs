@@ -1,0 +1,128 @@
+//! [`Announcer`]: sends the notices of committed appends from a thread of
+//! the store's own, so that an append returns right after its commit.
+//!
+//! # Contract
+//!
+//! * **After the commit, never before.** A writer hands `<session>:<seq>`
+//!   over only once its append's commit returned Ok; the announcer sends it
+//!   on the store's channel with `pg_notify`, in a transaction of its own at
+//!   `synchronous_commit=off` (it writes nothing, so committing it
+//!   asynchronously risks nothing).
+//! * **Why not in the append's transaction.** A transaction that notifies
+//!   holds a server-wide lock on the notification queue from its commit
+//!   until its WAL flush is done, so notices inside durable commits would
+//!   make every session's commit wait for every other's flush
+//!   (`docs/performance.md`, PG2). And why not on the writer's connection:
+//!   that is one more round trip before the append returns (PG1).
+//! * **Batched, in order.** Notices that queue up while one batch is sent go
+//!   in the next, one statement, in the order they were handed over.
+//! * **Best effort.** A notice that cannot be sent (the server is gone, the
+//!   process exits first) is dropped; followers also look again on their
+//!   own at least once a second (`crate::store::PG_RECHECK`). A failed batch
+//!   makes the next one open a new connection.
+//! * **Lifetime.** The thread and its connection start with the first
+//!   notice and end when the store is dropped, after sending what is
+//!   queued (waited for, except inside an async runtime, where the drop
+//!   does not block).
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use postgres::Config;
+
+use super::client::PgClient;
+use crate::StoreOptions;
+
+/// Sends the notices of one batch, in order, without waiting for a flush.
+const ANNOUNCE: &str = "SELECT set_config('synchronous_commit', 'off', true), \
+     pg_notify($1::text, n.notice) \
+     FROM unnest($2::text[]) WITH ORDINALITY AS n (notice, i) ORDER BY n.i";
+
+/// The most notices one statement sends.
+const BATCH: usize = 512;
+
+/// How the announcer's thread connects.
+pub(crate) struct Target {
+    pub(crate) config: Config,
+    pub(crate) options: StoreOptions,
+    pub(crate) location: String,
+    pub(crate) channel: String,
+}
+
+/// The store's announcer; see the module docs.
+pub(crate) struct Announcer {
+    target: Target,
+    running: Mutex<Option<(Sender<String>, JoinHandle<()>)>>,
+}
+
+impl Announcer {
+    pub(crate) fn new(target: Target) -> Self {
+        Announcer {
+            target,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Queues `notice`, starting the thread on first use.
+    pub(crate) fn announce(&self, notice: String) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.is_none() {
+            let (tx, rx) = channel();
+            let target = Target {
+                config: self.target.config.clone(),
+                options: self.target.options.clone(),
+                location: self.target.location.clone(),
+                channel: self.target.channel.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name("podlog-pg-announce".to_owned())
+                .spawn(move || run(&target, &rx));
+            // Without a thread the notice is dropped, as the contract allows.
+            let Ok(handle) = spawned else { return };
+            *running = Some((tx, handle));
+        }
+        if let Some((tx, _)) = running.as_ref() {
+            let _ = tx.send(notice);
+        }
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        let running = self
+            .running
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((tx, handle)) = running {
+            // The thread sends what is queued, then sees the channel closed.
+            drop(tx);
+            if tokio::runtime::Handle::try_current().is_err() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// The thread: a batch at a time, until the store goes.
+fn run(target: &Target, rx: &Receiver<String>) {
+    let mut client: Option<PgClient> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = super::connect(&target.config, &target.options, &target.location).ok();
+        }
+        if let Some(c) = client.as_mut() {
+            if c.query(ANNOUNCE, &[&target.channel, &batch]).is_err() {
+                client = None;
+            }
+        }
+    }
+}

@@ -102,6 +102,21 @@ pub(crate) struct Group {
 }
 
 /// Where a test makes the next batch panic.
+/// Appends never write a `SessionStart`: only seq 1 holds one, written by
+/// creating, forking or compacting a session. Both backends' writers refuse
+/// it with this error.
+pub(crate) fn refuse_session_start(session: &SessionId, entry: &LogEntry) -> Result<()> {
+    if entry.is_session_start() {
+        return Err(StoreError::Rejected {
+            session: session.clone(),
+            kind: entry.kind().to_owned(),
+            reason: "a SessionStart is only ever seq 1; compact or fork to start a session"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -229,14 +244,7 @@ impl SqliteStore {
         entry: LogEntry,
         sink: &SessionLogSink,
     ) -> Result<Appended> {
-        if entry.is_session_start() {
-            return Err(StoreError::Rejected {
-                session: session.clone(),
-                kind: entry.kind().to_owned(),
-                reason: "a SessionStart is only ever seq 1; compact or fork to start a session"
-                    .to_owned(),
-            });
-        }
+        refuse_session_start(session, &entry)?;
         let kind = entry.kind().to_owned();
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(entry)))
             .map_err(|panic| StoreError::Panicked {

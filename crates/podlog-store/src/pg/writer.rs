@@ -282,15 +282,8 @@ impl PgSessionWriter {
                 session: self.session.clone(),
             });
         }
+        crate::commit::refuse_session_start(&self.session, &entry)?;
         let kind = entry.kind().to_owned();
-        if entry.is_session_start() {
-            return Err(StoreError::Rejected {
-                session: self.session.clone(),
-                kind,
-                reason: "a SessionStart is only ever seq 1; compact or fork to start a session"
-                    .to_owned(),
-            });
-        }
         let prepared = prepare(self.store.redactor().as_deref(), entry).map_err(|reason| {
             StoreError::Rejected {
                 session: self.session.clone(),

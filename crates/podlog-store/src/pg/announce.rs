@@ -16,6 +16,11 @@
 //!   that is one more round trip before the append returns (PG1).
 //! * **Batched, in order.** Notices that queue up while one batch is sent go
 //!   in the next, one statement, in the order they were handed over.
+//! * **The search index catches up first.** The same statement indexes the
+//!   batch's sessions' entries that their writers committed unindexed
+//!   (`search_catch_up`, migrations/postgres/0003_search_deferred.sql), so
+//!   the index trails the log by about one batch; searches catch up on
+//!   their own before they look, so they never see it trail.
 //! * **Best effort.** A notice that cannot be sent (the server is gone, the
 //!   process exits first) is dropped; followers also look again on their
 //!   own at least once a second (`crate::store::PG_RECHECK`). A failed batch
@@ -38,6 +43,17 @@ use crate::StoreOptions;
 const ANNOUNCE: &str = "SELECT set_config('synchronous_commit', 'off', true), \
      pg_notify($1::text, n.notice) \
      FROM unnest($2::text[]) WITH ORDINALITY AS n (notice, i) ORDER BY n.i";
+
+/// [`ANNOUNCE`], and in the same transaction the search index caught up
+/// with the sessions `$3`, each up to the seq in `$4` (`search_catch_up`, see
+/// migrations/postgres/0003_search_deferred.sql). Notices go out at commit
+/// whatever their place in the statement, so a follower they wake finds
+/// the entries searchable.
+const CATCH_UP_AND_ANNOUNCE: &str = "WITH indexed AS ( \
+       SELECT set_config('synchronous_commit', 'off', true), \
+         search_catch_up($3::text[], $4::bigint[])) \
+     SELECT pg_notify($1::text, n.notice) \
+     FROM indexed, unnest($2::text[]) WITH ORDINALITY AS n (notice, i) ORDER BY n.i";
 
 /// The most notices one statement sends.
 const BATCH: usize = 512;
@@ -105,6 +121,20 @@ impl Drop for Announcer {
     }
 }
 
+/// The sessions of a batch of notices `<session>:<seq>`, each with the
+/// highest seq announced for it.
+fn reached(batch: &[String]) -> (Vec<&str>, Vec<i64>) {
+    let mut highest: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for notice in batch {
+        if let Some((session, seq)) = notice.rsplit_once(':') {
+            let seq: i64 = seq.parse().unwrap_or(i64::MAX);
+            let at = highest.entry(session).or_insert(seq);
+            *at = (*at).max(seq);
+        }
+    }
+    highest.into_iter().unzip()
+}
+
 /// The thread: a batch at a time, until the store goes.
 fn run(target: &Target, rx: &Receiver<String>) {
     let mut client: Option<PgClient> = None;
@@ -120,7 +150,17 @@ fn run(target: &Target, rx: &Receiver<String>) {
             client = super::connect(&target.config, &target.options, &target.location).ok();
         }
         if let Some(c) = client.as_mut() {
-            if c.query(ANNOUNCE, &[&target.channel, &batch]).is_err() {
+            let (sessions, bounds) = reached(&batch);
+            // Should the catch-up fail (its entry cannot be indexed), the
+            // notices still go; the entries stay above the mark, and the
+            // next search says why.
+            let sent = c
+                .query(
+                    CATCH_UP_AND_ANNOUNCE,
+                    &[&target.channel, &batch, &sessions, &bounds],
+                )
+                .or_else(|_| c.query(ANNOUNCE, &[&target.channel, &batch]));
+            if sent.is_err() {
                 client = None;
             }
         }

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0002_search.sql",
         include_str!("../../../../migrations/postgres/0002_search.sql"),
     ),
+    (
+        3,
+        "0003_search_deferred.sql",
+        include_str!("../../../../migrations/postgres/0003_search_deferred.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

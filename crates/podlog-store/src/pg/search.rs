@@ -1,6 +1,6 @@
 //! Full-text search on PostgreSQL: [`PgStore::search`], the SQLite
 //! [`SqliteStore::search`](crate::SqliteStore::search) over the index of
-//! `migrations/postgres/0002_search.sql`.
+//! `migrations/postgres/0002_search.sql` (and `0003_search_deferred.sql`).
 //!
 //! # Contract
 //!
@@ -13,8 +13,12 @@
 //!   [`StoreError::BadSearch`] naming the query and the problem, never
 //!   another error and never a panic.
 //! * **Never stale, never ahead.** The index is written by a trigger in the
-//!   append's transaction and read in one statement, so a search sees
-//!   exactly the committed entries.
+//!   transaction that writes an entry, except for a session writer's
+//!   appends, which the store's announcer indexes right after their commit
+//!   (`migrations/postgres/0003_search_deferred.sql`). A search first
+//!   indexes whatever committed entries are still unindexed, then reads in
+//!   one statement: it sees every entry committed before it started, and
+//!   none that is not committed.
 //! * **Queries** use FTS5's syntax as SQLite parses it (see
 //!   [`SearchQuery::text`]), and what SQLite refuses is refused here too:
 //!   words, `"phrases"`, `prefix*` (also after a phrase), `AND`, `OR`,
@@ -512,6 +516,19 @@ const SEARCH: &str = "SELECT h.id, h.session_id, h.seq, h.ts, h.kind, \
      JOIN entries AS e ON e.session_id = h.session_id AND e.seq = h.seq \
      ORDER BY h.id DESC";
 
+/// Indexes every entry a writer committed unindexed (`search_catch_up`,
+/// `migrations/postgres/0003_search_deferred.sql`), in a transaction that
+/// does not wait for its flush: the index is derived from entries already
+/// durable, and a lost catch-up is done again by the next one. Idempotent.
+fn catch_up(client: &mut postgres::Client) -> std::result::Result<(), postgres::Error> {
+    client
+        .execute(
+            "SELECT set_config('synchronous_commit', 'off', true), search_catch_up(NULL, NULL)",
+            &[],
+        )
+        .map(|_| ())
+}
+
 impl PgStore {
     /// One page of the entries matching `query`, newest first. See the
     /// module docs.
@@ -529,6 +546,17 @@ impl PgStore {
         let fetch = i64::from(limit) + 1;
         let ctx = || format!("searching for {:?}", query.text);
         let rows = self.read_with(|client| {
+            // Entries that writers committed unindexed are indexed first
+            // (0003_search_deferred.sql): a search sees every commit made
+            // before it, as on SQLite. Usually nothing is left, the
+            // announcer having done it; the catch-up is idempotent, so the
+            // statement may run again with the read.
+            catch_up(client).context(|| {
+                format!(
+                    "indexing recent entries before searching for {:?}",
+                    query.text
+                )
+            })?;
             client
                 .query(
                     SEARCH,
@@ -572,13 +600,15 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// Bytes the search index takes: the `search` table with its indexes
-    /// (the GIN index of words included), for reporting how much of the
+    /// Bytes the search index takes, once caught up with the entries: the
+    /// `search` table with its indexes (the GIN index of words included),
+    /// for reporting how much of the
     /// store the index is. Unlike SQLite's figure it counts pages, free
     /// space in them included.
     pub fn search_index_bytes(&self) -> Result<u64> {
         self.read_with(|client| {
             let ctx = || "measuring the search index".to_owned();
+            catch_up(client).context(ctx)?;
             let bytes: i64 = client
                 .query_one(
                     "SELECT coalesce(pg_total_relation_size(to_regclass('search')), 0)",
@@ -590,13 +620,16 @@ impl PgStore {
         })
     }
 
-    /// How far the index is out of step with the entries, for `verify`:
-    /// searchable entries without a search row, and search rows whose entry
-    /// is gone or not searchable. Both are 0 unless rows were edited behind
-    /// the triggers' back; [`PgStore::rebuild_search_index`] repairs them.
+    /// How far the index, once caught up, is out of step with the entries,
+    /// for `verify`: searchable entries without a search row (other than those a writer
+    /// committed above its session's progress mark, which the next
+    /// catch-up indexes), and search rows whose entry is gone or not
+    /// searchable. Both are 0 unless rows were edited behind the triggers'
+    /// back; [`PgStore::rebuild_search_index`] repairs them.
     pub fn search_index_mismatches(&self) -> Result<(u64, u64)> {
         self.read_with(|client| {
             let ctx = || "comparing the search index with the entries".to_owned();
+            catch_up(client).context(ctx)?;
             let row = client
                 .query_one(
                     "SELECT \
@@ -604,7 +637,9 @@ impl PgStore {
                         WHERE e.kind IN ('user_input', 'assistant_item', 'tool_result', \
                                          'system_item') \
                           AND NOT EXISTS (SELECT 1 FROM search AS s \
-                            WHERE s.session_id = e.session_id AND s.seq = e.seq)), \
+                            WHERE s.session_id = e.session_id AND s.seq = e.seq) \
+                          AND NOT EXISTS (SELECT 1 FROM search_progress AS g \
+                            WHERE g.session_id = e.session_id AND e.seq > g.indexed_seq)), \
                        (SELECT count(*) FROM search AS s \
                         WHERE NOT EXISTS (SELECT 1 FROM entries AS e \
                           WHERE e.session_id = s.session_id AND e.seq = s.seq \
@@ -640,7 +675,10 @@ impl PgStore {
                    search_words(search_text(kind, body, payloads)) \
                  FROM entries \
                  WHERE kind IN ('user_input', 'assistant_item', 'tool_result', 'system_item') \
-                 ORDER BY ts, session_id, seq",
+                 ORDER BY ts, session_id, seq; \
+                 UPDATE search_progress AS g SET indexed_seq = coalesce( \
+                   (SELECT max(e.seq) FROM entries AS e WHERE e.session_id = g.session_id), \
+                   g.indexed_seq)",
             )
             .context(ctx)?;
             tx.commit().context(ctx)

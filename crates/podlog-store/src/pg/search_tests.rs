@@ -844,3 +844,134 @@ fn verify_reports_search_rows_edited_behind_the_triggers_until_rebuilt() {
     assert!(pg.store.verify(None).unwrap().is_empty());
     assert_eq!(pg.store.search(&q("words")).unwrap().hits.len(), 2);
 }
+
+/// Waits (polling, up to 30 s) until `sql` counts `want`.
+fn wait_for(schema: &mut Schema, sql: &str, want: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = schema.number(sql);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: {got}, want {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A writer's appends commit without their search rows; the announcer
+/// indexes them right after, with no search to prompt it, and moves the
+/// session's mark; closing the writer deletes the session's progress row.
+#[test]
+fn a_writers_entries_are_indexed_after_their_commit_by_the_announcer() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    assert_eq!(
+        pg.schema
+            .number("SELECT indexed_seq FROM {s}.search_progress WHERE session_id = 's-0001'"),
+        1,
+        "the mark starts at the session's end"
+    );
+    pg.add(&id, user(2, "alphaword")).unwrap();
+    pg.add(&id, out(3, "bravoword")).unwrap();
+    wait_for(
+        &mut pg.schema,
+        "SELECT indexed_seq FROM {s}.search_progress WHERE session_id = 's-0001'",
+        3,
+    );
+    assert_eq!(
+        pg.schema
+            .number("SELECT count(*) FROM {s}.search WHERE words @@ 'bravoword'::tsquery"),
+        1
+    );
+    pg.writers.clear();
+    assert_eq!(
+        pg.schema.number("SELECT count(*) FROM {s}.search_progress"),
+        0,
+        "a writer that closes deletes its progress row"
+    );
+    assert_eq!(pg.store.search(&q("alphaword")).unwrap().hits.len(), 1);
+}
+
+/// Entries committed by a writer whose connection died before they were
+/// indexed are found by the next search, counted by no verify, and the
+/// next writer of the session keeps the older mark.
+#[test]
+fn entries_a_dead_writer_left_unindexed_are_found_and_caught_up() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    pg.add(&id, user(2, "charlieword")).unwrap();
+    pg.add(&id, user(3, "deltaword")).unwrap();
+    wait_for(
+        &mut pg.schema,
+        "SELECT indexed_seq FROM {s}.search_progress WHERE session_id = 's-0001'",
+        3,
+    );
+    // The writer dies (its connection is ended), and its last entries are
+    // made unindexed again, as if it had died before the announcer ran.
+    let (writer, _sink) = pg.writers.remove(&id).unwrap();
+    let pid = writer.backend_pid();
+    pg.schema
+        .sql(&format!("SELECT pg_terminate_backend({pid})"));
+    wait_for(
+        &mut pg.schema,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+        0,
+    );
+    drop(writer);
+    pg.schema
+        .sql("DELETE FROM {s}.search; UPDATE {s}.search_progress SET indexed_seq = 1");
+    assert_eq!(
+        pg.schema
+            .number("SELECT indexed_seq FROM {s}.search_progress WHERE session_id = 's-0001'"),
+        1,
+        "a dead writer's row stays"
+    );
+    let second = pg.store.session_writer(&id).unwrap();
+    assert_eq!(
+        pg.schema
+            .number("SELECT indexed_seq FROM {s}.search_progress WHERE session_id = 's-0001'"),
+        1,
+        "the next writer keeps the older mark"
+    );
+    assert_eq!(pg.store.search(&q("deltaword")).unwrap().hits.len(), 1);
+    assert_eq!(pg.store.search(&q("charlieword")).unwrap().hits.len(), 1);
+    assert_eq!(
+        pg.schema
+            .number("SELECT indexed_seq FROM {s}.search_progress WHERE session_id = 's-0001'"),
+        3,
+        "the search caught the session up"
+    );
+    assert_eq!(pg.store.search_index_mismatches().unwrap(), (0, 0));
+    assert!(pg.store.verify(None).unwrap().is_empty());
+    drop(second);
+    assert_eq!(
+        pg.schema.number("SELECT count(*) FROM {s}.search_progress"),
+        0
+    );
+}
+
+/// Entries written by anything but a session writer (here, import) are
+/// indexed in their own transaction, as before schema 3.
+#[test]
+fn entries_written_without_a_writer_are_indexed_in_their_transaction() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    pg.add(&id, user(2, "echoword")).unwrap();
+    pg.writers.clear();
+    let mut export = Vec::new();
+    pg.store.export(&id, false, &mut export, |_| {}).unwrap();
+    let other = Pg::new();
+    other.store.import(export.as_slice(), |_| {}).unwrap();
+    let mut other_schema = other.schema;
+    assert_eq!(
+        other_schema.number("SELECT count(*) FROM {s}.search WHERE words @@ 'echoword'::tsquery"),
+        1
+    );
+    assert_eq!(
+        other_schema.number("SELECT count(*) FROM {s}.search_progress"),
+        0
+    );
+}

@@ -197,6 +197,21 @@ impl PgStore {
         }
         // From here on, dropping `client` (on an error) releases the lock.
         let info = read_session(&mut client, session)?;
+        // This connection's entries are indexed for search after their
+        // commit (migrations/postgres/0003_search_deferred.sql): from the
+        // mark of the session's progress row, which starts at its end now
+        // unless a writer that died left one further back.
+        let end = signed(info.last_seq.get(), "seq", session, "SessionStart")?;
+        client
+            .batch_execute("SET podlog.search_deferred = on")
+            .context(ctx)?;
+        client
+            .execute(
+                "INSERT INTO search_progress (session_id, indexed_seq) VALUES ($1, $2) \
+                 ON CONFLICT (session_id) DO NOTHING",
+                &[&session.as_str(), &end],
+            )
+            .context(ctx)?;
         let append = client.prepare(APPEND).context(ctx)?;
         Ok(PgSessionWriter {
             store: self.clone(),
@@ -396,15 +411,23 @@ impl PgSessionWriter {
 
 impl Drop for PgSessionWriter {
     fn drop(&mut self) {
-        // Let go of the lock before closing, so that a writer opened right
-        // after this one returns finds it free; closing the connection
-        // releases it too. A failure here cannot be reported and changes
-        // nothing about the release.
+        // Index what is left of the session and delete its search progress
+        // row, then let go of the lock before closing, so that a writer
+        // opened right after this one returns finds it free; closing the
+        // connection releases it too. A failure here cannot be reported:
+        // a row left behind is caught up by the next search, and the lock
+        // goes with the connection.
         // Off any async runtime: the client blocks on a runtime of its own.
         let key = self.key;
+        let session = self.session.as_str().to_owned();
         if let Some(mut client) = self.client.take() {
             super::client::off_runtime(move || {
                 if !client.is_closed() {
+                    let _ = client.execute(
+                        "SELECT set_config('synchronous_commit', 'off', false), \
+                         search_release($1)",
+                        &[&session],
+                    );
                     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
                 }
             });

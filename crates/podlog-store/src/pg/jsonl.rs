@@ -52,7 +52,7 @@ use crate::{Result, SessionInfo, StoreError};
 fn session_on(client: &mut impl GenericClient, id: &SessionId) -> Result<SessionInfo> {
     let row = client
         .query_opt(
-            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"),
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions_now WHERE id = $1"),
             &[&id.as_str()],
         )
         .context(|| format!("reading session {id}"))?

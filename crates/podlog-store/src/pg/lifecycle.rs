@@ -88,7 +88,8 @@ impl PgStore {
             let mut tx = client.transaction().context(ctx)?;
             let last: Option<i64> = tx
                 .query_opt(
-                    "SELECT last_seq FROM sessions WHERE id = $1 FOR SHARE",
+                    "SELECT n.last_seq FROM sessions AS s, sessions_now AS n \
+                     WHERE s.id = $1 AND n.id = s.id FOR SHARE OF s",
                     &[&parent.as_str()],
                 )
                 .context(ctx)?
@@ -163,7 +164,7 @@ impl PgStore {
                UNION ALL \
                SELECT s.parent_id, up.depth + 1 FROM sessions s JOIN up ON s.id = up.id \
                WHERE s.parent_id IS NOT NULL AND up.depth < 100000) \
-             SELECT {cols} FROM up JOIN sessions USING (id) ORDER BY up.depth",
+             SELECT {cols} FROM up JOIN sessions_now AS sessions USING (id) ORDER BY up.depth",
         )
     }
 
@@ -181,7 +182,7 @@ impl PgStore {
                SELECT s.id, (down.path || '|' || lpad(s.created_at::text, 20, '0') || '/' \
                  || s.id)::text COLLATE \"C\" \
                FROM sessions s JOIN down ON s.parent_id = down.id) \
-             SELECT {cols} FROM down JOIN sessions USING (id) ORDER BY down.path",
+             SELECT {cols} FROM down JOIN sessions_now AS sessions USING (id) ORDER BY down.path",
         )
     }
 

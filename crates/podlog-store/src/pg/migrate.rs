@@ -39,6 +39,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0003_search_deferred.sql",
         include_str!("../../../../migrations/postgres/0003_search_deferred.sql"),
     ),
+    (
+        4,
+        "0004_session_tail.sql",
+        include_str!("../../../../migrations/postgres/0004_session_tail.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

@@ -523,7 +523,7 @@ impl PgStore {
             let rows = client
                 .query(
                     &format!(
-                        "SELECT {SESSION_COLUMNS} FROM sessions \
+                        "SELECT {SESSION_COLUMNS} FROM sessions_now \
                          ORDER BY created_at DESC, id DESC"
                     ),
                     &[],
@@ -575,7 +575,7 @@ fn connect(config: &Config, options: &StoreOptions, location: &str) -> Result<Pg
 fn read_session(client: &mut Client, id: &SessionId) -> Result<SessionInfo> {
     let row = client
         .query_opt(
-            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"),
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions_now WHERE id = $1"),
             &[&id.as_str()],
         )
         .context(|| format!("reading session {id}"))?

@@ -78,7 +78,7 @@ impl PgStore {
         self.read_with(|client| {
             client
                 .query(
-                    "SELECT id, last_seq FROM sessions WHERE id = ANY($1)",
+                    "SELECT id, last_seq FROM sessions_now WHERE id = ANY($1)",
                     &[&ids],
                 )
                 .context(ctx)?

@@ -330,7 +330,8 @@ fn delete_unit(
     for s in unit {
         let row = tx
             .query_opt(
-                "SELECT updated_at, last_seq, entry_count FROM sessions WHERE id = $1 FOR UPDATE",
+                "SELECT n.updated_at, n.last_seq, n.entry_count FROM sessions AS s, sessions_now AS n \
+                 WHERE s.id = $1 AND n.id = s.id FOR UPDATE OF s",
                 &[&s.id.as_str()],
             )
             .context(ctx)

@@ -587,23 +587,93 @@ fn a_failed_commit_publishes_and_announces_nothing() {
     );
 }
 
+/// An entry put at the writer's next seq behind the lock's back, or the
+/// writer's previous entry gone, fails the append as stale and writes
+/// nothing.
 #[test]
-fn a_row_moved_behind_the_lock_fails_the_append_as_stale() {
+fn an_entry_moved_behind_the_lock_fails_the_append_as_stale() {
     let mut s = Schema::new();
     let store = s.open();
     let (mut w, sink) = session(&store);
-    s.sql("UPDATE {s}.sessions SET last_seq = last_seq + 1");
+    let body = turn_end(9).to_json();
+    s.sql(&format!(
+        "INSERT INTO {{s}}.entries (session_id, seq, ts, kind, body) \
+         SELECT id, 2, 9, 'turn_end', '{body}' FROM {{s}}.sessions"
+    ));
     let err = w.append(turn_end(2), &sink).unwrap_err();
     assert!(
         matches!(err, StoreError::StaleWriter { seq: Seq(2), .. }),
         "{err:?}"
     );
     assert_eq!(
-        s.number("SELECT last_seq FROM {s}.sessions"),
-        2,
-        "rolled back"
+        s.number("SELECT count(*) FROM {s}.entries WHERE ts = 2"),
+        0,
+        "nothing written"
     );
     assert_eq!(sink.end_seq(), Seq(1));
+    // The writer reads the session again and appends after the stranger.
+    let sink = SessionLogSink::with_initial(store.entries(w.session()).unwrap()).unwrap();
+    assert_eq!(w.append(turn_end(3), &sink).unwrap(), Seq(3));
+    s.sql("DELETE FROM {s}.entries WHERE seq = 3");
+    let err = w.append(turn_end(4), &sink).unwrap_err();
+    assert!(
+        matches!(err, StoreError::StaleWriter { seq: Seq(4), .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.number("SELECT count(*) FROM {s}.entries WHERE seq = 4"),
+        0,
+        "no gap left"
+    );
+}
+
+/// The session row takes in its writer's appends every 64 seqs and when
+/// the writer closes; in between, and after a writer died, every read adds
+/// the entries past the row's `last_seq`.
+#[test]
+fn a_sessions_counters_include_the_appends_past_its_row() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    for n in 2..=70 {
+        w.append(note(n), &sink).unwrap();
+    }
+    let row = "SELECT last_seq FROM {s}.sessions";
+    assert_eq!(s.number(row), 64, "folded at seq 64");
+    let expect = |info: &SessionInfo| {
+        assert_eq!(info.last_seq, Seq(70));
+        assert_eq!(info.entry_count, 70);
+        assert_eq!(info.stored_bytes, w.stored_bytes());
+    };
+    let seen = store.session(&id).unwrap();
+    expect(&seen);
+    expect(store.sessions().unwrap()[0].as_ref().unwrap());
+    assert_eq!(
+        store.last_seqs(std::slice::from_ref(&id)).unwrap(),
+        [(id.clone(), Seq(70))]
+    );
+    assert!(store.verify(None).unwrap().is_empty());
+    // A writer that dies leaves the tail; the next one folds it at open.
+    let pid = w.backend_pid();
+    s.sql(&format!("SELECT pg_terminate_backend({pid})"));
+    let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+    while s.number(&gone) != 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(w);
+    assert_eq!(s.number(row), 64);
+    assert_eq!(store.session(&id).unwrap().last_seq, Seq(70));
+    let w = store.session_writer(&id).unwrap();
+    assert_eq!(w.last_seq(), Seq(70));
+    assert_eq!(s.number(row), 70, "folded at open");
+    drop(w);
+    assert_eq!(s.number("SELECT count(*) FROM {s}.sessions WHERE tail"), 0);
+    assert_eq!(
+        store.session(&id).unwrap(),
+        seen,
+        "the folded row is what reads saw"
+    );
 }
 
 #[test]

@@ -612,7 +612,7 @@ fn session_rows(
     report
         .query(
             "SELECT id, origin, parent_id, parent_seq, last_seq, entry_count, stored_bytes \
-             FROM sessions WHERE $1::text IS NULL OR id = $1 ORDER BY created_at, id",
+             FROM sessions_now WHERE $1::text IS NULL OR id = $1 ORDER BY created_at, id",
             &[&only.map(SessionId::as_str)],
         )?
         .iter()
@@ -713,7 +713,7 @@ impl PgStore {
             let ctx = || "counting sessions".to_owned();
             let row = client
                 .query_one(
-                    "SELECT count(*), coalesce(sum(entry_count), 0)::bigint FROM sessions \
+                    "SELECT count(*), coalesce(sum(entry_count), 0)::bigint FROM sessions_now \
                      WHERE $1::text IS NULL OR id = $1",
                     &[&only],
                 )

@@ -19,30 +19,37 @@
 //!   closed appends nothing more: every append fails with
 //!   [`StoreError::LockLost`], and another writer may take the session.
 //! * [`PgSessionWriter::append`] is one transaction, sent as one statement
-//!   (so one round trip, prepared once per writer): the session row's
-//!   `last_seq` moves up by one (`UPDATE ... RETURNING`, so the seq is
-//!   assigned inside the transaction, gap-free) with its counters, the
-//!   payloads and the entry row are inserted. Only after the statement,
-//!   and so its commit, returned Ok is `<session>:<seq>` handed to the
-//!   store's announcer, which sends it with `pg_notify` from a connection
-//!   of its own (so that concurrent sessions' commits still share flushes
-//!   and the append returns at once; see `pg/announce.rs`), and the entry
-//!   published to the sink passed in; a failed append (at
+//!   (so one round trip, prepared once per writer): the payloads and the
+//!   entry row are inserted at the writer's next seq, and nothing else.
+//!   Only after the statement, and so its commit, returned Ok is
+//!   `<session>:<seq>` handed to the store's announcer, which indexes the
+//!   entry for search and sends the notice with `pg_notify` from a
+//!   connection of its own (so that concurrent sessions' commits still
+//!   share flushes and the append returns at once; see `pg/announce.rs`),
+//!   and the entry published to the sink passed in; a failed append (at
 //!   any step, `COMMIT` included) rolls back, announces nothing and
 //!   publishes nothing.
-//! * The `UPDATE` is guarded by the seq the writer expects (`last_seq` kept
-//!   in memory, as the SQLite writer keeps it): a row moved behind the
-//!   lock's back fails the append with [`StoreError::StaleWriter`] and
-//!   writes nothing. After any failed append the writer reads the counters
-//!   again before its next one.
+//! * The session row's counters are not written by each append: the entry
+//!   row carries its share of them, and the row takes them in at every
+//!   64th seq (in that append's statement), when the writer opens the
+//!   session and when it is dropped; readers add the entries past the row
+//!   (`migrations/postgres/0004_session_tail.sql`), so every read sees
+//!   exact counters.
+//! * The insert is guarded by the seq the writer expects (`last_seq` kept
+//!   in memory, as the SQLite writer keeps it): the entry before it must
+//!   exist and its own seq must be free, so an entry put there, or one
+//!   taken away, behind the lock's back fails the append with
+//!   [`StoreError::StaleWriter`] and writes nothing. After any failed
+//!   append the writer reads the counters again before its next one.
 //! * A commit whose connection is lost while `COMMIT` is under way may or
 //!   may not have committed; it fails, publishes nothing, and the next
-//!   writer reads the truth from the row.
+//!   writer reads the truth from the entries.
 
 use std::sync::Arc;
 
 use podlog_entry::{Committed, LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
+use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
 use super::{lock_key, read_session, signed, EntryRow, PgContext, PgStore};
@@ -52,31 +59,93 @@ use crate::writer::AppendReport;
 use crate::{Result, StoreError};
 
 /// The whole append, as one statement and so one transaction (and one
-/// round trip to the server): the session row's counters move by one entry,
-/// guarded by the seq the writer expects ($2), and `RETURNING` gives the
-/// seq the row now ends at; only if it moved are the payloads and then the
-/// entry row inserted at that seq. No row comes back when the counter was
-/// not where the writer expected it (or the session is gone), and then
-/// nothing was written. The commit is announced afterwards, by the store's
-/// announcer (`pg/announce.rs`).
-const APPEND: &str = "WITH moved AS ( \
-       UPDATE sessions SET last_seq = last_seq + 1, entry_count = entry_count + 1, \
-         updated_at = greatest(updated_at, $7::bigint), \
-         redactions = redactions + $8::bigint, stored_bytes = stored_bytes + $9::bigint \
-       WHERE id = $1::text AND last_seq = $2::bigint - 1 \
-       RETURNING last_seq), \
-     stored AS ( \
-       INSERT INTO payloads (hash, size, text) \
-       SELECT p.hash, p.size, p.text \
-       FROM unnest($10::text[], $11::bigint[], $12::text[]) AS p (hash, size, text) \
-       WHERE EXISTS (SELECT 1 FROM moved) \
-       ON CONFLICT (hash) DO NOTHING), \
-     entry AS ( \
-       INSERT INTO entries (session_id, seq, ts, kind, body, payloads) \
-       SELECT $1::text, moved.last_seq, $3::bigint, $4::text, $5::text::json, $6::text::json \
-       FROM moved \
-       RETURNING seq) \
-     SELECT entry.seq FROM entry";
+/// round trip to the server): `$payloads` (empty, or the CTE `stored`) and
+/// `$fold` (empty, or the CTE `folded`) spliced in. The entry row is
+/// inserted at seq `$2` only if seq `$2 - 1` exists (so seqs stay
+/// gap-free), and the primary key refuses it if `$2` is taken (so an entry
+/// another writer put there is never overwritten): either way nothing is
+/// written. It carries the three numbers the session's counters need
+/// (`migrations/postgres/0004_session_tail.sql`). The commit is announced
+/// afterwards, by the store's announcer (`pg/announce.rs`).
+macro_rules! append_sql {
+    ($payloads:expr, $fold:expr) => {
+        concat!(
+            "WITH prev AS ( \
+               SELECT 1 FROM entries WHERE session_id = $1::text AND seq = $2::bigint - 1)",
+            $payloads,
+            ", entry AS ( \
+               INSERT INTO entries (session_id, seq, ts, kind, body, payloads, \
+                                    redactions, stored_bytes, appended_at) \
+               SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::text::json, \
+                      $6::text::json, $8::bigint, $9::bigint, $7::bigint \
+               WHERE EXISTS (SELECT 1 FROM prev) \
+               RETURNING seq)",
+            $fold,
+            " SELECT entry.seq FROM entry"
+        )
+    };
+}
+
+/// The payloads of the entry (`$10` hashes, `$11` sizes, `$12` texts), each
+/// stored once.
+macro_rules! payloads_cte {
+    () => {
+        ", stored AS ( \
+           INSERT INTO payloads (hash, size, text) \
+           SELECT p.hash, p.size, p.text \
+           FROM unnest($10::text[], $11::bigint[], $12::text[]) AS p (hash, size, text) \
+           WHERE EXISTS (SELECT 1 FROM prev) \
+           ON CONFLICT (hash) DO NOTHING)"
+    };
+}
+
+/// Brings the session row's counters up to date (its own, plus its tail,
+/// plus this entry), so that the tail readers add stays short.
+macro_rules! fold_cte {
+    () => {
+        ", folded AS ( \
+           UPDATE sessions AS s SET last_seq = entry.seq, entry_count = n.entry_count + 1, \
+             updated_at = greatest(n.updated_at, $7::bigint), \
+             redactions = n.redactions + $8::bigint, stored_bytes = n.stored_bytes + $9::bigint \
+           FROM entry, sessions_now AS n \
+           WHERE s.id = $1::text AND n.id = s.id)"
+    };
+}
+
+/// The appends, indexed by [`statement_of`]: an entry without payloads,
+/// with them, and both again folding the session row's counters (at every
+/// [`FOLD_EVERY`]th seq).
+const APPENDS: [&str; 4] = [
+    append_sql!("", ""),
+    append_sql!(payloads_cte!(), ""),
+    append_sql!("", fold_cte!()),
+    append_sql!(payloads_cte!(), fold_cte!()),
+];
+
+/// Which of [`APPENDS`] appends an entry at `seq`, with or without
+/// payloads.
+fn statement_of(seq: Seq, payloads: bool) -> usize {
+    usize::from(payloads)
+        + if seq.get().is_multiple_of(FOLD_EVERY) {
+            2
+        } else {
+            0
+        }
+}
+
+/// How often an append folds the session row's counters: at each seq that
+/// is a multiple of it.
+const FOLD_EVERY: u64 = 64;
+
+/// Brings the session row `$1` up to date with its tail and sets `tail` to
+/// `$2`: at a writer's open (true: its appends go past `last_seq`) and
+/// close (false), both under the session's lock. Returns the row.
+const FOLD: &str = "UPDATE sessions AS s SET last_seq = n.last_seq, \
+       entry_count = n.entry_count, updated_at = n.updated_at, redactions = n.redactions, \
+       stored_bytes = n.stored_bytes, tail = $2 \
+     FROM sessions_now AS n WHERE s.id = $1 AND n.id = s.id \
+     RETURNING s.id, s.origin, s.parent_id, s.parent_seq, s.created_at, s.updated_at, \
+       s.last_seq, s.entry_count, s.title, s.redactions, s.stored_bytes";
 
 /// Who holds the advisory lock `key` in this database: the holder's
 /// `application_name`, client host and connection start.
@@ -98,8 +167,8 @@ pub struct PgSessionWriter {
     client: super::client::PgClient,
     /// The server process of `client`, which holds the lock.
     backend_pid: i32,
-    /// [`APPEND`], prepared on `client`.
-    append: Statement,
+    /// [`APPENDS`], prepared on `client`.
+    appends: Vec<Statement>,
     last_seq: Seq,
     redactions: u64,
     stored_bytes: u64,
@@ -196,7 +265,13 @@ impl PgStore {
             });
         }
         // From here on, dropping `client` (on an error) releases the lock.
-        let info = read_session(&mut client, session)?;
+        // The row takes in any tail a writer that died left, and is marked
+        // as having one from now on.
+        let row = client
+            .query_opt(FOLD, &[&session.as_str(), &true])
+            .context(ctx)?
+            .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
+        let info = super::session_from_row(&row)?;
         // This connection's entries are indexed for search after their
         // commit (migrations/postgres/0003_search_deferred.sql): from the
         // mark of the session's progress row, which starts at its end now
@@ -212,14 +287,17 @@ impl PgStore {
                 &[&session.as_str(), &end],
             )
             .context(ctx)?;
-        let append = client.prepare(APPEND).context(ctx)?;
+        let mut appends = Vec::with_capacity(APPENDS.len());
+        for sql in APPENDS {
+            appends.push(client.prepare(sql).context(ctx)?);
+        }
         Ok(PgSessionWriter {
             store: self.clone(),
             session: session.clone(),
             key,
             client,
             backend_pid,
-            append,
+            appends,
             last_seq: info.last_seq,
             redactions: info.redactions,
             stored_bytes: info.stored_bytes,
@@ -361,23 +439,28 @@ impl PgSessionWriter {
         let hashes: Vec<&str> = row.payloads.iter().map(|p| p.0).collect();
         let sizes: Vec<i64> = row.payloads.iter().map(|p| p.1).collect();
         let texts: Vec<&str> = row.payloads.iter().map(|p| p.2).collect();
-        let outcome = self.client.query_opt(
-            &self.append,
-            &[
-                &session.as_str(),
-                &row.seq,
-                &row.ts,
-                &row.kind,
-                &row.body,
-                &row.refs,
-                &now,
-                &redactions,
-                &bytes,
-                &hashes,
-                &sizes,
-                &texts,
-            ],
-        );
+        let with_payloads = !hashes.is_empty();
+        let statement = &self.appends[statement_of(seq, with_payloads)];
+        let params: [&(dyn postgres::types::ToSql + Sync); 12] = [
+            &session.as_str(),
+            &row.seq,
+            &row.ts,
+            &row.kind,
+            &row.body,
+            &row.refs,
+            &now,
+            &redactions,
+            &bytes,
+            &hashes,
+            &sizes,
+            &texts,
+        ];
+        let params = if with_payloads {
+            &params[..]
+        } else {
+            &params[..9]
+        };
+        let outcome = self.client.query_opt(statement, params);
         match outcome {
             Ok(Some(_)) => {
                 // Committed: announced from the store's thread, so that the
@@ -385,8 +468,8 @@ impl PgSessionWriter {
                 self.store.announce(format!("{session}:{}", seq.get()));
                 Ok(())
             }
-            // Nothing was written: the counter was elsewhere, or the session
-            // is gone. Say which.
+            // Nothing was written: the seq before this one is not there
+            // (or the session is gone), or this one is taken. Say which.
             Ok(None) => match read_session(&mut self.client, session) {
                 Ok(_) => Err(StoreError::StaleWriter {
                     session: session.clone(),
@@ -394,6 +477,13 @@ impl PgSessionWriter {
                 }),
                 Err(e) => Err(e),
             },
+            // The only unique key the statement can break: the entry's.
+            Err(source) if source.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(StoreError::StaleWriter {
+                    session: session.clone(),
+                    seq,
+                })
+            }
             Err(source) => {
                 let lost = if self.client.is_closed() {
                     " (the connection is closed, and the session's write lock with it)"
@@ -424,10 +514,11 @@ impl Drop for PgSessionWriter {
             super::client::off_runtime(move || {
                 if !client.is_closed() {
                     let _ = client.execute(
-                        "SELECT set_config('synchronous_commit', 'off', false), \
+                        "SELECT set_config('synchronous_commit', 'off', true), \
                          search_release($1)",
                         &[&session],
                     );
+                    let _ = client.execute(FOLD, &[&session, &false]);
                     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
                 }
             });

@@ -157,6 +157,11 @@ impl GroupAppend {
             .unwrap_or_default()
     }
 
+    /// The store appended to.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// How many sessions append at once.
     pub fn writers(&self) -> usize {
         self.sessions.len()

@@ -110,6 +110,18 @@ pub fn open_store(
         .map_err(error::store(row))
 }
 
+/// Lets `store` finish what it defers past a commit (the search index's
+/// catch-up, `migrations/postgres/0003_search_deferred.sql`), outside any
+/// timed run, before the next side of a row starts: no side pays for
+/// another's deferred work. A search does the same catch-up before it
+/// looks.
+pub fn settle(row: &'static str, store: &Store) -> Result<()> {
+    store
+        .search_index_bytes()
+        .map(|_| ())
+        .map_err(error::store(row))
+}
+
 /// What [`RawPgAppend`] sends per entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawPgShape {

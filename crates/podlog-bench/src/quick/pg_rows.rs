@@ -13,7 +13,8 @@ use super::{count, rate, run_rotated, Corpus, Figure, Row, Scale, Selection, Sid
 use crate::append::{GroupAppend, PodlogAppend};
 use crate::error::Result;
 use crate::pg::{
-    measure_follow, open_store, raw_group, BenchSchema, FollowerLauncher, RawPgAppend, RawPgShape,
+    measure_follow, open_store, raw_group, settle, BenchSchema, FollowerLauncher, RawPgAppend,
+    RawPgShape,
 };
 use crate::stats::percentile;
 
@@ -67,7 +68,7 @@ pub(super) fn rows(
             let mut sides: [&mut dyn FnMut() -> Result<()>; 4] = [
                 &mut || {
                     pg1.ours.push(rate(n, ours.run(batch.clone())?));
-                    Ok(())
+                    settle("PG1", ours.store())
                 },
                 &mut || {
                     pg1.baseline.push(rate(n, raw.run(&batch)?));
@@ -148,6 +149,7 @@ pub(super) fn rows(
             let t = group.run(scale.group_appends)?;
             pg2.ours
                 .push(rate(scale.group_appends * group.writers(), t));
+            settle("PG2", group.store())?;
         }
         let writers = group.writers();
         drop(group);

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_session_tail.sql",
         include_str!("../../../../migrations/postgres/0004_session_tail.sql"),
     ),
+    (
+        5,
+        "0005_search_words.sql",
+        include_str!("../../../../migrations/postgres/0005_search_words.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

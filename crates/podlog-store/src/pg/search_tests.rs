@@ -912,14 +912,7 @@ fn entries_a_dead_writer_left_unindexed_are_found_and_caught_up() {
     // The writer dies (its connection is ended), and its last entries are
     // made unindexed again, as if it had died before the announcer ran.
     let (writer, _sink) = pg.writers.remove(&id).unwrap();
-    let pid = writer.backend_pid();
-    pg.schema
-        .sql(&format!("SELECT pg_terminate_backend({pid})"));
-    wait_for(
-        &mut pg.schema,
-        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
-        0,
-    );
+    pg.schema.terminate(writer.backend_pid());
     drop(writer);
     pg.schema
         .sql("DELETE FROM {s}.search; UPDATE {s}.search_progress SET indexed_seq = 1");

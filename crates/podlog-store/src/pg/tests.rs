@@ -96,6 +96,18 @@ impl Schema {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .get(0)
     }
+
+    /// Ends the server process `pid` from the server side, as a lost
+    /// connection, and waits (up to 30 s) until it is gone.
+    pub(crate) fn terminate(&mut self, pid: i32) {
+        self.sql(&format!("SELECT pg_terminate_backend({pid})"));
+        let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.number(&gone) != 0 {
+            assert!(Instant::now() < deadline, "server process {pid} outlived 30 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Schema {
@@ -655,12 +667,7 @@ fn a_sessions_counters_include_the_appends_past_its_row() {
     );
     assert!(store.verify(None).unwrap().is_empty());
     // A writer that dies leaves the tail; the next one folds it at open.
-    let pid = w.backend_pid();
-    s.sql(&format!("SELECT pg_terminate_backend({pid})"));
-    let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
-    while s.number(&gone) != 0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    s.terminate(w.backend_pid());
     drop(w);
     assert_eq!(s.number(row), 64);
     assert_eq!(store.session(&id).unwrap().last_seq, Seq(70));

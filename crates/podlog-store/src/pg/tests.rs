@@ -104,7 +104,10 @@ impl Schema {
         let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.number(&gone) != 0 {
-            assert!(Instant::now() < deadline, "server process {pid} outlived 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "server process {pid} outlived 30 s"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }

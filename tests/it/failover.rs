@@ -32,7 +32,7 @@ use podlog_entry::{LogEntry, Seq};
 use podlog_pod::{Pod, ScriptedDriver};
 use podlog_store::Store;
 
-use crate::pg_support::{PgSchema, Read, Served, Taken};
+use crate::pg_support::{runtime, PgSchema, Read, Served, Taken};
 
 /// What happened, in order, with the time since the test began.
 struct Transcript {
@@ -71,14 +71,6 @@ impl Drop for Transcript {
             eprintln!("failover: transcript saved to {}", path.display());
         }
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Takes `session` over with [`podlog_pod::take_over`]: `Pod::restore`,

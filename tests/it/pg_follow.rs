@@ -5,22 +5,13 @@
 //! client that moves from one server to the other by `Last-Event-ID` and
 //! loses or repeats an entry on the way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use podlog_entry::{Seq, SessionId};
 use podlog_store::Store;
 
-use crate::pg_support::{PgSchema, Read, Served, Taken};
-
-/// A runtime for the clients: PostgreSQL's blocking client (the test's
-/// store, the schema's admin) is used outside it, or on its blocking pool.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::pg_support::{runtime, PgSchema, Read, Served, Taken};
 
 /// The last seq of `session` once the demo has compacted it (a session
 /// that continues it exists, so it takes no more entries), else `None`.
@@ -75,14 +66,47 @@ async fn read_to_end(
     }
 }
 
+/// Two serve processes on one schema: A writes a demo session, B serves
+/// the same database and nothing of its own.
+struct Two {
+    schema: PgSchema,
+    a: Served,
+    b: Served,
+    session: SessionId,
+    store: Arc<Store>,
+    /// The session's event stream, from its start.
+    path: String,
+}
+
+impl Two {
+    fn start() -> Self {
+        let schema = PgSchema::new();
+        let a = Served::start(&schema.url, &["--demo", "--demo-pace-ms", "10"]);
+        let b = Served::start(&schema.url, &[]);
+        let session = a.demo_session.clone().expect("demo session");
+        let store = schema.store();
+        let path = format!("/sessions/{session}/events?tail=all");
+        Two {
+            schema,
+            a,
+            b,
+            session,
+            store,
+            path,
+        }
+    }
+}
+
 #[test]
 fn a_second_server_streams_another_hosts_session_live_with_the_same_ids() {
-    let schema = PgSchema::new();
-    let a = Served::start(&schema.url, &["--demo", "--demo-pace-ms", "10"]);
-    let b = Served::start(&schema.url, &[]);
-    let session = a.demo_session.clone().expect("demo session");
-    let store = schema.store();
-    let path = format!("/sessions/{session}/events?tail=all");
+    let Two {
+        schema: _schema,
+        a,
+        b,
+        session,
+        store,
+        path,
+    } = Two::start();
 
     // One client on B from the start, one on A: both read the whole
     // session live while A writes it.
@@ -134,12 +158,14 @@ fn a_second_server_streams_another_hosts_session_live_with_the_same_ids() {
 
 #[test]
 fn a_client_moves_from_the_writers_server_to_another_by_last_event_id() {
-    let schema = PgSchema::new();
-    let a = Served::start(&schema.url, &["--demo", "--demo-pace-ms", "10"]);
-    let b = Served::start(&schema.url, &[]);
-    let session = a.demo_session.clone().expect("demo session");
-    let store = schema.store();
-    let path = format!("/sessions/{session}/events?tail=all");
+    let Two {
+        schema: _schema,
+        a,
+        b,
+        session,
+        store,
+        path,
+    } = Two::start();
 
     // Part of the stream from A, while A writes.
     let mut taken = Taken::default();

@@ -186,6 +186,16 @@ impl Served {
     }
 }
 
+/// A runtime for the clients: PostgreSQL's blocking client (the test's
+/// store, the schema's admin) is used outside it, or on its blocking pool.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// How [`Taken::read`] stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {

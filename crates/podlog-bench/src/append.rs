@@ -114,6 +114,45 @@ impl PodlogAppend {
     }
 }
 
+/// Runs each of `jobs` on a thread of its own, all starting together
+/// (after a barrier), and returns the time from that start until the last
+/// one finished; fails with the first job's error, or if a `what` thread
+/// panicked.
+pub fn run_together<F>(row: &'static str, what: &str, jobs: Vec<F>) -> Result<Duration>
+where
+    F: FnOnce() -> Result<()> + Send,
+{
+    let barrier = Barrier::new(jobs.len() + 1);
+    let (elapsed, results) = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    job()
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let results: Vec<Result<()>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(BenchError::Check {
+                        row,
+                        problem: format!("a {what} thread panicked"),
+                    })
+                })
+            })
+            .collect();
+        (start.elapsed(), results)
+    });
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(elapsed)
+}
+
 /// Several sessions of one store, each appended to by its own thread at the
 /// same time (P3).
 pub struct GroupAppend {
@@ -178,40 +217,21 @@ impl GroupAppend {
             .map(|c| c.take_vec(per_writer))
             .collect();
         let before: Vec<usize> = self.sessions.iter().map(|(_, s)| s.len()).collect();
-        let barrier = Barrier::new(self.sessions.len() + 1);
         let row = self.row;
-        let (elapsed, results) = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .sessions
-                .iter_mut()
-                .zip(batches)
-                .map(|((writer, sink), batch)| {
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        barrier.wait();
-                        for entry in batch {
-                            writer.append(entry, sink).map_err(error::store(row))?;
-                        }
-                        Ok::<(), BenchError>(())
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let start = Instant::now();
-            let results: Vec<Result<()>> = handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(BenchError::Check {
-                            row,
-                            problem: "a writer thread panicked".to_owned(),
-                        })
-                    })
-                })
-                .collect();
-            (start.elapsed(), results)
-        });
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        let jobs = self
+            .sessions
+            .iter_mut()
+            .zip(batches)
+            .map(|((writer, sink), batch)| {
+                move || {
+                    for entry in batch {
+                        writer.append(entry, sink).map_err(error::store(row))?;
+                    }
+                    Ok(())
+                }
+            })
+            .collect();
+        let elapsed = run_together(row, "writer", jobs)?;
         for ((_, sink), before) in self.sessions.iter().zip(before) {
             check_published(self.row, sink, before + per_writer)?;
         }

@@ -290,36 +290,12 @@ pub fn raw_group(
     let mut raws = (0..clients)
         .map(|i| RawPgAppend::open(row, schema, &format!("group-{round}-{shape:?}-{i}"), shape))
         .collect::<Result<Vec<_>>>()?;
-    let barrier = std::sync::Barrier::new(clients + 1);
-    let (elapsed, results) = std::thread::scope(|scope| {
-        let handles: Vec<_> = raws
-            .iter_mut()
-            .zip(&batches)
-            .map(|(raw, batch)| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    raw.run(batch).map(|_| ())
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let results: Vec<Result<()>> = handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(BenchError::Check {
-                        row,
-                        problem: "a raw client thread panicked".to_owned(),
-                    })
-                })
-            })
-            .collect();
-        (start.elapsed(), results)
-    });
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(elapsed)
+    let jobs = raws
+        .iter_mut()
+        .zip(&batches)
+        .map(|(raw, batch)| move || raw.run(batch).map(|_| ()))
+        .collect();
+    crate::append::run_together(row, "raw client", jobs)
 }
 
 /// What the follower of PG3 follows.

@@ -980,6 +980,58 @@ async fn the_viewer_is_dark_in_a_dark_scheme_and_works_from_the_keyboard() {
     server.shutdown().await.unwrap();
 }
 
+/// The lists are redrawn when a session changes; the link under the
+/// keyboard keeps the focus across the redraw instead of dropping it on the
+/// page body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_redrawn_under_the_keyboard_keeps_the_focused_link() {
+    let (_bench, pod, server) = pod_with_one_run().await;
+    let addr = server.local_addr().unwrap();
+    let session = pod.session_id().to_string();
+    let b = browser("list_focus").await;
+    b.open(addr, "#pod=p").await;
+    b.wait_for_seqs(pod.end_seq().get(), Duration::from_secs(10))
+        .await;
+    let link = format!("a[data-session-link=\"{session}\"]");
+    b.wait(
+        "the session in the list",
+        Duration::from_secs(5),
+        &format!("return !!document.querySelector('{link}');"),
+    )
+    .await;
+    b.js(&format!("document.querySelector('{link}').focus();"))
+        .await;
+    let before = b.js(&format!("return document.querySelector('{link}') === document.activeElement && document.querySelector('{link}').textContent;")).await;
+    assert!(before.is_string(), "the link took the focus: {before}");
+    let count = pod
+        .commit(user_input("a line that changes the list"))
+        .unwrap();
+    // The list is refreshed every two seconds; the new entry count shows
+    // that the link was redrawn.
+    b.wait(
+        "the list redrawn with the new entry count",
+        Duration::from_secs(6),
+        &format!(
+            "const a = document.querySelector('{link}'); return !!a && a.textContent.includes('{} entries');",
+            count.get()
+        ),
+    )
+    .await;
+    let focused = b
+        .js(&format!(
+            "const e = document.activeElement; return [e.tagName, e.dataset.sessionLink || null, e === document.querySelector('{link}')];"
+        ))
+        .await;
+    if focused != json!(["A", session, true]) {
+        b.fail(&format!(
+            "the redraw moved the focus to {focused}, was on {before}"
+        ))
+        .await;
+    }
+    b.finish().await;
+    server.shutdown().await.unwrap();
+}
+
 /// A share link, on a listener that requires the server's token: the page
 /// shows its session, read-only, cannot post or reach another session, and
 /// says so once the link is revoked.

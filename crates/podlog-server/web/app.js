@@ -67,11 +67,31 @@ function liveBadge() {
  * changes, so that a focused link is not replaced under the keyboard. */
 let drawn = "";
 
+/** Which list link has the keyboard focus, as a selector that finds its
+ * redrawn twin, or null when the focus is elsewhere. */
+function focusedListLink() {
+  const e = document.activeElement;
+  if (!e || e.tagName !== "A") return null;
+  if (e.dataset.pod !== undefined) return `a[data-pod="${CSS.escape(e.dataset.pod)}"]`;
+  if (e.dataset.sessionLink !== undefined) return `a[data-session-link="${CSS.escape(e.dataset.sessionLink)}"]`;
+  return null;
+}
+
 function drawLists() {
   const current = viewer ? viewer.fold.session : null;
   const signature = JSON.stringify([pods, sessions, current, viewer && viewer.pod]);
   if (signature === drawn) return;
   drawn = signature;
+  // A redraw replaces the links; the one under the keyboard gets the focus
+  // back, so that a list that changes while someone tabs through it does
+  // not throw them back to the top of the page.
+  const refocus = focusedListLink();
+  drawPodsAndSessions(current);
+  const again = refocus && document.querySelector(refocus);
+  if (again) again.focus({ preventScroll: true });
+}
+
+function drawPodsAndSessions(current) {
   const podList = $("pods");
   podList.replaceChildren(
     ...pods.map((p) => {

@@ -135,9 +135,30 @@ fn reached(batch: &[String]) -> (Vec<&str>, Vec<i64>) {
     highest.into_iter().unzip()
 }
 
+/// The announcer's connection, with its two statements prepared once
+/// (planning them for every batch cost as much as running them).
+struct Connection {
+    client: PgClient,
+    catch_up_and_announce: postgres::Statement,
+    announce: postgres::Statement,
+}
+
+impl Connection {
+    fn open(target: &Target) -> Option<Self> {
+        let mut client = super::connect(&target.config, &target.options, &target.location).ok()?;
+        let catch_up_and_announce = client.prepare(CATCH_UP_AND_ANNOUNCE).ok()?;
+        let announce = client.prepare(ANNOUNCE).ok()?;
+        Some(Connection {
+            client,
+            catch_up_and_announce,
+            announce,
+        })
+    }
+}
+
 /// The thread: a batch at a time, until the store goes.
 fn run(target: &Target, rx: &Receiver<String>) {
-    let mut client: Option<PgClient> = None;
+    let mut connection: Option<Connection> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -146,22 +167,23 @@ fn run(target: &Target, rx: &Receiver<String>) {
                 Err(_) => break,
             }
         }
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = super::connect(&target.config, &target.options, &target.location).ok();
+        if connection.as_ref().is_none_or(|c| c.client.is_closed()) {
+            connection = Connection::open(target);
         }
-        if let Some(c) = client.as_mut() {
+        if let Some(c) = connection.as_mut() {
             let (sessions, bounds) = reached(&batch);
             // Should the catch-up fail (its entry cannot be indexed), the
             // notices still go; the entries stay above the mark, and the
             // next search says why.
             let sent = c
+                .client
                 .query(
-                    CATCH_UP_AND_ANNOUNCE,
+                    &c.catch_up_and_announce,
                     &[&target.channel, &batch, &sessions, &bounds],
                 )
-                .or_else(|_| c.query(ANNOUNCE, &[&target.channel, &batch]));
+                .or_else(|_| c.client.query(&c.announce, &[&target.channel, &batch]));
             if sent.is_err() {
-                client = None;
+                connection = None;
             }
         }
     }

@@ -190,10 +190,11 @@ impl GroupAppend {
 
     /// How the store grouped appends into transactions since it opened.
     pub fn commit_stats(&self) -> podlog_store::commit::CommitStats {
-        self.store
-            .as_sqlite()
-            .map(|s| s.commit_stats())
-            .unwrap_or_default()
+        match (self.store.as_sqlite(), self.store.as_postgres()) {
+            (Some(s), _) => s.commit_stats(),
+            (_, Some(p)) => p.commit_stats(),
+            _ => Default::default(),
+        }
     }
 
     /// The store appended to.

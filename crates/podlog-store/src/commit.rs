@@ -45,7 +45,7 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -141,13 +141,7 @@ struct GroupState {
     leader_active: bool,
     /// A leader holds the writer and waits for more appends to queue.
     gathering: bool,
-    /// The distinct callers of the previous transaction.
-    previous_callers: HashSet<ThreadId>,
-    /// How many distinct callers the last two transactions had: how many
-    /// appends a leader waits for.
-    expected: usize,
-    /// Moving average of a transaction's duration, in nanoseconds.
-    commit_nanos: u64,
+    pace: Pace<ThreadId>,
 }
 
 /// How long a gathering leader spins before it sleeps.
@@ -156,10 +150,34 @@ const SPIN: Duration = Duration::from_micros(20);
 /// The longest a leader gathers, whatever the commits cost.
 const MAX_GATHER: Duration = Duration::from_millis(2);
 
-impl GroupState {
+/// What a group commit learned from its last transactions: how many appends
+/// a leader waits for, and for how long. `K` names a caller (a thread for
+/// SQLite, a session for PostgreSQL's write connection).
+#[derive(Debug)]
+pub(crate) struct Pace<K> {
+    /// The distinct callers of the previous transaction.
+    previous_callers: HashSet<K>,
+    /// How many distinct callers the last two transactions had: how many
+    /// appends a leader waits for.
+    expected: usize,
+    /// Moving average of a transaction's duration, in nanoseconds.
+    commit_nanos: u64,
+}
+
+impl<K> Default for Pace<K> {
+    fn default() -> Self {
+        Pace {
+            previous_callers: HashSet::new(),
+            expected: 0,
+            commit_nanos: 0,
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash> Pace<K> {
     /// Records the callers and duration of a transaction.
-    fn record(&mut self, callers: impl IntoIterator<Item = ThreadId>, took: Duration) {
-        let callers: HashSet<ThreadId> = callers.into_iter().collect();
+    pub(crate) fn record(&mut self, callers: impl IntoIterator<Item = K>, took: Duration) {
+        let callers: HashSet<K> = callers.into_iter().collect();
         // Appends that only take turns (one pod after another, or one pod
         // whose commits come from different threads) never shared a
         // transaction: waiting for the other would only add latency.
@@ -178,10 +196,59 @@ impl GroupState {
         };
     }
 
+    /// How many appends a leader waits for.
+    pub(crate) fn expected(&self) -> usize {
+        self.expected
+    }
+
     /// How long a leader may wait for more appends.
-    fn gather_time(&self) -> Duration {
+    pub(crate) fn gather_time(&self) -> Duration {
         Duration::from_nanos(self.commit_nanos / 2).min(MAX_GATHER)
     }
+}
+
+/// A leader's wait for the appends it expects (see "Gathering" above):
+/// until `ready` says they have queued, or `gather_time` has passed. It
+/// spins for a few microseconds first (writers released by the last commit
+/// are often already on their way, and catching them without sleeping
+/// saves a wake-up per transaction), then sleeps on `arrived` with
+/// `set_gathering` on, so that the append that completes the batch wakes
+/// it: on a busy machine a spinning leader (even one that yields) starves
+/// the threads it waits for.
+pub(crate) fn gather<'a, S>(
+    mutex: &'a Mutex<S>,
+    arrived: &Condvar,
+    ready: impl Fn(&S) -> bool,
+    gather_time: impl Fn(&S) -> Duration,
+    set_gathering: impl Fn(&mut S, bool),
+) -> MutexGuard<'a, S> {
+    let mut state = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+    if ready(&state) {
+        return state;
+    }
+    let started = Instant::now();
+    let deadline = started + gather_time(&state);
+    let spin_until = (started + SPIN).min(deadline);
+    while !ready(&state) && Instant::now() < spin_until {
+        drop(state);
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+        state = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+    }
+    set_gathering(&mut state, true);
+    while !ready(&state) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        state = arrived
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    set_gathering(&mut state, false);
+    state
 }
 
 /// A copy of a SQLite error, for handing one failure to every entry of the
@@ -272,7 +339,7 @@ impl SqliteStore {
         let group = &self.group;
         let mut state = group.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.queue.push(me.clone());
-        if state.gathering && state.queue.len() >= state.expected {
+        if state.gathering && state.queue.len() >= state.pace.expected() {
             group.arrived.notify_one();
         }
         let appended = |committed: Committed| Appended {
@@ -339,6 +406,7 @@ impl SqliteStore {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .pace
             .record(batch.iter().map(|p| p.caller), took);
     }
 
@@ -491,38 +559,13 @@ impl Group {
     /// Waits (see "Gathering" above) for the expected appends, then takes
     /// the queue. Called by the leader once it holds the writer.
     fn gather(&self) -> Vec<Arc<Pending>> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.queue.len() < state.expected {
-            let started = Instant::now();
-            let deadline = started + state.gather_time();
-            // Spin for a few microseconds first: writers released by the
-            // last commit are often already on their way, and catching them
-            // without sleeping saves a wake-up per transaction.
-            let spin_until = (started + SPIN).min(deadline);
-            while state.queue.len() < state.expected && Instant::now() < spin_until {
-                drop(state);
-                for _ in 0..64 {
-                    std::hint::spin_loop();
-                }
-                state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            }
-            // Then sleep, not spin: the appends awaited come from threads
-            // that need a core, and on a busy machine a spinning leader (even
-            // one that yields) starves them.
-            state.gathering = true;
-            while state.queue.len() < state.expected {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                state = self
-                    .arrived
-                    .wait_timeout(state, deadline - now)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-            state.gathering = false;
-        }
+        let mut state = gather(
+            &self.state,
+            &self.arrived,
+            |s: &GroupState| s.queue.len() >= s.pace.expected(),
+            |s: &GroupState| s.pace.gather_time(),
+            |s: &mut GroupState, on| s.gathering = on,
+        );
         std::mem::take(&mut state.queue)
     }
 }
@@ -556,37 +599,45 @@ mod tests {
     fn a_leader_expects_the_callers_of_the_last_two_transactions() {
         let t = thread_ids(4);
         let mut state = GroupState::default();
-        assert_eq!(state.expected, 0, "nothing to wait for at first");
-        state.record([t[0], t[1], t[1]], Duration::from_micros(100));
-        assert_eq!(state.expected, 2);
-        state.record([t[2]], Duration::from_micros(100));
-        assert_eq!(state.expected, 3, "two transactions: t0, t1 and t2");
-        state.record([t[2]], Duration::from_micros(100));
-        assert_eq!(state.expected, 1, "a lone writer waits for no one");
-        state.record([t[3], t[2]], Duration::from_micros(100));
-        assert_eq!(state.expected, 2);
+        assert_eq!(state.pace.expected, 0, "nothing to wait for at first");
+        state
+            .pace
+            .record([t[0], t[1], t[1]], Duration::from_micros(100));
+        assert_eq!(state.pace.expected, 2);
+        state.pace.record([t[2]], Duration::from_micros(100));
+        assert_eq!(state.pace.expected, 3, "two transactions: t0, t1 and t2");
+        state.pace.record([t[2]], Duration::from_micros(100));
+        assert_eq!(state.pace.expected, 1, "a lone writer waits for no one");
+        state.pace.record([t[3], t[2]], Duration::from_micros(100));
+        assert_eq!(state.pace.expected, 2);
         // Writers that take turns, one transaction each, never wait.
-        state.record([t[0]], Duration::from_micros(100));
-        assert_eq!(state.expected, 3, "t0 follows a shared transaction");
+        state.pace.record([t[0]], Duration::from_micros(100));
+        assert_eq!(state.pace.expected, 3, "t0 follows a shared transaction");
         for (i, &t) in t.iter().cycle().take(8).enumerate() {
-            state.record([t], Duration::from_micros(100));
-            assert_eq!(state.expected, 1, "turn {i}");
+            state.pace.record([t], Duration::from_micros(100));
+            assert_eq!(state.pace.expected, 1, "turn {i}");
         }
     }
 
     #[test]
     fn a_leader_gathers_for_half_a_typical_commit_at_most() {
         let mut state = GroupState::default();
-        state.record([std::thread::current().id()], Duration::from_micros(400));
-        assert_eq!(state.gather_time(), Duration::from_micros(200));
+        state
+            .pace
+            .record([std::thread::current().id()], Duration::from_micros(400));
+        assert_eq!(state.pace.gather_time(), Duration::from_micros(200));
         // A moving average: one slow commit moves it by an eighth.
-        state.record([std::thread::current().id()], Duration::from_micros(1200));
-        assert_eq!(state.gather_time(), Duration::from_micros(250));
+        state
+            .pace
+            .record([std::thread::current().id()], Duration::from_micros(1200));
+        assert_eq!(state.pace.gather_time(), Duration::from_micros(250));
         // However slow the disk, the wait is capped.
         for _ in 0..100 {
-            state.record([std::thread::current().id()], Duration::from_secs(1));
+            state
+                .pace
+                .record([std::thread::current().id()], Duration::from_secs(1));
         }
-        assert_eq!(state.gather_time(), MAX_GATHER);
+        assert_eq!(state.pace.gather_time(), MAX_GATHER);
     }
 
     #[test]
@@ -594,8 +645,8 @@ mod tests {
         let group = Group::default();
         {
             let mut state = group.state.lock().unwrap();
-            state.expected = 8;
-            state.commit_nanos = 2_000_000;
+            state.pace.expected = 8;
+            state.pace.commit_nanos = 2_000_000;
         }
         let started = Instant::now();
         let batch = group.gather();

@@ -145,12 +145,16 @@ pub(super) fn rows(
             ours: Vec::new(),
             baseline: pg1_rates,
         };
+        let stats_before = group.commit_stats();
         for _ in 0..repeats {
             let t = group.run(scale.group_appends)?;
             pg2.ours
                 .push(rate(scale.group_appends * group.writers(), t));
             settle("PG2", group.store())?;
         }
+        let stats = group.commit_stats();
+        let per_txn = (stats.entries - stats_before.entries) as f64
+            / (stats.transactions - stats_before.transactions).max(1) as f64;
         let writers = group.writers();
         drop(group);
         // For reference: as many raw clients at once, with and without a
@@ -198,7 +202,10 @@ pub(super) fn rows(
         );
         let mut row = pg2.row(
             "PG2",
-            format!("{writers} sessions appending at once (sync commit on), aggregate vs PG1"),
+            format!(
+                "{writers} sessions appending at once (sync commit on, {per_txn:.1} entries/txn), \
+                 aggregate vs PG1"
+            ),
             Unit::PerSecond,
             Target::RatioAtLeast(3.0),
         );

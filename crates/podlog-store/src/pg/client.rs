@@ -30,12 +30,6 @@ impl PgClient {
             .take()
             .expect("a PgClient holds its client until dropped")
     }
-
-    /// Takes the connection out, in its owner's `Drop`, for last work to
-    /// run with [`off_runtime`]. The `PgClient` must not be used after.
-    pub(crate) fn take(&mut self) -> Option<Client> {
-        self.0.take()
-    }
 }
 
 impl Deref for PgClient {

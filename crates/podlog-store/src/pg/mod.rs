@@ -18,8 +18,9 @@
 //!   [`read`]).
 //! * **Disk is the gate; one writer per session, across hosts.** Appends go
 //!   through a [`PgSessionWriter`], which holds the session's advisory lock
-//!   on its own connection and publishes an entry only after its
-//!   transaction committed (see [`writer`]).
+//!   on the store's write connection and publishes an entry only after its
+//!   transaction committed (see [`writer`]); appends of several sessions
+//!   that arrive together share a transaction (see [`link`]).
 //! * **Following.** Every commit that adds an entry sends a notification
 //!   carrying `<session>:<seq>` only; [`PgStore::listen`] receives them
 //!   (see [`listen`]).
@@ -51,6 +52,7 @@ pub mod search;
 mod writer;
 
 mod lifecycle;
+mod link;
 #[cfg(test)]
 mod parity_tests;
 mod settings;
@@ -115,6 +117,9 @@ pub struct PgStore {
     key_base: PathBuf,
     /// Sends the notices of committed appends (see [`announce`]).
     announcer: announce::Announcer,
+    /// The connection session writers lock and append through (see
+    /// [`link`]); declared after `announcer`, so it closes last.
+    link: link::WriteLink,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -270,6 +275,15 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.busy_timeout);
         }
+        // The same settings for the write connection, which speaks to the
+        // server through the asynchronous client (`pg/link.rs`).
+        let mut link_config: tokio_postgres::Config = url
+            .parse()
+            .context(|| "reading the PostgreSQL URL".to_owned())?;
+        link_config.application_name(application_name());
+        if link_config.get_connect_timeout().is_none() {
+            link_config.connect_timeout(options.busy_timeout);
+        }
         let server = describe(&config);
         if options.busy_timeout.is_zero() {
             return Err(StoreError::Open {
@@ -338,6 +352,11 @@ impl PgStore {
             location: location.clone(),
             channel: channel.clone(),
         });
+        let link = link::WriteLink::new(link::LinkTarget {
+            config: link_config,
+            options: options.clone(),
+            location: location.clone(),
+        });
         Ok(Self {
             config,
             location,
@@ -348,6 +367,7 @@ impl PgStore {
             redactor: Mutex::new(redactor),
             key_base: key_base.to_owned(),
             announcer,
+            link,
         })
     }
 

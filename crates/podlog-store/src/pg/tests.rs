@@ -919,3 +919,95 @@ fn notices_of_quick_appends_all_arrive_in_order_even_when_the_store_goes_at_once
     }
     assert_eq!(seqs, (1..=101).collect::<Vec<u64>>());
 }
+
+#[test]
+fn sessions_appending_at_once_share_transactions_and_stay_gap_free() {
+    let s = Schema::new();
+    let store = s.open();
+    let writers: Vec<_> = (0..6).map(|_| session(&store)).collect();
+    let ids: Vec<SessionId> = writers.iter().map(|(w, _)| w.session().clone()).collect();
+    let before = store.commit_stats();
+    let start = std::sync::Barrier::new(writers.len());
+    std::thread::scope(|scope| {
+        for (mut w, sink) in writers {
+            let start = &start;
+            scope.spawn(move || {
+                start.wait();
+                for n in 0..60 {
+                    w.append(turn_end(n), &sink).unwrap();
+                }
+                assert_eq!(sink.end_seq(), Seq(61));
+            });
+        }
+    });
+    let stats = store.commit_stats();
+    let (transactions, entries) = (
+        stats.transactions - before.transactions,
+        stats.entries - before.entries,
+    );
+    assert_eq!(entries, 6 * 60, "every append counted once");
+    assert!(
+        transactions < entries,
+        "no transaction held more than one session's entry: {transactions} for {entries}"
+    );
+    for id in &ids {
+        assert_eq!(
+            seqs(&store.entries(id).unwrap()),
+            (1..=61).collect::<Vec<_>>()
+        );
+        assert_eq!(store.session(id).unwrap().entry_count, 61);
+    }
+    assert!(store.verify(None).unwrap().is_empty());
+}
+
+#[test]
+fn a_stale_row_in_a_group_commit_fails_alone_and_the_others_commit() {
+    use super::link::Outcome;
+    let s = Schema::new();
+    let store = s.open();
+    let (a, _sink_a) = session(&store);
+    let (mut b, sink_b) = session(&store);
+    b.append(turn_end(2), &sink_b).unwrap();
+    let prepared = |n| crate::redaction::prepare(None, turn_end(n)).unwrap();
+    // a's next seq, and b's seq 2 again: its predecessor exists, but the
+    // seq is taken, which aborts the batch's transaction on the server.
+    let fresh = a.row(Seq(2), &prepared(7)).unwrap();
+    let taken = b.row(Seq(2), &prepared(8)).unwrap();
+    let gap = b.row(Seq(9), &prepared(9)).unwrap();
+    let before = store.commit_stats();
+    let outcomes = store.link.commit_rows(&[&taken, &fresh, &gap]);
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [Outcome::Taken, Outcome::Written, Outcome::NotWritten]
+        ),
+        "{outcomes:?}"
+    );
+    let stats = store.commit_stats();
+    assert_eq!(
+        (
+            stats.transactions - before.transactions,
+            stats.entries - before.entries
+        ),
+        (1, 1),
+        "only the fresh row committed, in a transaction of its own"
+    );
+    assert_eq!(seqs(&store.entries(a.session()).unwrap()), [1, 2]);
+    let b_entries = store.entries(b.session()).unwrap();
+    assert_eq!(seqs(&b_entries), [1, 2]);
+    assert_eq!(
+        *b_entries[1].entry,
+        turn_end(2),
+        "the taken seq kept its entry"
+    );
+    // Rows of a writer whose connection is gone are refused unwritten.
+    let old = a.row(Seq(3), &prepared(10)).unwrap();
+    let mut s = s;
+    s.terminate(a.backend_pid());
+    let lost = store.link.commit_rows(&[&old]);
+    assert!(
+        matches!(lost.as_slice(), [Outcome::Failed { .. } | Outcome::Lost]),
+        "{lost:?}"
+    );
+    assert_eq!(seqs(&store.entries(a.session()).unwrap()), [1, 2]);
+}

@@ -2,33 +2,34 @@
 //!
 //! # Contract
 //!
-//! * [`PgStore::session_writer`] opens a connection of its own and takes
-//!   the session's advisory lock on it with `pg_try_advisory_lock` (never
-//!   waiting). The key is the first 8 bytes of the BLAKE3 hash of the
-//!   store's schema and the session id, so stores in different schemas of
-//!   one database do not lock each other's sessions. While another writer,
-//!   on any host, holds the lock, it fails at once with
+//! * [`PgStore::session_writer`] takes the session's advisory lock with
+//!   `pg_try_advisory_lock` (never waiting) on the store's write connection
+//!   (`pg/link.rs`), which every writer of the store shares. The key is the
+//!   first 8 bytes of the BLAKE3 hash of the store's schema and the session
+//!   id, so stores in different schemas of one database do not lock each
+//!   other's sessions. While another writer, on any host or in this
+//!   process, holds the lock, it fails at once with
 //!   [`StoreError::SessionLocked`] naming the holder (pid and host from its
 //!   connection's `application_name`, since when from the connection's
 //!   start), the SQLite store's error. It fails with
 //!   [`StoreError::UnknownSession`] for a session that does not exist.
-//! * The lock lives as long as the writer's connection: dropping the writer
-//!   releases it (explicitly, then by closing the connection), and the
-//!   server releases it when the connection dies (the process is killed,
-//!   the host is lost, the backend is terminated). A writer whose connection
-//!   closed appends nothing more: every append fails with
-//!   [`StoreError::LockLost`], and another writer may take the session.
-//! * [`PgSessionWriter::append`] is one transaction, sent as one statement
-//!   (so one round trip, prepared once per writer): the payloads and the
-//!   entry row are inserted at the writer's next seq, and nothing else.
-//!   Only after the statement, and so its commit, returned Ok is
-//!   `<session>:<seq>` handed to the store's announcer, which indexes the
-//!   entry for search and sends the notice with `pg_notify` from a
-//!   connection of its own (so that concurrent sessions' commits still
-//!   share flushes and the append returns at once; see `pg/announce.rs`),
-//!   and the entry published to the sink passed in; a failed append (at
-//!   any step, `COMMIT` included) rolls back, announces nothing and
-//!   publishes nothing.
+//! * The lock lives as long as the writer and the write connection:
+//!   dropping the writer releases it, and the server releases it when the
+//!   connection dies (the process is killed, the host is lost, the backend
+//!   is terminated). A writer whose connection closed appends nothing
+//!   more: every append fails with [`StoreError::LockLost`], and another
+//!   writer may take the session (in this process, on a new connection).
+//! * [`PgSessionWriter::append`] commits one statement: the payloads and
+//!   the entry row are inserted at the writer's next seq, and nothing else.
+//!   Appends of the store's sessions that arrive together share one
+//!   transaction (group commit, see `pg/link.rs`); each row is still
+//!   guarded on its own, and commits or fails on its own. Only after the
+//!   commit returned Ok is `<session>:<seq>` handed to the store's
+//!   announcer, which indexes the entry for search and sends the notice
+//!   with `pg_notify` from a connection of its own (so that the append
+//!   returns at once; see `pg/announce.rs`), and the entry published to the
+//!   sink passed in; a failed append (at any step, `COMMIT` included) rolls
+//!   back, announces nothing and publishes nothing.
 //! * The session row's counters are not written by each append: the entry
 //!   row carries its share of them, and the row takes them in at every
 //!   64th seq (in that append's statement), when the writer opens the
@@ -49,14 +50,14 @@ use std::sync::Arc;
 
 use podlog_entry::{Committed, LogEntry, Seq, SessionId};
 use podlog_sink::SessionLogSink;
-use postgres::error::SqlState;
-use postgres::{Client, Statement};
+use postgres::Client;
 
+use super::link::{AppendRow, Conn, Outcome};
 use super::{lock_key, read_session, signed, EntryRow, PgContext, PgStore};
 use crate::lock::LockHolder;
 use crate::redaction::prepare;
 use crate::writer::AppendReport;
-use crate::{Result, StoreError};
+use crate::{Result, SessionInfo, StoreError};
 
 /// The whole append, as one statement and so one transaction (and one
 /// round trip to the server): `$payloads` (empty, or the CTE `stored`) and
@@ -115,7 +116,7 @@ macro_rules! fold_cte {
 /// The appends, indexed by [`statement_of`]: an entry without payloads,
 /// with them, and both again folding the session row's counters (at every
 /// [`FOLD_EVERY`]th seq).
-const APPENDS: [&str; 4] = [
+pub(crate) const APPENDS: [&str; 4] = [
     append_sql!("", ""),
     append_sql!(payloads_cte!(), ""),
     append_sql!("", fold_cte!()),
@@ -158,17 +159,16 @@ const HOLDER: &str = "SELECT a.application_name, \
        AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1 \
      LIMIT 1";
 
-/// The write handle of one session on PostgreSQL: its own connection, which
-/// holds the session's advisory lock, and its last seq. See the module docs.
+/// The write handle of one session on PostgreSQL: its lock, held on the
+/// store's write connection, and its last seq. See the module docs.
 pub struct PgSessionWriter {
     store: Arc<PgStore>,
     session: SessionId,
     key: i64,
-    client: super::client::PgClient,
-    /// The server process of `client`, which holds the lock.
+    /// The generation of the write connection that holds the lock.
+    generation: u64,
+    /// The server process of that connection.
     backend_pid: i32,
-    /// [`APPENDS`], prepared on `client`.
-    appends: Vec<Statement>,
     last_seq: Seq,
     redactions: u64,
     stored_bytes: u64,
@@ -232,6 +232,12 @@ fn lock_holder(
 }
 
 impl PgStore {
+    /// How appends were grouped into transactions since the store opened
+    /// (see `pg/link.rs`).
+    pub fn commit_stats(&self) -> crate::commit::CommitStats {
+        self.link.commit_stats()
+    }
+
     /// The advisory lock key of `session` in this store.
     pub(crate) fn session_key(&self, session: &SessionId) -> i64 {
         lock_key(&["podlog session", &self.schema, session.as_str()])
@@ -245,65 +251,122 @@ impl PgStore {
         })
     }
 
-    /// Opens `session` for appending on a connection of its own: takes its
-    /// advisory lock (failing at once with [`StoreError::SessionLocked`] if
-    /// another writer has it) and reads its counters. See [`super::writer`].
+    /// Opens `session` for appending: takes its advisory lock on the
+    /// store's write connection (failing at once with
+    /// [`StoreError::SessionLocked`] if another writer has it) and reads its
+    /// counters. See [`super::writer`].
     pub fn session_writer(self: &Arc<Self>, session: &SessionId) -> Result<PgSessionWriter> {
-        let ctx = || format!("opening session {session} for writing");
-        let mut client = self.connect()?;
         let key = self.session_key(session);
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
-            .context(ctx)?;
-        let locked: bool = row.try_get(0).context(ctx)?;
-        let backend_pid: i32 = row.try_get(1).context(ctx)?;
-        if !locked {
-            let holder = lock_holder(&mut client, key).context(ctx)?;
-            return Err(StoreError::SessionLocked {
-                session: session.clone(),
-                holder: holder.unwrap_or_default(),
-            });
+        // A connection that died since its last use is only found out by
+        // using it: then open the session again on a new one.
+        match self.open_on_link(session, key) {
+            Err(StoreError::Postgres { .. }) if self.link.current().is_none() => {
+                self.open_on_link(session, key)
+            }
+            other => other,
         }
-        // From here on, dropping `client` (on an error) releases the lock.
+    }
+
+    fn open_on_link(self: &Arc<Self>, session: &SessionId, key: i64) -> Result<PgSessionWriter> {
+        let mut guard = self.link.connection()?;
+        let conn = guard.as_mut().expect("connection() leaves a connection");
+        let opened = open_session(conn, session, key);
+        let (generation, backend_pid) = (conn.generation, conn.backend_pid);
+        match opened {
+            Ok(Some(info)) => {
+                conn.mark_held(session.as_str());
+                drop(guard);
+                Ok(PgSessionWriter {
+                    store: self.clone(),
+                    session: session.clone(),
+                    key,
+                    generation,
+                    backend_pid,
+                    last_seq: info.last_seq,
+                    redactions: info.redactions,
+                    stored_bytes: info.stored_bytes,
+                    reread: false,
+                })
+            }
+            Ok(None) => {
+                drop(guard);
+                let holder = self.lock_holder(session)?;
+                Err(StoreError::SessionLocked {
+                    session: session.clone(),
+                    holder: holder.unwrap_or_default(),
+                })
+            }
+            Err(e) => {
+                if conn.is_closed() || connection_ended(&e) {
+                    // Its locks went with it; the next open connects anew.
+                    *guard = None;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether `error` says the connection itself is over: the server ended it
+/// (SQLSTATE class 57, operator intervention), it broke (class 08), or it
+/// failed below SQL (no SQLSTATE at all).
+fn connection_ended(error: &StoreError) -> bool {
+    match error {
+        StoreError::Postgres { source, .. } => source
+            .code()
+            .is_none_or(|c| c.code().starts_with("57") || c.code().starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Takes `session`'s lock on `conn` and folds its row; `None` when another
+/// writer holds the lock (a writer of this process on this connection
+/// included: advisory locks are reentrant, so the connection's own list
+/// says).
+fn open_session(conn: &mut Conn, session: &SessionId, key: i64) -> Result<Option<SessionInfo>> {
+    let ctx = || format!("opening session {session} for writing");
+    if conn.holds(session.as_str()) {
+        // Held here, if the connection still lives (a dead one is only
+        // found out by using it; the caller then connects again).
+        conn.query("SELECT 1", &[]).context(ctx)?;
+        return Ok(None);
+    }
+    let locked: bool = conn
+        .query("SELECT pg_try_advisory_lock($1)", &[&key])
+        .context(ctx)?
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .context(ctx)?
+        .unwrap_or(false);
+    if !locked {
+        return Ok(None);
+    }
+    let taken = (|| {
         // The row takes in any tail a writer that died left, and is marked
         // as having one from now on.
-        let row = client
-            .query_opt(FOLD, &[&session.as_str(), &true])
-            .context(ctx)?
+        let rows = conn.query(FOLD, &[&session.as_str(), &true]).context(ctx)?;
+        let row = rows
+            .first()
             .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
-        let info = super::session_from_row(&row)?;
+        let info = super::session_from_row(row)?;
         // This connection's entries are indexed for search after their
         // commit (migrations/postgres/0003_search_deferred.sql): from the
         // mark of the session's progress row, which starts at its end now
         // unless a writer that died left one further back.
         let end = signed(info.last_seq.get(), "seq", session, "SessionStart")?;
-        client
-            .batch_execute("SET podlog.search_deferred = on")
-            .context(ctx)?;
-        client
-            .execute(
-                "INSERT INTO search_progress (session_id, indexed_seq) VALUES ($1, $2) \
-                 ON CONFLICT (session_id) DO NOTHING",
-                &[&session.as_str(), &end],
-            )
-            .context(ctx)?;
-        let mut appends = Vec::with_capacity(APPENDS.len());
-        for sql in APPENDS {
-            appends.push(client.prepare(sql).context(ctx)?);
-        }
-        Ok(PgSessionWriter {
-            store: self.clone(),
-            session: session.clone(),
-            key,
-            client,
-            backend_pid,
-            appends,
-            last_seq: info.last_seq,
-            redactions: info.redactions,
-            stored_bytes: info.stored_bytes,
-            reread: false,
-        })
+        conn.query(
+            "INSERT INTO search_progress (session_id, indexed_seq) VALUES ($1, $2) \
+             ON CONFLICT (session_id) DO NOTHING",
+            &[&session.as_str(), &end],
+        )
+        .context(ctx)?;
+        Ok(info)
+    })();
+    if taken.is_err() && !conn.is_closed() {
+        let _ = conn.query("SELECT pg_advisory_unlock($1)", &[&key]);
     }
+    taken.map(Some)
 }
 
 impl PgSessionWriter {
@@ -341,7 +404,7 @@ impl PgSessionWriter {
     /// Whether the writer's connection, and with it the session's lock, is
     /// gone.
     pub fn is_lost(&self) -> bool {
-        self.client.is_closed()
+        !self.store.link.is_live(self.generation)
     }
 
     /// Commits `entry` as the session's next entry, then publishes it to
@@ -370,7 +433,7 @@ impl PgSessionWriter {
         entry: LogEntry,
         sink: &SessionLogSink,
     ) -> Result<AppendReport> {
-        if self.client.is_closed() {
+        if self.is_lost() {
             return Err(StoreError::LockLost {
                 session: self.session.clone(),
             });
@@ -385,7 +448,7 @@ impl PgSessionWriter {
             }
         })?;
         if self.reread {
-            let info = read_session(&mut self.client, &self.session)?;
+            let info = self.store.read_with(|c| read_session(c, &self.session))?;
             self.last_seq = info.last_seq;
             self.redactions = info.redactions;
             self.stored_bytes = info.stored_bytes;
@@ -423,8 +486,8 @@ impl PgSessionWriter {
         Ok(report)
     }
 
-    /// The append's transaction ([`APPEND`]); see the module docs.
-    fn commit(&mut self, seq: Seq, prepared: &crate::redaction::Prepared) -> Result<()> {
+    /// The row of `prepared` at `seq`, for the write connection.
+    pub(super) fn row(&self, seq: Seq, prepared: &crate::redaction::Prepared) -> Result<AppendRow> {
         let session = &self.session;
         let kind = prepared.entry.kind();
         let row = EntryRow::new(session, seq, &prepared.entry, &prepared.rendered)?;
@@ -436,56 +499,57 @@ impl PgSessionWriter {
             kind,
         )?;
         let bytes = signed(prepared.rendered.stored_bytes(), "size", session, kind)?;
-        let hashes: Vec<&str> = row.payloads.iter().map(|p| p.0).collect();
-        let sizes: Vec<i64> = row.payloads.iter().map(|p| p.1).collect();
-        let texts: Vec<&str> = row.payloads.iter().map(|p| p.2).collect();
-        let with_payloads = !hashes.is_empty();
-        let statement = &self.appends[statement_of(seq, with_payloads)];
-        let params: [&(dyn postgres::types::ToSql + Sync); 12] = [
-            &session.as_str(),
-            &row.seq,
-            &row.ts,
-            &row.kind,
-            &row.body,
-            &row.refs,
-            &now,
-            &redactions,
-            &bytes,
-            &hashes,
-            &sizes,
-            &texts,
-        ];
-        let params = if with_payloads {
-            &params[..]
-        } else {
-            &params[..9]
-        };
-        let outcome = self.client.query_opt(statement, params);
+        let with_payloads = !row.payloads.is_empty();
+        Ok(AppendRow {
+            statement: statement_of(seq, with_payloads),
+            generation: self.generation,
+            session: session.as_str().to_owned(),
+            seq: row.seq,
+            ts: row.ts,
+            kind: row.kind.to_owned(),
+            body: row.body.to_owned(),
+            refs: row.refs.clone(),
+            now,
+            redactions,
+            bytes,
+            hashes: row.payloads.iter().map(|p| p.0.to_owned()).collect(),
+            sizes: row.payloads.iter().map(|p| p.1).collect(),
+            texts: row.payloads.iter().map(|p| p.2.to_owned()).collect(),
+        })
+    }
+
+    /// The append's transaction, alone or in a group commit; see the
+    /// module docs.
+    fn commit(&mut self, seq: Seq, prepared: &crate::redaction::Prepared) -> Result<()> {
+        let row = self.row(seq, prepared)?;
+        let outcome = self.store.link.append(row);
+        let session = &self.session;
+        let kind = prepared.entry.kind();
         match outcome {
-            Ok(Some(_)) => {
+            Outcome::Written => {
                 // Committed: announced from the store's thread, so that the
                 // append returns now (see `pg/announce.rs`).
                 self.store.announce(format!("{session}:{}", seq.get()));
                 Ok(())
             }
             // Nothing was written: the seq before this one is not there
-            // (or the session is gone), or this one is taken. Say which.
-            Ok(None) => match read_session(&mut self.client, session) {
+            // (or the session is gone). Say which.
+            Outcome::NotWritten => match self.store.read_with(|c| read_session(c, session)) {
                 Ok(_) => Err(StoreError::StaleWriter {
                     session: session.clone(),
                     seq,
                 }),
                 Err(e) => Err(e),
             },
-            // The only unique key the statement can break: the entry's.
-            Err(source) if source.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                Err(StoreError::StaleWriter {
-                    session: session.clone(),
-                    seq,
-                })
-            }
-            Err(source) => {
-                let lost = if self.client.is_closed() {
+            Outcome::Taken => Err(StoreError::StaleWriter {
+                session: session.clone(),
+                seq,
+            }),
+            Outcome::Lost => Err(StoreError::LockLost {
+                session: session.clone(),
+            }),
+            Outcome::Failed { source, closed } => {
+                let lost = if closed {
                     " (the connection is closed, and the session's write lock with it)"
                 } else {
                     ""
@@ -495,6 +559,12 @@ impl PgSessionWriter {
                     source,
                 })
             }
+            Outcome::Panicked(message) => Err(StoreError::Panicked {
+                session: session.clone(),
+                seq,
+                committed: false,
+                message,
+            }),
         }
     }
 }
@@ -502,27 +572,30 @@ impl PgSessionWriter {
 impl Drop for PgSessionWriter {
     fn drop(&mut self) {
         // Index what is left of the session and delete its search progress
-        // row, then let go of the lock before closing, so that a writer
-        // opened right after this one returns finds it free; closing the
-        // connection releases it too. A failure here cannot be reported:
-        // a row left behind is caught up by the next search, and the lock
-        // goes with the connection.
-        // Off any async runtime: the client blocks on a runtime of its own.
-        let key = self.key;
-        let session = self.session.as_str().to_owned();
-        if let Some(mut client) = self.client.take() {
-            super::client::off_runtime(move || {
-                if !client.is_closed() {
-                    let _ = client.execute(
-                        "SELECT set_config('synchronous_commit', 'off', true), \
-                         search_release($1)",
-                        &[&session],
-                    );
-                    let _ = client.execute(FOLD, &[&session, &false]);
-                    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
-                }
-            });
-        }
+        // row, fold the row, then let go of the lock, so that a writer
+        // opened right after this one returns finds it free. A failure here
+        // cannot be reported: a row left behind is caught up by the next
+        // search, and the lock goes with the connection. Off any async
+        // runtime: the connection blocks on a runtime of its own.
+        let store = self.store.clone();
+        let (session, key, generation) =
+            (self.session.as_str().to_owned(), self.key, self.generation);
+        super::client::off_runtime(move || {
+            let mut guard = store.link.current();
+            let Some(conn) = guard.as_mut() else { return };
+            if conn.generation != generation {
+                return;
+            }
+            if !conn.is_closed() {
+                let _ = conn.query(
+                    "SELECT set_config('synchronous_commit', 'off', true), search_release($1)",
+                    &[&session],
+                );
+                let _ = conn.query(FOLD, &[&session, &false]);
+                let _ = conn.query("SELECT pg_advisory_unlock($1)", &[&key]);
+            }
+            conn.unmark_held(&session);
+        });
     }
 }
 

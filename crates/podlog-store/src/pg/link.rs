@@ -1,0 +1,574 @@
+//! [`WriteLink`]: the one connection through which a store's session
+//! writers take their locks and append, with group commit across sessions.
+//!
+//! # Contract
+//!
+//! * **One connection per store for writing.** Every session writer of a
+//!   [`super::PgStore`] takes its session's advisory lock on the link's
+//!   connection and appends through it, so the lock and the appends live
+//!   and die together: when the server ends that connection (or it is
+//!   lost), every lock it held goes, and no append of those writers can
+//!   reach the database afterwards. Advisory locks are reentrant on one
+//!   connection, so the link refuses a second writer of a session in this
+//!   process itself, with the error another process would get.
+//! * **Generations.** Each connection the link opens has a generation. A
+//!   writer remembers the one it took its lock on; once the link's
+//!   connection is closed or replaced, that writer's appends fail with
+//!   [`StoreError::LockLost`] and write nothing, and a writer opened
+//!   afterwards connects again (a new generation, holding no locks).
+//! * **Group commit.** An append queues its row. The first append that
+//!   finds no commit under way leads: it takes every queued row (at most
+//!   [`MAX_BATCH`]) and commits them in one transaction, each row by the
+//!   statement a lone append uses (guarded by the seq before it, refused by
+//!   the primary key if its seq is taken), sent pipelined (`BEGIN`, the
+//!   rows, `COMMIT`, one round trip). One row alone is one statement in its
+//!   own transaction, as before. While a batch commits, new rows queue;
+//!   the leader hands the lead to the first of them before it replies to
+//!   its own batch, so no writer leads more than one batch. A batch with
+//!   any failed statement commits nothing (the server rolls it back), and
+//!   its rows are committed again one transaction each, so a stale row
+//!   fails alone. A batch shares one WAL flush: eight sessions writing at
+//!   once cost about one flush per round, not eight.
+//! * **Off async workers.** The connection runs on a small runtime of the
+//!   link's own, driven while a caller blocks on it, as
+//!   `postgres::Client` does; callers keep it off async workers.
+
+use std::collections::{HashSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::PgContext;
+use crate::commit::Pace;
+use crate::{Result, StoreError, StoreOptions, Synchronous};
+
+/// The most rows one group commit takes.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// How the link connects.
+pub(crate) struct LinkTarget {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) options: StoreOptions,
+    pub(crate) location: String,
+}
+
+/// One entry row to append, owned so that another writer's thread can
+/// commit it: the values of `APPENDS[statement]` (see `pg/writer.rs`).
+pub(crate) struct AppendRow {
+    pub(crate) statement: usize,
+    pub(crate) generation: u64,
+    pub(crate) session: String,
+    pub(crate) seq: i64,
+    pub(crate) ts: i64,
+    pub(crate) kind: String,
+    pub(crate) body: String,
+    pub(crate) refs: Option<String>,
+    pub(crate) now: i64,
+    pub(crate) redactions: i64,
+    pub(crate) bytes: i64,
+    pub(crate) hashes: Vec<String>,
+    pub(crate) sizes: Vec<i64>,
+    pub(crate) texts: Vec<String>,
+}
+
+impl AppendRow {
+    /// The statement's parameters: nine, or twelve with payloads.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.session,
+            &self.seq,
+            &self.ts,
+            &self.kind,
+            &self.body,
+            &self.refs,
+            &self.now,
+            &self.redactions,
+            &self.bytes,
+        ];
+        if !self.hashes.is_empty() {
+            params.extend([
+                &self.hashes as &(dyn ToSql + Sync),
+                &self.sizes,
+                &self.texts,
+            ]);
+        }
+        params
+    }
+}
+
+/// What became of one row.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Committed.
+    Written,
+    /// Nothing written: the seq before it is missing (or the session).
+    NotWritten,
+    /// Nothing written: its seq is taken.
+    Taken,
+    /// The link's connection that held the writer's lock is gone.
+    Lost,
+    /// The statement or its commit failed; `closed` when the connection is
+    /// gone with it (a commit in flight may or may not have committed).
+    Failed {
+        source: postgres::Error,
+        closed: bool,
+    },
+    /// The commit panicked; the connection was dropped, rolling back what it
+    /// had not committed.
+    Panicked(String),
+}
+
+enum Reply {
+    Done(Outcome),
+    /// The batch before is done and this row is first in line: lead.
+    Lead,
+}
+
+struct Job {
+    row: AppendRow,
+    reply: Sender<Reply>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Job>,
+    leading: bool,
+    /// A leader waits for more rows to queue (see [`Pace`]).
+    gathering: bool,
+    pace: Pace<String>,
+}
+
+/// An open connection of the link.
+pub(crate) struct Conn {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Option<Client>,
+    /// `APPENDS`, prepared on `client`.
+    appends: Vec<Statement>,
+    pub(crate) generation: u64,
+    pub(crate) backend_pid: i32,
+    /// The sessions whose advisory lock this connection holds.
+    held: HashSet<String>,
+}
+
+impl Conn {
+    fn client(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("a Conn holds its client until dropped")
+    }
+
+    /// Runs `f` on the connection's runtime.
+    pub(crate) fn run<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime
+            .as_ref()
+            .expect("a Conn holds its runtime until dropped")
+            .block_on(f)
+    }
+
+    /// Whether the connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client().is_closed()
+    }
+
+    /// Runs `sql` with `params`, returning its rows.
+    pub(crate) fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<tokio_postgres::Row>, postgres::Error> {
+        let client = self.client();
+        self.run(client.query(sql, params))
+    }
+
+    /// Whether this connection holds `session`'s lock.
+    pub(crate) fn holds(&self, session: &str) -> bool {
+        self.held.contains(session)
+    }
+
+    pub(crate) fn mark_held(&mut self, session: &str) {
+        self.held.insert(session.to_owned());
+    }
+
+    pub(crate) fn unmark_held(&mut self, session: &str) {
+        self.held.remove(session);
+    }
+
+    /// Commits `rows`, one outcome each in order, and counts the
+    /// transactions that wrote rows in `stats`.
+    fn commit(&self, rows: &[&AppendRow], stats: &Stats) -> Vec<Outcome> {
+        let outcomes: Vec<Outcome> = rows
+            .iter()
+            .map(|row| {
+                if row.generation == self.generation && !self.is_closed() {
+                    Outcome::Written
+                } else {
+                    Outcome::Lost
+                }
+            })
+            .collect();
+        let live: Vec<(usize, &AppendRow)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| matches!(outcomes[*i], Outcome::Written))
+            .map(|(i, r)| (i, *r))
+            .collect();
+        let mut outcomes = outcomes;
+        match live.len() {
+            0 => {}
+            1 => {
+                outcomes[live[0].0] = self.commit_one(live[0].1);
+                stats.count(&outcomes[live[0].0..=live[0].0]);
+            }
+            _ => {
+                let together = self.commit_together(live.iter().map(|(_, r)| *r));
+                match together {
+                    Some(all) => {
+                        stats.count(&all);
+                        for ((i, _), o) in live.iter().zip(all) {
+                            outcomes[*i] = o;
+                        }
+                    }
+                    // Nothing of the batch committed: one transaction each.
+                    None => {
+                        for (i, row) in &live {
+                            outcomes[*i] = self.commit_one(row);
+                            stats.count(&outcomes[*i..=*i]);
+                        }
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// One row, in a transaction of its own.
+    fn commit_one(&self, row: &AppendRow) -> Outcome {
+        let client = self.client();
+        let params = row.params();
+        let result = self.run(client.query_opt(&self.appends[row.statement], &params));
+        self.outcome(result)
+    }
+
+    /// All of `rows` in one transaction, pipelined; `None` when any
+    /// statement or the commit failed, so that nothing of it committed (a
+    /// transaction with a failed statement ends in a rollback), except when
+    /// the connection is gone, where each row gets that failure.
+    fn commit_together<'a>(
+        &self,
+        rows: impl Iterator<Item = &'a AppendRow>,
+    ) -> Option<Vec<Outcome>> {
+        let client = self.client();
+        let rows: Vec<&AppendRow> = rows.collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = rows.iter().map(|r| r.params()).collect();
+        let (begin, results, commit) = self.run(async {
+            // Polled together, the requests go out in this order without
+            // waiting for each other's answers.
+            let begin = client.batch_execute("BEGIN");
+            let statements = join_all(
+                rows.iter()
+                    .zip(&params)
+                    .map(|(row, params)| client.query_opt(&self.appends[row.statement], params)),
+            );
+            let commit = client.batch_execute("COMMIT");
+            let (begin, results, commit) = futures_util::join!(begin, statements, commit);
+            (begin, results, commit)
+        });
+        let failed = begin.is_err() || commit.is_err() || results.iter().any(|r| r.is_err());
+        if !failed {
+            return Some(results.into_iter().map(|r| self.outcome(r)).collect());
+        }
+        if !self.is_closed() {
+            return None;
+        }
+        // The connection is gone: whether the commit happened is unknown.
+        let error = commit
+            .err()
+            .or_else(|| results.into_iter().find_map(|r| r.err()))
+            .or(begin.err())
+            .expect("a failed batch has an error");
+        let message = error.to_string();
+        let mut outcomes = vec![Outcome::Failed {
+            source: error,
+            closed: true,
+        }];
+        // Each row needs an error of its own: ask the closed client again,
+        // which fails at once with the same cause.
+        for row in &rows[1..] {
+            let again = self.run(client.query_opt(&self.appends[row.statement], &row.params()));
+            outcomes.push(match again {
+                Err(source) => Outcome::Failed {
+                    source,
+                    closed: true,
+                },
+                Ok(_) => Outcome::Panicked(format!(
+                    "a closed connection answered after failing with: {message}"
+                )),
+            });
+        }
+        Some(outcomes)
+    }
+
+    fn outcome(
+        &self,
+        result: std::result::Result<Option<tokio_postgres::Row>, postgres::Error>,
+    ) -> Outcome {
+        match result {
+            Ok(Some(_)) => Outcome::Written,
+            Ok(None) => Outcome::NotWritten,
+            // The only unique key the statement can break: the entry's.
+            Err(source) if source.code() == Some(&SqlState::UNIQUE_VIOLATION) => Outcome::Taken,
+            Err(source) => Outcome::Failed {
+                source,
+                closed: self.is_closed(),
+            },
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping the runtime closes the socket; the server then lets go
+        // of every lock the connection held. Inside an async runtime that
+        // has to happen on a thread of its own.
+        let client = self.client.take();
+        let runtime = self.runtime.take();
+        super::client::off_runtime(move || {
+            drop(client);
+            drop(runtime);
+        });
+    }
+}
+
+/// Counts of the transactions that committed rows, and of those rows.
+#[derive(Default)]
+struct Stats {
+    transactions: AtomicU64,
+    entries: AtomicU64,
+}
+
+impl Stats {
+    /// Counts one transaction's outcomes, if it wrote anything.
+    fn count(&self, outcomes: &[Outcome]) {
+        let written = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Written))
+            .count() as u64;
+        if written > 0 {
+            self.transactions.fetch_add(1, Ordering::Relaxed);
+            self.entries.fetch_add(written, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The link; see the module docs.
+pub(crate) struct WriteLink {
+    stats: Stats,
+    target: LinkTarget,
+    conn: Mutex<Option<Conn>>,
+    queue: Mutex<Queue>,
+    /// Signalled when the rows a gathering leader waits for have queued.
+    arrived: Condvar,
+    /// The generation of the last connection opened.
+    opened: Mutex<u64>,
+}
+
+impl WriteLink {
+    pub(crate) fn new(target: LinkTarget) -> Self {
+        WriteLink {
+            stats: Stats::default(),
+            target,
+            conn: Mutex::new(None),
+            queue: Mutex::new(Queue::default()),
+            arrived: Condvar::new(),
+            opened: Mutex::new(0),
+        }
+    }
+
+    /// The connection, opening one when there is none or it closed (a
+    /// new generation, holding no locks).
+    pub(crate) fn connection(&self) -> Result<MutexGuard<'_, Option<Conn>>> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = None;
+            *conn = Some(self.connect()?);
+        }
+        Ok(conn)
+    }
+
+    /// How appends were grouped into transactions since the store opened.
+    pub(crate) fn commit_stats(&self) -> crate::commit::CommitStats {
+        crate::commit::CommitStats {
+            transactions: self.stats.transactions.load(Ordering::Relaxed),
+            entries: self.stats.entries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The current connection as it is (`None` if it is gone).
+    pub(crate) fn current(&self) -> MutexGuard<'_, Option<Conn>> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the connection of `generation` is still the link's and open.
+    pub(crate) fn is_live(&self, generation: u64) -> bool {
+        self.current()
+            .as_ref()
+            .is_some_and(|c| c.generation == generation && !c.is_closed())
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let location = &self.target.location;
+        let ctx = || format!("connecting to {location} for writing");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                context: format!("starting the connection to {location}"),
+                source,
+            })?;
+        let (client, connection) = runtime
+            .block_on(self.target.config.connect(NoTls))
+            .context(ctx)?;
+        runtime.spawn(async move {
+            // Ends when the connection closes; the client then reports it.
+            let _ = connection.await;
+        });
+        let generation = {
+            let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+            *opened += 1;
+            *opened
+        };
+        let mut conn = Conn {
+            runtime: Some(runtime),
+            client: Some(client),
+            appends: Vec::new(),
+            generation,
+            backend_pid: 0,
+            held: HashSet::new(),
+        };
+        let sync = match self.target.options.synchronous {
+            Synchronous::Full => "on",
+            Synchronous::Normal => "off",
+        };
+        let lock_timeout = format!("{}ms", self.target.options.busy_timeout.as_millis().max(1));
+        // The entries of this connection are indexed for search after their
+        // commit (migrations/postgres/0003_search_deferred.sql).
+        let rows = conn
+            .query(
+                "SELECT set_config('synchronous_commit', $1, false), \
+                 set_config('lock_timeout', $2, false), \
+                 set_config('podlog.search_deferred', 'on', false), pg_backend_pid()",
+                &[&sync, &lock_timeout],
+            )
+            .context(ctx)?;
+        conn.backend_pid = rows
+            .first()
+            .map(|r| r.try_get(3))
+            .transpose()
+            .context(ctx)?
+            .unwrap_or_default();
+        let client = conn.client();
+        let mut appends = Vec::with_capacity(super::writer::APPENDS.len());
+        for sql in super::writer::APPENDS {
+            appends.push(conn.run(client.prepare(sql)).context(ctx)?);
+        }
+        conn.appends = appends;
+        Ok(conn)
+    }
+
+    /// Commits `row` (alone or with other sessions' rows), returning what
+    /// became of it; see the module docs.
+    pub(crate) fn append(&self, row: AppendRow) -> Outcome {
+        let (reply, answers) = channel();
+        let lead = {
+            let mut queue = self.queue();
+            queue.pending.push_back(Job { row, reply });
+            if queue.gathering && queue.pending.len() >= queue.pace.expected() {
+                self.arrived.notify_one();
+            }
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if !lead {
+            match answers.recv() {
+                Ok(Reply::Done(outcome)) => return outcome,
+                Ok(Reply::Lead) => {}
+                Err(_) => return Outcome::Panicked("the group commit ended".to_owned()),
+            }
+        }
+        self.lead();
+        match answers.recv() {
+            Ok(Reply::Done(outcome)) => outcome,
+            _ => Outcome::Panicked("the group commit ended without an answer".to_owned()),
+        }
+    }
+
+    /// Commits `rows` on the current connection (see [`Conn::commit`]).
+    pub(super) fn commit_rows(&self, rows: &[&AppendRow]) -> Vec<Outcome> {
+        let conn = self.current();
+        match conn.as_ref() {
+            Some(conn) => conn.commit(rows, &self.stats),
+            None => rows.iter().map(|_| Outcome::Lost).collect(),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commits the rows queued now (this leader's first), hands the lead on
+    /// to the next queued row, if any, then answers each row of the batch.
+    fn lead(&self) {
+        let batch: Vec<Job> = {
+            let mut queue = crate::commit::gather(
+                &self.queue,
+                &self.arrived,
+                |q: &Queue| q.pending.len() >= q.pace.expected().min(MAX_BATCH),
+                |q: &Queue| q.pace.gather_time(),
+                |q: &mut Queue, on| q.gathering = on,
+            );
+            let n = queue.pending.len().min(MAX_BATCH);
+            queue.pending.drain(..n).collect()
+        };
+        let started = Instant::now();
+        let rows: Vec<&AppendRow> = batch.iter().map(|j| &j.row).collect();
+        let outcomes =
+            catch_unwind(AssertUnwindSafe(|| self.commit_rows(&rows))).unwrap_or_else(|panic| {
+                // Whatever the connection was doing, it goes: its open
+                // transaction rolls back, and its writers lose their locks.
+                *self.current() = None;
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                rows.iter()
+                    .map(|_| Outcome::Panicked(message.clone()))
+                    .collect()
+            });
+        {
+            let mut queue = self.queue();
+            queue
+                .pace
+                .record(rows.iter().map(|r| r.session.clone()), started.elapsed());
+            match queue.pending.front() {
+                Some(next) => {
+                    if next.reply.send(Reply::Lead).is_err() {
+                        // Its writer is gone (it cannot be: it waits);
+                        // nobody leads, so the next append will.
+                        queue.leading = false;
+                    }
+                }
+                None => queue.leading = false,
+            }
+        }
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = job.reply.send(Reply::Done(outcome));
+        }
+    }
+}

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0005_search_words.sql",
         include_str!("../../../../migrations/postgres/0005_search_words.sql"),
     ),
+    (
+        6,
+        "0006_search_catch_up_by_index.sql",
+        include_str!("../../../../migrations/postgres/0006_search_catch_up_by_index.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

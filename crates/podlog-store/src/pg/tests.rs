@@ -1011,3 +1011,39 @@ fn a_stale_row_in_a_group_commit_fails_alone_and_the_others_commit() {
     );
     assert_eq!(seqs(&store.entries(a.session()).unwrap()), [1, 2]);
 }
+
+#[test]
+fn a_writer_opening_behind_a_row_lock_does_not_hold_up_other_sessions_appends() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut a, sink_a) = session(&store);
+    let (b, start_b) = store.create_session(NewSession::default()).unwrap();
+    // Another connection holds b's session row, as a fork of b does.
+    let mut holder = Client::connect(&s.url, NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", &[&b.as_str()])
+        .unwrap();
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE sessions AS s%'";
+    std::thread::scope(|scope| {
+        let opening = scope.spawn(|| store.session_writer(&b));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.number(waiting) == 0 {
+            assert!(Instant::now() < deadline, "b's writer never waited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // b's writer waits for the row; a's appends go on meanwhile.
+        for n in 2..5 {
+            a.append(turn_end(n), &sink_a).unwrap();
+        }
+        assert!(
+            !opening.is_finished(),
+            "b's writer gave up before a's appends were done"
+        );
+        held.commit().unwrap();
+        let mut writer = opening.join().unwrap().expect("b opens once the row is free");
+        let sink = SessionLogSink::with_initial([start_b]).unwrap();
+        assert_eq!(writer.append(turn_end(2), &sink).unwrap(), Seq(2));
+    });
+    assert_eq!(seqs(&store.entries(a.session()).unwrap()), [1, 2, 3, 4]);
+}

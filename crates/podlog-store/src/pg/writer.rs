@@ -268,40 +268,61 @@ impl PgStore {
     }
 
     fn open_on_link(self: &Arc<Self>, session: &SessionId, key: i64) -> Result<PgSessionWriter> {
-        let mut guard = self.link.connection()?;
-        let conn = guard.as_mut().expect("connection() leaves a connection");
-        let opened = open_session(conn, session, key);
-        let (generation, backend_pid) = (conn.generation, conn.backend_pid);
-        match opened {
-            Ok(Some(info)) => {
-                conn.mark_held(session.as_str());
-                drop(guard);
-                Ok(PgSessionWriter {
-                    store: self.clone(),
-                    session: session.clone(),
-                    key,
-                    generation,
-                    backend_pid,
-                    last_seq: info.last_seq,
-                    redactions: info.redactions,
-                    stored_bytes: info.stored_bytes,
-                    reread: false,
-                })
-            }
-            Ok(None) => {
-                drop(guard);
-                let holder = self.lock_holder(session)?;
-                Err(StoreError::SessionLocked {
-                    session: session.clone(),
-                    holder: holder.unwrap_or_default(),
-                })
-            }
-            Err(e) => {
-                if conn.is_closed() || connection_ended(&e) {
-                    // Its locks went with it; the next open connects anew.
-                    *guard = None;
+        let (generation, backend_pid) = {
+            let mut guard = self.link.connection()?;
+            let conn = guard.as_mut().expect("connection() leaves a connection");
+            match lock_session(conn, session, key) {
+                Ok(true) => (conn.generation, conn.backend_pid),
+                Ok(false) => {
+                    drop(guard);
+                    let holder = self.lock_holder(session)?;
+                    return Err(StoreError::SessionLocked {
+                        session: session.clone(),
+                        holder: holder.unwrap_or_default(),
+                    });
                 }
+                Err(e) => {
+                    if conn.is_closed() || connection_ended(&e) {
+                        // Its locks went with it; the next open connects
+                        // anew.
+                        *guard = None;
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        // Under the lock, on a pooled connection: a wait for the session
+        // row (a fork or retention holding it) must not hold up the other
+        // sessions' appends on the write connection.
+        match self.with_client(|client| fold_at_open(client, session)) {
+            Ok(info) => Ok(PgSessionWriter {
+                store: self.clone(),
+                session: session.clone(),
+                key,
+                generation,
+                backend_pid,
+                last_seq: info.last_seq,
+                redactions: info.redactions,
+                stored_bytes: info.stored_bytes,
+                reread: false,
+            }),
+            Err(e) => {
+                self.unlock(session.as_str(), key, generation);
                 Err(e)
+            }
+        }
+    }
+
+    /// Lets go of `session`'s lock, taken on the write connection of
+    /// `generation` (nothing to do if that connection is gone: the lock
+    /// went with it).
+    fn unlock(&self, session: &str, key: i64, generation: u64) {
+        if let Some(conn) = self.link.current().as_mut() {
+            if conn.generation == generation {
+                if !conn.is_closed() {
+                    let _ = conn.query("SELECT pg_advisory_unlock($1)", &[&key]);
+                }
+                conn.unmark_held(session);
             }
         }
     }
@@ -319,17 +340,17 @@ fn connection_ended(error: &StoreError) -> bool {
     }
 }
 
-/// Takes `session`'s lock on `conn` and folds its row; `None` when another
-/// writer holds the lock (a writer of this process on this connection
-/// included: advisory locks are reentrant, so the connection's own list
-/// says).
-fn open_session(conn: &mut Conn, session: &SessionId, key: i64) -> Result<Option<SessionInfo>> {
+/// Takes `session`'s lock on `conn`, never waiting, and marks it held
+/// there; false when another writer holds it (a writer of this process
+/// included: advisory locks are reentrant on one connection, so the
+/// connection's own list says).
+fn lock_session(conn: &mut Conn, session: &SessionId, key: i64) -> Result<bool> {
     let ctx = || format!("opening session {session} for writing");
     if conn.holds(session.as_str()) {
         // Held here, if the connection still lives (a dead one is only
         // found out by using it; the caller then connects again).
         conn.query("SELECT 1", &[]).context(ctx)?;
-        return Ok(None);
+        return Ok(false);
     }
     let locked: bool = conn
         .query("SELECT pg_try_advisory_lock($1)", &[&key])
@@ -339,34 +360,35 @@ fn open_session(conn: &mut Conn, session: &SessionId, key: i64) -> Result<Option
         .transpose()
         .context(ctx)?
         .unwrap_or(false);
-    if !locked {
-        return Ok(None);
+    if locked {
+        conn.mark_held(session.as_str());
     }
-    let taken = (|| {
-        // The row takes in any tail a writer that died left, and is marked
-        // as having one from now on.
-        let rows = conn.query(FOLD, &[&session.as_str(), &true]).context(ctx)?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
-        let info = super::session_from_row(row)?;
-        // This connection's entries are indexed for search after their
-        // commit (migrations/postgres/0003_search_deferred.sql): from the
-        // mark of the session's progress row, which starts at its end now
-        // unless a writer that died left one further back.
-        let end = signed(info.last_seq.get(), "seq", session, "SessionStart")?;
-        conn.query(
+    Ok(locked)
+}
+
+/// A writer's first steps under the lock: the row takes in any tail a
+/// writer that died left, and is marked as having one from now on; the
+/// session's search progress row is set. Returns the row.
+fn fold_at_open(client: &mut Client, session: &SessionId) -> Result<SessionInfo> {
+    let ctx = || format!("opening session {session} for writing");
+    let row = client
+        .query_opt(FOLD, &[&session.as_str(), &true])
+        .context(ctx)?
+        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
+    let info = super::session_from_row(&row)?;
+    // The write connection's entries are indexed for search after their
+    // commit (migrations/postgres/0003_search_deferred.sql): from the mark
+    // of the session's progress row, which starts at its end now unless a
+    // writer that died left one further back.
+    let end = signed(info.last_seq.get(), "seq", session, "SessionStart")?;
+    client
+        .execute(
             "INSERT INTO search_progress (session_id, indexed_seq) VALUES ($1, $2) \
              ON CONFLICT (session_id) DO NOTHING",
             &[&session.as_str(), &end],
         )
         .context(ctx)?;
-        Ok(info)
-    })();
-    if taken.is_err() && !conn.is_closed() {
-        let _ = conn.query("SELECT pg_advisory_unlock($1)", &[&key]);
-    }
-    taken.map(Some)
+    Ok(info)
 }
 
 impl PgSessionWriter {
@@ -573,10 +595,13 @@ impl Drop for PgSessionWriter {
     fn drop(&mut self) {
         // Index what is left of the session and delete its search progress
         // row, fold the row, then let go of the lock, so that a writer
-        // opened right after this one returns finds it free. A failure here
-        // cannot be reported: a row left behind is caught up by the next
-        // search, and the lock goes with the connection. Off any async
-        // runtime: the connection blocks on a runtime of its own.
+        // opened right after this one returns finds it free. All on the
+        // write connection: these steps are only right while the lock is
+        // held, and a statement there fails once the lock is gone (a
+        // pooled connection would go on). A failure here cannot be
+        // reported: a row left behind is caught up by the next search, and
+        // the lock goes with the connection. Off any async runtime: the
+        // connection blocks on a runtime of its own.
         let store = self.store.clone();
         let (session, key, generation) =
             (self.session.as_str().to_owned(), self.key, self.generation);

@@ -1021,8 +1021,11 @@ fn a_writer_opening_behind_a_row_lock_does_not_hold_up_other_sessions_appends() 
     // Another connection holds b's session row, as a fork of b does.
     let mut holder = Client::connect(&s.url, NoTls).unwrap();
     let mut held = holder.transaction().unwrap();
-    held.execute("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", &[&b.as_str()])
-        .unwrap();
+    held.execute(
+        "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+        &[&b.as_str()],
+    )
+    .unwrap();
     let waiting = "SELECT count(*) FROM pg_stat_activity \
                    WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE sessions AS s%'";
     std::thread::scope(|scope| {
@@ -1041,7 +1044,10 @@ fn a_writer_opening_behind_a_row_lock_does_not_hold_up_other_sessions_appends() 
             "b's writer gave up before a's appends were done"
         );
         held.commit().unwrap();
-        let mut writer = opening.join().unwrap().expect("b opens once the row is free");
+        let mut writer = opening
+            .join()
+            .unwrap()
+            .expect("b opens once the row is free");
         let sink = SessionLogSink::with_initial([start_b]).unwrap();
         assert_eq!(writer.append(turn_end(2), &sink).unwrap(), Seq(2));
     });

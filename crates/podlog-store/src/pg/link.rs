@@ -38,6 +38,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_util::future::join_all;
@@ -125,6 +126,11 @@ pub(crate) enum Outcome {
     Panicked(String),
 }
 
+/// The I/O half of a write connection.
+type Io = std::pin::Pin<
+    Box<tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>>,
+>;
+
 enum Reply {
     Done(Outcome),
     /// The batch before is done and this row is first in line: lead.
@@ -149,6 +155,12 @@ struct Queue {
 pub(crate) struct Conn {
     runtime: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
+    /// The connection's I/O, driven inline while a caller waits on the
+    /// runtime (as `postgres::Client` drives its own): a spawned task
+    /// would cost scheduler hops on every round trip. `None` once it
+    /// ended, which closes the client's channel, so that every request
+    /// fails from then on instead of waiting.
+    io: Mutex<Option<Io>>,
     /// `APPENDS`, prepared on `client`.
     appends: Vec<Statement>,
     pub(crate) generation: u64,
@@ -164,12 +176,27 @@ impl Conn {
             .expect("a Conn holds its client until dropped")
     }
 
-    /// Runs `f` on the connection's runtime.
+    /// Runs `f` on the connection's runtime, driving the connection's I/O
+    /// meanwhile.
     pub(crate) fn run<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.runtime
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut f = std::pin::pin!(f);
+        let runtime = self
+            .runtime
             .as_ref()
-            .expect("a Conn holds its runtime until dropped")
-            .block_on(f)
+            .expect("a Conn holds its runtime until dropped");
+        runtime.block_on(std::future::poll_fn(|cx| {
+            while let Some(connection) = io.as_mut() {
+                match connection.as_mut().poll_message(cx) {
+                    // Notices and notifications: a write connection
+                    // listens to nothing.
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(Some(Err(_)) | None) => *io = None,
+                    Poll::Pending => break,
+                }
+            }
+            f.as_mut().poll(cx)
+        }))
     }
 
     /// Whether the connection is gone.
@@ -338,9 +365,15 @@ impl Drop for Conn {
         // of every lock the connection held. Inside an async runtime that
         // has to happen on a thread of its own.
         let client = self.client.take();
+        let io = self
+            .io
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let runtime = self.runtime.take();
         super::client::off_runtime(move || {
             drop(client);
+            drop(io);
             drop(runtime);
         });
     }
@@ -435,10 +468,7 @@ impl WriteLink {
         let (client, connection) = runtime
             .block_on(self.target.config.connect(NoTls))
             .context(ctx)?;
-        runtime.spawn(async move {
-            // Ends when the connection closes; the client then reports it.
-            let _ = connection.await;
-        });
+
         let generation = {
             let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
             *opened += 1;
@@ -447,6 +477,7 @@ impl WriteLink {
         let mut conn = Conn {
             runtime: Some(runtime),
             client: Some(client),
+            io: Mutex::new(Some(Box::pin(connection))),
             appends: Vec::new(),
             generation,
             backend_pid: 0,

@@ -230,49 +230,25 @@ impl Conn {
     /// Commits `rows`, one outcome each in order, and counts the
     /// transactions that wrote rows in `stats`.
     fn commit(&self, rows: &[&AppendRow], stats: &Stats) -> Vec<Outcome> {
-        let outcomes: Vec<Outcome> = rows
-            .iter()
-            .map(|row| {
-                if row.generation == self.generation && !self.is_closed() {
-                    Outcome::Written
-                } else {
-                    Outcome::Lost
-                }
-            })
-            .collect();
-        let live: Vec<(usize, &AppendRow)> = rows
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| matches!(outcomes[*i], Outcome::Written))
-            .map(|(i, r)| (i, *r))
-            .collect();
-        let mut outcomes = outcomes;
-        match live.len() {
-            0 => {}
-            1 => {
-                outcomes[live[0].0] = self.commit_one(live[0].1);
-                stats.count(&outcomes[live[0].0..=live[0].0]);
-            }
-            _ => {
-                let together = self.commit_together(live.iter().map(|(_, r)| *r));
-                match together {
-                    Some(all) => {
-                        stats.count(&all);
-                        for ((i, _), o) in live.iter().zip(all) {
-                            outcomes[*i] = o;
-                        }
-                    }
-                    // Nothing of the batch committed: one transaction each.
-                    None => {
-                        for (i, row) in &live {
-                            outcomes[*i] = self.commit_one(row);
-                            stats.count(&outcomes[*i..=*i]);
-                        }
-                    }
-                }
+        // A row of an earlier connection lost its lock with it.
+        let live = |row: &AppendRow| row.generation == self.generation && !self.is_closed();
+        if rows.len() > 1 && rows.iter().all(|row| live(row)) {
+            if let Some(all) = self.commit_together(rows) {
+                stats.count(&all);
+                return all;
             }
         }
-        outcomes
+        // Alone, or nothing of the batch committed: one transaction each.
+        rows.iter()
+            .map(|row| {
+                if !live(row) {
+                    return Outcome::Lost;
+                }
+                let outcome = self.commit_one(row);
+                stats.count(std::slice::from_ref(&outcome));
+                outcome
+            })
+            .collect()
     }
 
     /// One row, in a transaction of its own.
@@ -287,12 +263,8 @@ impl Conn {
     /// statement or the commit failed, so that nothing of it committed (a
     /// transaction with a failed statement ends in a rollback), except when
     /// the connection is gone, where each row gets that failure.
-    fn commit_together<'a>(
-        &self,
-        rows: impl Iterator<Item = &'a AppendRow>,
-    ) -> Option<Vec<Outcome>> {
+    fn commit_together(&self, rows: &[&AppendRow]) -> Option<Vec<Outcome>> {
         let client = self.client();
-        let rows: Vec<&AppendRow> = rows.collect();
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = rows.iter().map(|r| r.params()).collect();
         let (begin, results, commit) = self.run(async {
             // Polled together, the requests go out in this order without

@@ -18,11 +18,14 @@
 //!   afterwards connects again (a new generation, holding no locks).
 //! * **Group commit.** An append queues its row. The first append that
 //!   finds no commit under way leads: it takes every queued row (at most
-//!   [`MAX_BATCH`]) and commits them in one transaction, each row by the
-//!   statement a lone append uses (guarded by the seq before it, refused by
-//!   the primary key if its seq is taken), sent pipelined (`BEGIN`, the
-//!   rows, `COMMIT`, one round trip). One row alone is one statement in its
-//!   own transaction, as before. While a batch commits, new rows queue;
+//!   [`MAX_BATCH`]) and commits them in one transaction, each row guarded
+//!   as a lone append is (by the seq before it, and refused by the primary
+//!   key if its seq is taken). Plain rows of different sessions go in one
+//!   statement; a row with payloads, one that folds its session's
+//!   counters, or a second row of a session, goes by the statement a lone
+//!   append uses; all sent pipelined (`BEGIN`, the statements, `COMMIT`,
+//!   one round trip; one statement alone needs neither). One row alone is
+//!   one statement in its own transaction, as before. While a batch commits, new rows queue;
 //!   the leader hands the lead to the first of them before it replies to
 //!   its own batch, so no writer leads more than one batch. A batch with
 //!   any failed statement commits nothing (the server rolls it back), and
@@ -104,6 +107,52 @@ impl AppendRow {
     }
 }
 
+/// Rows of [`super::writer::APPEND_MANY`], as its parameters' arrays.
+#[derive(Default)]
+struct Columns {
+    sessions: Vec<String>,
+    seqs: Vec<i64>,
+    ts: Vec<i64>,
+    kinds: Vec<String>,
+    bodies: Vec<String>,
+    refs: Vec<Option<String>>,
+    now: Vec<i64>,
+    redactions: Vec<i64>,
+    bytes: Vec<i64>,
+}
+
+impl Columns {
+    fn of<'a>(rows: impl Iterator<Item = &'a AppendRow>) -> Self {
+        let mut columns = Columns::default();
+        for row in rows {
+            columns.sessions.push(row.session.clone());
+            columns.seqs.push(row.seq);
+            columns.ts.push(row.ts);
+            columns.kinds.push(row.kind.clone());
+            columns.bodies.push(row.body.clone());
+            columns.refs.push(row.refs.clone());
+            columns.now.push(row.now);
+            columns.redactions.push(row.redactions);
+            columns.bytes.push(row.bytes);
+        }
+        columns
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.sessions,
+            &self.seqs,
+            &self.ts,
+            &self.kinds,
+            &self.bodies,
+            &self.refs,
+            &self.now,
+            &self.redactions,
+            &self.bytes,
+        ]
+    }
+}
+
 /// What became of one row.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -163,6 +212,8 @@ pub(crate) struct Conn {
     io: Mutex<Option<Io>>,
     /// `APPENDS`, prepared on `client`.
     appends: Vec<Statement>,
+    /// `APPEND_MANY`, prepared on `client`.
+    append_many: Option<Statement>,
     pub(crate) generation: u64,
     pub(crate) backend_pid: i32,
     /// The sessions whose advisory lock this connection holds.
@@ -262,26 +313,81 @@ impl Conn {
     /// All of `rows` in one transaction, pipelined; `None` when any
     /// statement or the commit failed, so that nothing of it committed (a
     /// transaction with a failed statement ends in a rollback), except when
-    /// the connection is gone, where each row gets that failure.
+    /// the connection is gone, where each row gets that failure. The rows
+    /// that are plain appends (no payloads, no fold) of different sessions
+    /// go in one statement ([`super::writer::APPEND_MANY`]); the others
+    /// each by their own. When that one statement holds every row, it is
+    /// sent alone, as a transaction of its own.
     fn commit_together(&self, rows: &[&AppendRow]) -> Option<Vec<Outcome>> {
         let client = self.client();
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = rows.iter().map(|r| r.params()).collect();
-        let (begin, results, commit) = self.run(async {
+        let mut sessions = HashSet::new();
+        let (many, each): (Vec<usize>, Vec<usize>) = (0..rows.len())
+            .partition(|&i| rows[i].statement == 0 && sessions.insert(rows[i].session.as_str()));
+        let (many, each) = if many.len() > 1 {
+            (many, each)
+        } else {
+            (Vec::new(), (0..rows.len()).collect())
+        };
+        let columns = Columns::of(many.iter().map(|&i| rows[i]));
+        let many_params = columns.params();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> =
+            each.iter().map(|&i| rows[i].params()).collect();
+        let (begin, written, results, commit) = self.run(async {
             // Polled together, the requests go out in this order without
             // waiting for each other's answers.
-            let begin = client.batch_execute("BEGIN");
-            let statements = join_all(
-                rows.iter()
-                    .zip(&params)
-                    .map(|(row, params)| client.query_opt(&self.appends[row.statement], params)),
-            );
-            let commit = client.batch_execute("COMMIT");
-            let (begin, results, commit) = futures_util::join!(begin, statements, commit);
-            (begin, results, commit)
+            // A statement alone is a transaction of its own.
+            let alone = each.is_empty();
+            let begin = async {
+                match alone {
+                    true => Ok(()),
+                    false => client.batch_execute("BEGIN").await,
+                }
+            };
+            let written = async {
+                match (&self.append_many, many.is_empty()) {
+                    (Some(statement), false) => client.query(statement, &many_params).await,
+                    _ => Ok(Vec::new()),
+                }
+            };
+            let statements =
+                join_all(each.iter().zip(&params).map(|(&i, params)| {
+                    client.query_opt(&self.appends[rows[i].statement], params)
+                }));
+            let commit = async {
+                match alone {
+                    true => Ok(()),
+                    false => client.batch_execute("COMMIT").await,
+                }
+            };
+            futures_util::join!(begin, written, statements, commit)
         });
-        let failed = begin.is_err() || commit.is_err() || results.iter().any(|r| r.is_err());
+        let failed = begin.is_err()
+            || commit.is_err()
+            || written.is_err()
+            || results.iter().any(|r| r.is_err());
         if !failed {
-            return Some(results.into_iter().map(|r| self.outcome(r)).collect());
+            let mut outcomes: Vec<Option<Outcome>> = rows.iter().map(|_| None).collect();
+            let written = written.unwrap_or_default();
+            for &i in &many {
+                outcomes[i] = Some(match returned(&written, rows[i]) {
+                    Ok(true) => Outcome::Written,
+                    Ok(false) => Outcome::NotWritten,
+                    // Committed or not, its writer reads the truth again.
+                    Err(source) => Outcome::Failed {
+                        source,
+                        closed: false,
+                    },
+                });
+            }
+            for (&i, result) in each.iter().zip(results) {
+                outcomes[i] = Some(self.outcome(result));
+            }
+            return Some(
+                outcomes
+                    .into_iter()
+                    .map(|o| o.expect("every row of a batch has an outcome"))
+                    .collect(),
+            );
         }
         if !self.is_closed() {
             return None;
@@ -289,6 +395,7 @@ impl Conn {
         // The connection is gone: whether the commit happened is unknown.
         let error = commit
             .err()
+            .or_else(|| written.err())
             .or_else(|| results.into_iter().find_map(|r| r.err()))
             .or(begin.err())
             .expect("a failed batch has an error");
@@ -329,6 +436,21 @@ impl Conn {
             },
         }
     }
+}
+
+/// Whether `row` is among the `(session, seq)` rows `APPEND_MANY` returned.
+fn returned(
+    written: &[tokio_postgres::Row],
+    row: &AppendRow,
+) -> std::result::Result<bool, postgres::Error> {
+    for returned in written {
+        let session: &str = returned.try_get(0)?;
+        let seq: i64 = returned.try_get(1)?;
+        if session == row.session && seq == row.seq {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Drop for Conn {
@@ -451,6 +573,7 @@ impl WriteLink {
             client: Some(client),
             io: Mutex::new(Some(Box::pin(connection))),
             appends: Vec::new(),
+            append_many: None,
             generation,
             backend_pid: 0,
             held: HashSet::new(),
@@ -481,7 +604,11 @@ impl WriteLink {
         for sql in super::writer::APPENDS {
             appends.push(conn.run(client.prepare(sql)).context(ctx)?);
         }
+        let append_many = conn
+            .run(client.prepare(super::writer::APPEND_MANY))
+            .context(ctx)?;
         conn.appends = appends;
+        conn.append_many = Some(append_many);
         Ok(conn)
     }
 

@@ -1013,6 +1013,86 @@ fn a_stale_row_in_a_group_commit_fails_alone_and_the_others_commit() {
 }
 
 #[test]
+fn a_mixed_group_commit_guards_each_row_and_commits_once() {
+    use super::link::Outcome;
+    let mut s = Schema::new();
+    let store = s.open();
+    let (a, _sink_a) = session(&store);
+    let (b, _sink_b) = session(&store);
+    let (c, _sink_c) = session(&store);
+    let (mut d, sink_d) = session(&store);
+    for n in 2..64 {
+        d.append(turn_end(n), &sink_d).unwrap();
+    }
+    let prepared = |entry| crate::redaction::prepare(None, entry).unwrap();
+    let big = result(3, output(3, 2 * THRESHOLD));
+    // Two plain rows (one statement for both), a plain row with a gap
+    // before it, a row with a payload and a row that folds its session's
+    // counters (their own statements), all in one transaction.
+    let rows = [
+        a.row(Seq(2), &prepared(turn_end(2))).unwrap(),
+        b.row(Seq(5), &prepared(turn_end(5))).unwrap(),
+        c.row(Seq(2), &prepared(big.clone())).unwrap(),
+        d.row(Seq(64), &prepared(note(64))).unwrap(),
+        b.row(Seq(2), &prepared(note(2))).unwrap(),
+    ];
+    let before = store.commit_stats();
+    let outcomes = store.link.commit_rows(&rows.iter().collect::<Vec<_>>());
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                Outcome::Written,
+                Outcome::NotWritten,
+                Outcome::Written,
+                Outcome::Written,
+                Outcome::Written
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    let stats = store.commit_stats();
+    assert_eq!(
+        (
+            stats.transactions - before.transactions,
+            stats.entries - before.entries
+        ),
+        (1, 4),
+        "every row written shares one transaction"
+    );
+    let read = |w: &PgSessionWriter| store.entries(w.session()).unwrap();
+    assert_eq!(seqs(&read(&a)), [1, 2]);
+    assert_eq!(*read(&a)[1].entry, turn_end(2));
+    assert_eq!(seqs(&read(&b)), [1, 2], "the row after a gap wrote nothing");
+    assert_eq!(*read(&b)[1].entry, note(2));
+    assert_eq!(
+        *read(&c)[1].entry,
+        big,
+        "the payload is stored and put back"
+    );
+    assert_eq!(*read(&d)[63].entry, note(64));
+    assert_eq!(read(&d).len(), 64);
+    let info = store.session(d.session()).unwrap();
+    assert_eq!((info.last_seq, info.entry_count), (Seq(64), 64));
+    // The folded row agrees with the entries, tail or no tail.
+    let folded: i64 = s
+        .admin
+        .query_one(
+            &format!("SELECT entry_count FROM {}.sessions WHERE id = $1", s.name),
+            &[&d.session().as_str()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(folded, 64);
+    for w in [&a, &b, &c] {
+        let info = store.session(w.session()).unwrap();
+        assert_eq!(info.entry_count, 2, "{}", w.session());
+    }
+    let problems = store.verify(None).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
 fn a_writer_opening_behind_a_row_lock_does_not_hold_up_other_sessions_appends() {
     let mut s = Schema::new();
     let store = s.open();

@@ -123,6 +123,29 @@ pub(crate) const APPENDS: [&str; 4] = [
     append_sql!(payloads_cte!(), fold_cte!()),
 ];
 
+/// Several entries of [`APPENDS`]' first kind (no payloads, no fold), of
+/// different sessions, in one statement: the rows' columns as arrays, in
+/// the order of that statement's parameters. Each row is guarded as a lone
+/// append is (its seq's predecessor must exist, the primary key refuses a
+/// taken seq); returns the `(session, seq)` of every row written. One
+/// statement instead of one per row: a group commit of eight rows took
+/// half the time (`docs/performance.md`, PG2). The guard's `OFFSET 0`
+/// keeps it a subquery probed per row: as a join, a plan made while
+/// `entries` was small (the connection's prepared statement keeps it)
+/// hashes the whole table at every append.
+pub(crate) const APPEND_MANY: &str = "\
+     INSERT INTO entries (session_id, seq, ts, kind, body, payloads, \
+                          redactions, stored_bytes, appended_at) \
+     SELECT r.session_id, r.seq, r.ts, r.kind, r.body::json, r.payloads::json, \
+            r.redactions, r.stored_bytes, r.appended_at \
+     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], \
+                 $6::text[], $7::bigint[], $8::bigint[], $9::bigint[]) \
+          AS r (session_id, seq, ts, kind, body, payloads, appended_at, redactions, \
+                stored_bytes) \
+     WHERE EXISTS (SELECT 1 FROM entries AS e \
+                   WHERE e.session_id = r.session_id AND e.seq = r.seq - 1 OFFSET 0) \
+     RETURNING session_id, seq";
+
 /// Which of [`APPENDS`] appends an entry at `seq`, with or without
 /// payloads.
 fn statement_of(seq: Seq, payloads: bool) -> usize {

@@ -583,19 +583,16 @@ impl WriteLink {
             Synchronous::Normal => "off",
         };
         let lock_timeout = format!("{}ms", self.target.options.busy_timeout.as_millis().max(1));
-        // The entries of this connection are indexed for search after their
-        // commit (migrations/postgres/0003_search_deferred.sql).
         let rows = conn
             .query(
                 "SELECT set_config('synchronous_commit', $1, false), \
-                 set_config('lock_timeout', $2, false), \
-                 set_config('podlog.search_deferred', 'on', false), pg_backend_pid()",
+                 set_config('lock_timeout', $2, false), pg_backend_pid()",
                 &[&sync, &lock_timeout],
             )
             .context(ctx)?;
         conn.backend_pid = rows
             .first()
-            .map(|r| r.try_get(3))
+            .map(|r| r.try_get(2))
             .transpose()
             .context(ctx)?
             .unwrap_or_default();

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0006_search_catch_up_by_index.sql",
         include_str!("../../../../migrations/postgres/0006_search_catch_up_by_index.sql"),
     ),
+    (
+        7,
+        "0007_one_insert_trigger.sql",
+        include_str!("../../../../migrations/postgres/0007_one_insert_trigger.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

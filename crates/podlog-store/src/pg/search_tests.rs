@@ -1004,3 +1004,60 @@ fn the_words_of_schema_5_are_those_of_schema_2() {
         assert!(same, "{text:?}");
     }
 }
+
+/// Schema 7's one insert trigger: a row with `appended_at` (a session
+/// writer's append) is left to the catch-up, any other row is indexed in
+/// its own statement, and the payloads of either are referenced at once.
+#[test]
+fn the_insert_trigger_indexes_all_but_writer_rows_and_references_payloads() {
+    let mut pg = Pg::new();
+    let id = pg.create(NewSession::default());
+    pg.add(&id, user(2, "foxtrotword")).unwrap();
+    pg.add(&id, out(3, &output(3, 2 * THRESHOLD))).unwrap();
+    pg.add(&id, turn_end(4)).unwrap();
+    let copy = |to: &str, appended_at: &str| {
+        format!(
+            "INSERT INTO {{s}}.entries (session_id, seq, ts, kind, body, payloads, \
+               redactions, stored_bytes, appended_at) \
+             SELECT '{to}', seq, ts, kind, body, payloads, redactions, stored_bytes, \
+               {appended_at} \
+             FROM {{s}}.entries WHERE session_id = 's-0001' AND seq > 1"
+        )
+    };
+    let counts = |schema: &mut Schema, session: &str| {
+        [
+            schema.number(&format!(
+                "SELECT count(*) FROM {{s}}.search WHERE session_id = '{session}'"
+            )),
+            schema.number(&format!(
+                "SELECT count(*) FROM {{s}}.payload_refs WHERE session_id = '{session}'"
+            )),
+        ]
+    };
+    // Checked inside the inserting transaction: the announcer cannot have
+    // indexed these rows, which belong to no writer.
+    pg.schema.sql(&format!(
+        "BEGIN; {}; {}",
+        copy("writer-like", "appended_at"),
+        copy("written-by-hand", "NULL")
+    ));
+    assert_eq!(
+        counts(&mut pg.schema, "writer-like"),
+        [0, 1],
+        "a writer's rows: payloads referenced, words left to the catch-up"
+    );
+    assert_eq!(
+        counts(&mut pg.schema, "written-by-hand"),
+        [2, 1],
+        "any other row: both searchable entries indexed, payloads referenced"
+    );
+    assert_eq!(
+        pg.schema.number(
+            "SELECT count(*) FROM {s}.search \
+             WHERE session_id = 'written-by-hand' AND words @@ 'foxtrotword'::tsquery"
+        ),
+        1
+    );
+    pg.schema.sql("ROLLBACK");
+    assert_eq!(counts(&mut pg.schema, "written-by-hand"), [0, 0]);
+}

@@ -652,7 +652,10 @@ fn the_pg_rows_measure_against_the_server() {
         .note
         .as_deref()
         .unwrap()
-        .starts_with("3 entries per repetition; per repetition, ours/baseline: "));
+        .starts_with(
+            "3 entries per repetition, the sides taking turns every 100; \
+             per repetition, ours/baseline: "
+        ));
     // PG2's baseline is PG1's rate, measured in the same run.
     assert_eq!(
         report.row("PG2").unwrap().baseline,

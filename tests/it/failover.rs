@@ -371,7 +371,12 @@ fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitt
             body: text.to_owned(),
         },
     };
+    assert!(
+        !pod.status().lock_lost,
+        "nothing has found the lock gone yet"
+    );
     let first = pod.commit(note("after the end")).unwrap_err().to_string();
+    assert!(pod.status().lock_lost, "the failed commit says so: {first}");
     let second = pod.commit(note("again")).unwrap_err().to_string();
     assert!(first.contains(session.as_str()), "{first}");
     assert!(
@@ -409,6 +414,7 @@ fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitt
     )
     .unwrap();
     assert_eq!(next.end_seq(), before, "no run was left open");
+    assert!(!next.status().lock_lost);
     drop(pod);
 
     // Ended in the middle of a run: the run stops, its entries so far are
@@ -437,6 +443,7 @@ fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitt
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(next.status().lock_lost, "the run's failed commit says so");
     seen.extend(drain(&mut events));
     let open = store.open_run(&session).unwrap();
     let kinds: Vec<String> = store

@@ -418,6 +418,7 @@ async fn reads_of_sessions_and_entries_are_paged_by_seq() {
     let pods = client.get_json("/pods/p").await.unwrap();
     assert_eq!(pods["end_seq"], json!(stored.len()));
     assert_eq!(pods["busy"], json!(false));
+    assert_eq!(pods["lock_lost"], json!(false));
     server.shutdown().await.unwrap();
 }
 

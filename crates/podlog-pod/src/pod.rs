@@ -62,6 +62,12 @@ pub struct PodStatus {
     pub busy: bool,
     /// Shutdown has begun.
     pub closed: bool,
+    /// The session's write lock went with the store's database connection
+    /// (PostgreSQL: the server ended it, or it was lost): every commit
+    /// fails until the session is restored, by this process or another
+    /// (`take_over`). Set by the first commit that finds the lock gone;
+    /// cleared when the pod moves to a new session with a lock of its own.
+    pub lock_lost: bool,
 }
 
 /// What the pod mutex guards.
@@ -312,7 +318,15 @@ impl Core {
                 let _ = tx.send(SharedEvent::new(state.session.clone(), delta));
             }
         }
-        let report = writer.append_reported(entry, &self.sink)?;
+        let report = match writer.append_reported(entry, &self.sink) {
+            Ok(report) => report,
+            Err(e) => {
+                if writer.is_lost() {
+                    self.status.send_modify(|s| s.lock_lost = true);
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(tx) = &state.events {
             // Clients get what the mirror holds: the lean, redacted entry.
             // An error only means no receiver exists right now.
@@ -414,6 +428,7 @@ impl Core {
         self.status.send_modify(|s| {
             s.session_id = id.clone();
             s.end_seq = Seq::FIRST;
+            s.lock_lost = false;
         });
         if let Some(tx) = &state.events {
             let rotated = Event::SessionRotated {
@@ -829,6 +844,7 @@ impl Pod {
                 end_seq,
                 busy: false,
                 closed: false,
+                lock_lost: false,
             }),
             driver: Mutex::new(Some(driver)),
         });

@@ -6,7 +6,7 @@
 //! | `GET /` | the web viewer's page (see [`crate::web`]) |
 //! | `GET /assets/{file}` | the viewer's scripts and styles, embedded in the binary |
 //! | `GET /pods` | `{"pods": [pod, ...]}` |
-//! | `GET /pods/{pod}` | one pod: `{"name", "session_id", "end_seq", "busy", "closed"}` |
+//! | `GET /pods/{pod}` | one pod: `{"name", "session_id", "end_seq", "busy", "closed", "lock_lost"}` (`lock_lost`: the session's write lock went with the store's connection; commits fail until it is restored) |
 //! | `GET /pods/{pod}/events?tail=N` | the SSE stream (see [`crate::sse`]); `tail` makes a fresh attach start with the last `N` entries |
 //! | `POST /pods/{pod}/input` | body `{"text": "..."}`: `202 {"session_id"}` once the input is committed |
 //! | `POST /pods/{pod}/compact` | body `{}` or `{"summary": [message, ...]}`: `{"session_id"}` of the new session |
@@ -152,6 +152,7 @@ fn pod_json(name: &str, pod: &Pod) -> Value {
         "end_seq": status.end_seq,
         "busy": status.busy,
         "closed": status.closed,
+        "lock_lost": status.lock_lost,
     })
 }
 

@@ -42,7 +42,7 @@ let pods = [];
 let sessions = [];
 
 function podOf(session) {
-  return pods.find((p) => p.session_id === session && !p.closed);
+  return pods.find((p) => p.session_id === session && !p.closed && !p.lock_lost);
 }
 
 async function refreshLists() {
@@ -103,7 +103,11 @@ function drawPodsAndSessions(current) {
           "a",
           { href: `#pod=${encodeURIComponent(p.name)}`, "data-pod": p.name, "aria-current": viewer && viewer.pod === p.name ? "page" : null },
           h("span", { class: "name" }, p.name),
-          p.closed ? h("span", { class: "badge" }, "closed") : liveBadge(),
+          p.closed
+            ? h("span", { class: "badge" }, "closed")
+            : p.lock_lost
+              ? h("span", { class: "badge" }, "lock lost")
+              : liveBadge(),
           p.busy ? h("span", { class: "badge busy" }, "running") : null,
           h("span", { class: "sub" }, s ? s.title || "(untitled)" : p.session_id),
         ),

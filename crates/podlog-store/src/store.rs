@@ -491,6 +491,17 @@ impl SessionWriter {
         each_writer!(self, w => w.stored_bytes())
     }
 
+    /// Whether the session's write lock is gone from under this writer, so
+    /// that every append fails: on PostgreSQL, when the connection holding
+    /// it was ended or lost. Never on SQLite, whose lock lives as long as
+    /// the writer.
+    pub fn is_lost(&self) -> bool {
+        match self {
+            SessionWriter::Sqlite(_) => false,
+            SessionWriter::Postgres(w) => w.is_lost(),
+        }
+    }
+
     /// Commits `entry` at the next seq, then publishes it to `sink`.
     pub fn append(&mut self, entry: LogEntry, sink: &SessionLogSink) -> Result<Seq> {
         each_writer!(self, w => w.append(entry, sink))

@@ -960,6 +960,15 @@ fn sessions_appending_at_once_share_transactions_and_stay_gap_free() {
     assert!(store.verify(None).unwrap().is_empty());
 }
 
+/// The transactions and entries `store` committed since `before`.
+fn commits_since(store: &PgStore, before: crate::commit::CommitStats) -> (u64, u64) {
+    let now = store.commit_stats();
+    (
+        now.transactions - before.transactions,
+        now.entries - before.entries,
+    )
+}
+
 #[test]
 fn a_stale_row_in_a_group_commit_fails_alone_and_the_others_commit() {
     use super::link::Outcome;
@@ -983,12 +992,8 @@ fn a_stale_row_in_a_group_commit_fails_alone_and_the_others_commit() {
         ),
         "{outcomes:?}"
     );
-    let stats = store.commit_stats();
     assert_eq!(
-        (
-            stats.transactions - before.transactions,
-            stats.entries - before.entries
-        ),
+        commits_since(&store, before),
         (1, 1),
         "only the fresh row committed, in a transaction of its own"
     );
@@ -1051,12 +1056,8 @@ fn a_mixed_group_commit_guards_each_row_and_commits_once() {
         ),
         "{outcomes:?}"
     );
-    let stats = store.commit_stats();
     assert_eq!(
-        (
-            stats.transactions - before.transactions,
-            stats.entries - before.entries
-        ),
+        commits_since(&store, before),
         (1, 4),
         "every row written shares one transaction"
     );

@@ -32,6 +32,14 @@
 //!   its rows are committed again one transaction each, so a stale row
 //!   fails alone. A batch shares one WAL flush: eight sessions writing at
 //!   once cost about one flush per round, not eight.
+//! * **Announced right behind the commit.** The requests of a commit are
+//!   followed, in the same write to the socket, by [`ANNOUNCE`], which the
+//!   server runs once the commit is done and which notifies the rows that
+//!   are in the table then, so a notice names only committed entries. Only
+//!   the commit's answers are waited for; the announcement's is read (and
+//!   dropped) by the connection's next use. No thread hand-off, no second
+//!   connection and no extra round trip per append: the server runs the
+//!   announcement while the writer publishes its entry.
 //! * **Off async workers.** The connection runs on a small runtime of the
 //!   link's own, driven while a caller blocks on it, as
 //!   `postgres::Client` does; callers keep it off async workers.
@@ -61,7 +69,29 @@ pub(crate) struct LinkTarget {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) options: StoreOptions,
     pub(crate) location: String,
+    /// The store's notification channel (see `pg/listen.rs`).
+    pub(crate) channel: String,
 }
+
+/// Announces the commits of the rows `$2` (sessions) and `$3` (seqs) on
+/// the channel `$1`: a notice `<session>:<seq>` for each of them that is
+/// in `entries`, in their order, so that only what committed is announced
+/// (a row whose statement failed, or whose batch rolled back, is not
+/// there). Sent right behind the commit on the write connection, as a
+/// transaction of its own at `synchronous_commit=off`: it writes nothing
+/// to wait for, and a transaction that notifies holds a lock on the
+/// cluster's notification queue until its commit is done, so a notice
+/// inside the append's durable transaction would make every process's
+/// commits wait for each other's flushes (`docs/performance.md`, PG2).
+/// The `OFFSET 0` keeps the probe a per-row index lookup (see
+/// [`super::writer::APPEND_MANY`]).
+pub(crate) const ANNOUNCE: &str = "\
+     SELECT set_config('synchronous_commit', 'off', true), \
+            pg_notify($1::text, n.session_id || ':' || n.seq) \
+     FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS n (session_id, seq, i) \
+     WHERE EXISTS (SELECT 1 FROM entries AS e \
+                   WHERE e.session_id = n.session_id AND e.seq = n.seq OFFSET 0) \
+     ORDER BY n.i";
 
 /// One entry row to append, owned so that another writer's thread can
 /// commit it: the values of `APPENDS[statement]` (see `pg/writer.rs`).
@@ -214,6 +244,10 @@ pub(crate) struct Conn {
     appends: Vec<Statement>,
     /// `APPEND_MANY`, prepared on `client`.
     append_many: Option<Statement>,
+    /// [`ANNOUNCE`], prepared on `client`.
+    announce: Option<Statement>,
+    /// The store's notification channel.
+    channel: String,
     pub(crate) generation: u64,
     pub(crate) backend_pid: i32,
     /// The sessions whose advisory lock this connection holds.
@@ -248,6 +282,32 @@ impl Conn {
             }
             f.as_mut().poll(cx)
         }))
+    }
+
+    /// Runs `f`, the commit of `rows`, on the connection's runtime, and
+    /// sends right behind its requests the statement that announces those
+    /// of `rows` that are in the table then ([`ANNOUNCE`]). Only `f` is
+    /// waited for: the server runs the announcement after the commit,
+    /// while this thread hands the outcome back, and its answer is read
+    /// and dropped by whichever call uses the connection next.
+    fn run_announced<T>(&self, rows: &[&AppendRow], f: impl std::future::Future<Output = T>) -> T {
+        let sessions: Vec<&str> = rows.iter().map(|r| r.session.as_str()).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let params: [&(dyn ToSql + Sync); 3] = [&self.channel, &sessions, &seqs];
+        let client = self.client();
+        self.run(async {
+            let mut f = std::pin::pin!(f);
+            // The first poll sends every request of `f` (prepared
+            // statements, BEGIN and COMMIT go out without a round trip).
+            if let Poll::Ready(done) = futures_util::poll!(f.as_mut()) {
+                return done;
+            }
+            if let Some(announce) = &self.announce {
+                let mut sent = std::pin::pin!(client.query(announce, &params));
+                let _ = futures_util::poll!(sent.as_mut());
+            }
+            f.await
+        })
     }
 
     /// Whether the connection is gone.
@@ -306,7 +366,10 @@ impl Conn {
     fn commit_one(&self, row: &AppendRow) -> Outcome {
         let client = self.client();
         let params = row.params();
-        let result = self.run(client.query_opt(&self.appends[row.statement], &params));
+        let result = self.run_announced(
+            &[row],
+            client.query_opt(&self.appends[row.statement], &params),
+        );
         self.outcome(result)
     }
 
@@ -332,7 +395,7 @@ impl Conn {
         let many_params = columns.params();
         let params: Vec<Vec<&(dyn ToSql + Sync)>> =
             each.iter().map(|&i| rows[i].params()).collect();
-        let (begin, written, results, commit) = self.run(async {
+        let (begin, written, results, commit) = self.run_announced(rows, async {
             // Polled together, the requests go out in this order without
             // waiting for each other's answers.
             // A statement alone is a transaction of its own.
@@ -574,6 +637,8 @@ impl WriteLink {
             io: Mutex::new(Some(Box::pin(connection))),
             appends: Vec::new(),
             append_many: None,
+            announce: None,
+            channel: self.target.channel.clone(),
             generation,
             backend_pid: 0,
             held: HashSet::new(),
@@ -583,16 +648,26 @@ impl WriteLink {
             Synchronous::Normal => "off",
         };
         let lock_timeout = format!("{}ms", self.target.options.busy_timeout.as_millis().max(1));
+        // Generic plans: the server otherwise plans a prepared statement
+        // that reads `unnest` of its array parameters (APPEND_MANY,
+        // ANNOUNCE) afresh at every execution, since a plan for arrays of
+        // unknown length looks dearer than one for the arrays at hand, and
+        // planning them cost more than running them (PG1 measured 0.46x
+        // with custom plans, 0.69x without; docs/performance.md). Every
+        // statement of this connection looks rows up by key, which a
+        // generic plan does as well.
         let rows = conn
             .query(
                 "SELECT set_config('synchronous_commit', $1, false), \
-                 set_config('lock_timeout', $2, false), pg_backend_pid()",
+                 set_config('lock_timeout', $2, false), \
+                 set_config('plan_cache_mode', 'force_generic_plan', false), \
+                 pg_backend_pid()",
                 &[&sync, &lock_timeout],
             )
             .context(ctx)?;
         conn.backend_pid = rows
             .first()
-            .map(|r| r.try_get(2))
+            .map(|r| r.try_get(3))
             .transpose()
             .context(ctx)?
             .unwrap_or_default();
@@ -604,8 +679,10 @@ impl WriteLink {
         let append_many = conn
             .run(client.prepare(super::writer::APPEND_MANY))
             .context(ctx)?;
+        let announce = conn.run(client.prepare(ANNOUNCE)).context(ctx)?;
         conn.appends = appends;
         conn.append_many = Some(append_many);
+        conn.announce = Some(announce);
         Ok(conn)
     }
 

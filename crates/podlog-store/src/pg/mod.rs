@@ -42,8 +42,8 @@
 //!   patterns from `postgres.redact.toml` beside it; hosts that write one
 //!   database should share that file for markers to match across hosts.
 
-mod announce;
 mod client;
+mod indexer;
 mod listen;
 pub mod migrate;
 mod read;
@@ -115,10 +115,10 @@ pub struct PgStore {
     /// Where the redaction key and user patterns are: `<key_base>.redaction-key`
     /// and `<key_base>.redact.toml`.
     key_base: PathBuf,
-    /// Sends the notices of committed appends (see [`announce`]).
-    announcer: announce::Announcer,
+    /// Indexes committed appends for search (see [`indexer`]).
+    indexer: indexer::Indexer,
     /// The connection session writers lock and append through (see
-    /// [`link`]); declared after `announcer`, so it closes last.
+    /// [`link`]); declared after `indexer`, so it closes last.
     link: link::WriteLink,
 }
 
@@ -346,16 +346,16 @@ impl PgStore {
         } else {
             None
         };
-        let announcer = announce::Announcer::new(announce::Target {
+        let indexer = indexer::Indexer::new(indexer::Target {
             config: config.clone(),
             options: options.clone(),
             location: location.clone(),
-            channel: channel.clone(),
         });
         let link = link::WriteLink::new(link::LinkTarget {
             config: link_config,
             options: options.clone(),
             location: location.clone(),
+            channel: channel.clone(),
         });
         Ok(Self {
             config,
@@ -366,7 +366,7 @@ impl PgStore {
             pool: Mutex::new(vec![client]),
             redactor: Mutex::new(redactor),
             key_base: key_base.to_owned(),
-            announcer,
+            indexer,
             link,
         })
     }
@@ -376,10 +376,10 @@ impl PgStore {
         &self.location
     }
 
-    /// Announces `notice` (`<session>:<seq>` of a committed append) on the
-    /// store's channel, from the announcer's thread.
-    pub(crate) fn announce(&self, notice: String) {
-        self.announcer.announce(notice);
+    /// Has the indexer index `session`'s entries up to `seq`, committed by
+    /// its writer unindexed (see [`indexer`]).
+    pub(crate) fn index_later(&self, session: &str, seq: i64) {
+        self.indexer.committed(session, seq);
     }
 
     /// The redaction key is `<key_base>.redaction-key`, the user patterns

@@ -14,7 +14,7 @@
 //!   another error and never a panic.
 //! * **Never stale, never ahead.** The index is written by a trigger in the
 //!   transaction that writes an entry, except for a session writer's
-//!   appends, which the store's announcer indexes right after their commit
+//!   appends, which the store's indexer indexes soon after their commit
 //!   (`migrations/postgres/0003_search_deferred.sql`). A search first
 //!   indexes whatever committed entries are still unindexed, then reads in
 //!   one statement: it sees every entry committed before it started, and
@@ -549,7 +549,7 @@ impl PgStore {
             // Entries that writers committed unindexed are indexed first
             // (0003_search_deferred.sql): a search sees every commit made
             // before it, as on SQLite. Usually nothing is left, the
-            // announcer having done it; the catch-up is idempotent, so the
+            // indexer having done it; the catch-up is idempotent, so the
             // statement may run again with the read.
             catch_up(client).context(|| {
                 format!(

@@ -861,11 +861,11 @@ fn wait_for(schema: &mut Schema, sql: &str, want: i64) {
     }
 }
 
-/// A writer's appends commit without their search rows; the announcer
-/// indexes them right after, with no search to prompt it, and moves the
+/// A writer's appends commit without their search rows; the indexer
+/// indexes them soon after, with no search to prompt it, and moves the
 /// session's mark; closing the writer deletes the session's progress row.
 #[test]
-fn a_writers_entries_are_indexed_after_their_commit_by_the_announcer() {
+fn a_writers_entries_are_indexed_after_their_commit_by_the_indexer() {
     let mut pg = Pg::new();
     let id = pg.create(NewSession::default());
     assert_eq!(
@@ -910,7 +910,7 @@ fn entries_a_dead_writer_left_unindexed_are_found_and_caught_up() {
         3,
     );
     // The writer dies (its connection is ended), and its last entries are
-    // made unindexed again, as if it had died before the announcer ran.
+    // made unindexed again, as if it had died before the indexer ran.
     let (writer, _sink) = pg.writers.remove(&id).unwrap();
     pg.schema.terminate(writer.backend_pid());
     drop(writer);
@@ -1034,7 +1034,7 @@ fn the_insert_trigger_indexes_all_but_writer_rows_and_references_payloads() {
             )),
         ]
     };
-    // Checked inside the inserting transaction: the announcer cannot have
+    // Checked inside the inserting transaction: the indexer cannot have
     // indexed these rows, which belong to no writer.
     pg.schema.sql(&format!(
         "BEGIN; {}; {}",

@@ -904,7 +904,8 @@ fn notices_of_quick_appends_all_arrive_in_order_even_when_the_store_goes_at_once
             writer.append(note(n), &sink).unwrap();
         }
         let id = writer.session().clone();
-        // Dropping the store sends what its announcer still holds.
+        // The last notice was sent right behind the last commit; the
+        // store goes at once.
         drop(writer);
         drop(store);
         id
@@ -1041,6 +1042,7 @@ fn a_mixed_group_commit_guards_each_row_and_commits_once() {
         d.row(Seq(64), &prepared(note(64))).unwrap(),
         b.row(Seq(2), &prepared(note(2))).unwrap(),
     ];
+    let mut listener = store.listen().unwrap();
     let before = store.commit_stats();
     let outcomes = store.link.commit_rows(&rows.iter().collect::<Vec<_>>());
     assert!(
@@ -1060,6 +1062,26 @@ fn a_mixed_group_commit_guards_each_row_and_commits_once() {
         commits_since(&store, before),
         (1, 4),
         "every row written shares one transaction"
+    );
+    // The batch's notices: the rows written, in the batch's order, and not
+    // the one that was refused (d's earlier appends may still be heard).
+    let heard: Vec<(SessionId, u64)> = listener
+        .iter(Duration::from_millis(500))
+        .map(|n| n.map(|n| (n.session, n.seq.get())))
+        .collect::<Result<Vec<_>>>()
+        .unwrap()
+        .into_iter()
+        .filter(|(session, seq)| session != d.session() || *seq == 64)
+        .collect();
+    let written = |w: &PgSessionWriter, seq| (w.session().clone(), seq);
+    assert_eq!(
+        heard,
+        [
+            written(&a, 2),
+            written(&c, 2),
+            written(&d, 64),
+            written(&b, 2)
+        ]
     );
     let read = |w: &PgSessionWriter| store.entries(w.session()).unwrap();
     assert_eq!(seqs(&read(&a)), [1, 2]);

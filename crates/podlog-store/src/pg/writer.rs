@@ -23,13 +23,15 @@
 //!   the entry row are inserted at the writer's next seq, and nothing else.
 //!   Appends of the store's sessions that arrive together share one
 //!   transaction (group commit, see `pg/link.rs`); each row is still
-//!   guarded on its own, and commits or fails on its own. Only after the
-//!   commit returned Ok is `<session>:<seq>` handed to the store's
-//!   announcer, which indexes the entry for search and sends the notice
-//!   with `pg_notify` from a connection of its own (so that the append
-//!   returns at once; see `pg/announce.rs`), and the entry published to the
-//!   sink passed in; a failed append (at any step, `COMMIT` included) rolls
-//!   back, announces nothing and publishes nothing.
+//!   guarded on its own, and commits or fails on its own. The commit is
+//!   announced (`<session>:<seq>` with `pg_notify`) by a statement sent
+//!   right behind it on the same connection, which notifies only rows that
+//!   are in the table once the commit is done (see `pg/link.rs`). Only
+//!   after the commit returned Ok is the entry published to the sink passed
+//!   in and handed to the store's indexer, which indexes it for search from
+//!   a thread of its own (see `pg/indexer.rs`); a failed append (at any
+//!   step, `COMMIT` included) rolls back, announces nothing and publishes
+//!   nothing.
 //! * The session row's counters are not written by each append: the entry
 //!   row carries its share of them, and the row takes them in at every
 //!   64th seq (in that append's statement), when the writer opens the
@@ -67,7 +69,7 @@ use crate::{Result, SessionInfo, StoreError};
 /// another writer put there is never overwritten): either way nothing is
 /// written. It carries the three numbers the session's counters need
 /// (`migrations/postgres/0004_session_tail.sql`). The commit is announced
-/// afterwards, by the store's announcer (`pg/announce.rs`).
+/// right behind it (`pg/link.rs`).
 macro_rules! append_sql {
     ($payloads:expr, $fold:expr) => {
         concat!(
@@ -567,14 +569,16 @@ impl PgSessionWriter {
     /// module docs.
     fn commit(&mut self, seq: Seq, prepared: &crate::redaction::Prepared) -> Result<()> {
         let row = self.row(seq, prepared)?;
+        let row_seq = row.seq;
         let outcome = self.store.link.append(row);
         let session = &self.session;
         let kind = prepared.entry.kind();
         match outcome {
             Outcome::Written => {
-                // Committed: announced from the store's thread, so that the
-                // append returns now (see `pg/announce.rs`).
-                self.store.announce(format!("{session}:{}", seq.get()));
+                // Committed, and announced right behind the commit (see
+                // `pg/link.rs`); indexed for search from the store's
+                // thread, so that the append returns now.
+                self.store.index_later(session.as_str(), row_seq);
                 Ok(())
             }
             // Nothing was written: the seq before this one is not there

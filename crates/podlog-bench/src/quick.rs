@@ -125,6 +125,11 @@ fn follow_rows(
 pub struct Scale {
     /// P1: durable appends per side per repetition.
     pub durable_appends: usize,
+    /// PG1: durable appends per side per repetition. More than P1's: a
+    /// commit on PostgreSQL takes a fraction of SQLite's on the same disk,
+    /// and a repetition needs to last long enough for its ratio to hold
+    /// still.
+    pub pg_appends: usize,
     /// P2: appends at `synchronous=NORMAL` per side per repetition.
     pub normal_appends: usize,
     /// P3: sessions appending at once.
@@ -193,6 +198,7 @@ impl Scale {
     pub fn quick() -> Self {
         Self {
             durable_appends: 500,
+            pg_appends: 2_000,
             normal_appends: 5_000,
             group_writers: 8,
             group_appends: 200,
@@ -234,6 +240,7 @@ impl Scale {
     pub fn tiny() -> Self {
         Self {
             durable_appends: 3,
+            pg_appends: 3,
             normal_appends: 5,
             group_writers: 2,
             group_appends: 2,

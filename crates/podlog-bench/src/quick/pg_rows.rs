@@ -62,7 +62,7 @@ pub(super) fn rows(
         let mut raw_after =
             RawPgAppend::open("PG1", &schema, "raw-after", RawPgShape::InsertThenNotify)?;
         let mut corpus = Corpus::new(1);
-        let n = scale.durable_appends;
+        let n = scale.pg_appends;
         let mut pg1 = Sides::default();
         let mut notify = Vec::new();
         let mut after = Vec::new();

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0007_one_insert_trigger.sql",
         include_str!("../../../../migrations/postgres/0007_one_insert_trigger.sql"),
     ),
+    (
+        8,
+        "0008_tool_call_arguments_as_written.sql",
+        include_str!("../../../../migrations/postgres/0008_tool_call_arguments_as_written.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

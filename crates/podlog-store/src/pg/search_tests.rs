@@ -1061,3 +1061,106 @@ fn the_insert_trigger_indexes_all_but_writer_rows_and_references_payloads() {
     pg.schema.sql("ROLLBACK");
     assert_eq!(counts(&mut pg.schema, "written-by-hand"), [0, 0]);
 }
+
+/// A tool call's arguments are read as they were written, on both
+/// backends: their members in their order, no space added, so that a
+/// phrase across two members matches alike and snippets read alike (as
+/// `jsonb`, PostgreSQL orders members by length and adds spaces). Also
+/// with a member stored out of line.
+#[test]
+fn tool_call_arguments_read_as_written_on_both_backends() {
+    let mut lite = Lite::new();
+    let mut pg = Pg::new();
+    let long = format!("{} tangoword", output(4, 2 * THRESHOLD));
+    let calls = [
+        serde_json::json!({"path": "src/kiloword.rs", "n": 1.5, "nested": {"zz": 1, "a": [true, null]}}),
+        serde_json::json!({"content": long, "path": "notes/limaword.md", "mode": "w"}),
+    ];
+    let mut answers = Vec::new();
+    for b in [&mut lite as &mut dyn Backend, &mut pg] {
+        let id = b.create(NewSession::default());
+        for (n, arguments) in calls.iter().enumerate() {
+            b.add(
+                &id,
+                said(
+                    2 + n as u64,
+                    AssistantContent::ToolCall {
+                        id: format!("c{n}"),
+                        name: "write_file".into(),
+                        arguments: arguments.clone(),
+                    },
+                ),
+            )
+            .unwrap();
+        }
+        let mut seen = Vec::new();
+        for query in [
+            "\"kiloword rs n 1 5\"",
+            "\"md mode w\"",
+            "\"tangoword path\"",
+        ] {
+            seen.push(format!("{query} => {}", render(b.search(&q(query)))));
+        }
+        // The snippet shows the arguments as written. (Where a snippet
+        // starts and ends is each backend's own.)
+        let hit = &b.search(&q("kiloword")).unwrap().hits[0];
+        let text: String = hit.snippet_parts().into_iter().map(|(t, _)| t).collect();
+        seen.push(format!(
+            "as written: {}",
+            text.contains("{\"path\":\"src/kiloword.rs\",\"n\":1.5,\"nested\":{\"zz\":1")
+        ));
+        answers.push(seen);
+    }
+    assert_eq!(
+        answers[1], answers[0],
+        "PostgreSQL (left) and SQLite (right)"
+    );
+    assert_eq!(
+        answers[0],
+        [
+            "\"kiloword rs n 1 5\" => s-0001:2 assistant_item [1,5,kiloword,n,rs]",
+            "\"md mode w\" => s-0001:3 assistant_item [md,mode,w]",
+            "\"tangoword path\" => s-0001:3 assistant_item [path,tangoword]",
+            "as written: true",
+        ]
+    );
+}
+
+/// A tool call indexed at schema version 7 (its arguments read as `jsonb`)
+/// is indexed again by the migration to version 8, as written.
+#[test]
+fn the_migration_to_version_8_indexes_tool_calls_again_as_written() {
+    let mut s = Schema::new();
+    let upto7: String = crate::pg::migrate::migrations()[..7]
+        .iter()
+        .map(|(_, _, sql)| format!("{sql};\n"))
+        .collect();
+    s.sql(&format!(
+        "SET search_path = {{s}}; {upto7} \
+         CREATE TABLE podlog_schema_version (one boolean NOT NULL PRIMARY KEY DEFAULT true \
+           CHECK (one), version bigint NOT NULL); \
+         INSERT INTO podlog_schema_version (version) VALUES (7); \
+         INSERT INTO sessions (id, origin, created_at, updated_at, last_seq, entry_count) \
+           VALUES ('old', 'new', 1, 1, 2, 2); \
+         INSERT INTO entries (session_id, seq, ts, kind, body) VALUES \
+           ('old', 1, 1, 'session_start', '{{\"type\":\"session_start\",\"ts\":1}}'), \
+           ('old', 2, 2, 'assistant_item', \
+            '{{\"type\":\"assistant_item\",\"ts\":2,\"item\":{{\"kind\":\"tool_call\",\
+              \"id\":\"c\",\"name\":\"read\",\"arguments\":{{\"path\":\"src/kiloword.rs\",\"n\":1}}}}}}'); \
+         RESET search_path"
+    ));
+    let phrase = "\"kiloword rs n 1\"";
+    assert_eq!(
+        s.number(
+            "SELECT count(*) FROM {s}.search \
+             WHERE words @@ phraseto_tsquery('simple', 'kiloword rs n 1')"
+        ),
+        0,
+        "version 7 reads the arguments as jsonb: n comes first"
+    );
+    let store = s.open();
+    let hits = store.search(&q(phrase)).unwrap().hits;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].seq, Seq(2));
+    assert_eq!(store.search_index_mismatches().unwrap(), (0, 0));
+}

@@ -1302,3 +1302,70 @@ async fn the_search_box_lists_hits_pages_and_jumps_to_the_entry() {
     b.finish().await;
     server.shutdown().await.unwrap();
 }
+
+/// Drops what it holds on a thread of its own, also when a test panics:
+/// a PostgreSQL client blocks when it closes, which a runtime's worker
+/// may not.
+struct OffRuntime<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Drop for OffRuntime<T> {
+    fn drop(&mut self) {
+        if let Some(held) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(held)).join();
+        }
+    }
+}
+
+/// A pod on PostgreSQL whose write lock went with its connection (ended by
+/// the server) is badged "lock lost" instead of "live" once a commit found
+/// it gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_lost_its_write_lock_is_badged_so() {
+    // The store's calls block: off the runtime's workers.
+    let mut held = OffRuntime(Some(tokio::task::block_in_place(|| {
+        let schema = crate::pg_support::PgSchema::new();
+        let store = schema.store();
+        let pod = scripted_pod(&store);
+        (schema, store, pod)
+    })));
+    let (schema, store, pod) = held.0.as_mut().expect("held until the end");
+    let (server, _) = serve_tcp(store, pod).await;
+    let addr = server.local_addr().unwrap();
+    let b = browser("lock-lost").await;
+    b.open(addr, "#pod=p").await;
+    let badges = "const b = [...document.querySelectorAll('#pods a[data-pod=p] .badge')]\
+                  .map((e) => e.textContent).join(',');";
+    let live = b
+        .wait(
+            "the pod's badge",
+            Duration::from_secs(10),
+            &format!("{badges} return b;"),
+        )
+        .await;
+    assert_eq!(live, json!("live"));
+
+    let session = pod.session_id();
+    let failed = tokio::task::block_in_place(|| {
+        let backend = schema.writer_backend(&session).expect("the pod's writer");
+        assert!(schema.terminate(backend));
+        pod.commit(LogEntry::SystemItem {
+            ts: 1,
+            item: podlog_entry::SystemItem::Notification {
+                message: "after the end".to_owned(),
+                body: String::new(),
+            },
+        })
+    });
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(pod.status().lock_lost);
+    let lost = b
+        .wait(
+            "the lock-lost badge",
+            Duration::from_secs(10),
+            &format!("{badges} return b.includes('lock lost') ? b : '';"),
+        )
+        .await;
+    assert_eq!(lost, json!("lock lost"));
+    b.finish().await;
+    server.shutdown().await.unwrap();
+}

@@ -45,6 +45,7 @@ const CATCH_UP: &str = "SELECT set_config('synchronous_commit', 'off', true), \
 const REST: Duration = Duration::from_millis(50);
 
 /// How the indexer's thread connects.
+#[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) config: Config,
     pub(crate) options: StoreOptions,
@@ -74,11 +75,7 @@ impl Indexer {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.is_none() {
             let (tx, rx) = channel();
-            let target = Target {
-                config: self.target.config.clone(),
-                options: self.target.options.clone(),
-                location: self.target.location.clone(),
-            };
+            let target = self.target.clone();
             let spawned = std::thread::Builder::new()
                 .name("podlog-pg-index".to_owned())
                 .spawn(move || run(&target, &rx));

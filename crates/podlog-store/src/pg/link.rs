@@ -32,14 +32,18 @@
 //!   its rows are committed again one transaction each, so a stale row
 //!   fails alone. A batch shares one WAL flush: eight sessions writing at
 //!   once cost about one flush per round, not eight.
-//! * **Announced right behind the commit.** The requests of a commit are
-//!   followed, in the same write to the socket, by [`ANNOUNCE`], which the
-//!   server runs once the commit is done and which notifies the rows that
-//!   are in the table then, so a notice names only committed entries. Only
-//!   the commit's answers are waited for; the announcement's is read (and
-//!   dropped) by the connection's next use. No thread hand-off, no second
-//!   connection and no extra round trip per append: the server runs the
-//!   announcement while the writer publishes its entry.
+//! * **Announced right behind the commit, at most every few
+//!   milliseconds.** When an announcement is due (see
+//!   [`super::announce`]), the requests of a commit are followed, in the
+//!   same write to the socket, by [`ANNOUNCE`], which the server runs once
+//!   the commit is done and which notifies the rows that are in the table
+//!   then, so a notice names only committed entries. Only the commit's
+//!   answers are waited for; the announcement's is read (and dropped) by
+//!   the connection's next use. No thread hand-off and no extra round trip
+//!   per append: the server runs the announcement while the writer
+//!   publishes its entry. A commit that comes sooner leaves its rows to the
+//!   next announcement, which the announcer's thread sends if no commit
+//!   does.
 //! * **Off async workers.** The connection runs on a small runtime of the
 //!   link's own, driven while a caller blocks on it, as
 //!   `postgres::Client` does; callers keep it off async workers.
@@ -48,7 +52,7 @@ use std::collections::{HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -57,6 +61,7 @@ use postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use super::announce::{Announcer, Committed, SharedConn};
 use super::PgContext;
 use crate::commit::Pace;
 use crate::{Result, StoreError, StoreOptions, Synchronous};
@@ -77,7 +82,8 @@ pub(crate) struct LinkTarget {
 /// the channel `$1`: a notice `<session>:<seq>` for each of them that is
 /// in `entries`, in their order, so that only what committed is announced
 /// (a row whose statement failed, or whose batch rolled back, is not
-/// there). Sent right behind the commit on the write connection, as a
+/// there). Sent on the write connection, right behind a commit or by the
+/// announcer's thread, as a
 /// transaction of its own at `synchronous_commit=off`: it writes nothing
 /// to wait for, and a transaction that notifies holds a lock on the
 /// cluster's notification queue until its commit is done, so a notice
@@ -284,15 +290,32 @@ impl Conn {
         }))
     }
 
-    /// Runs `f`, the commit of `rows`, on the connection's runtime, and
-    /// sends right behind its requests the statement that announces those
-    /// of `rows` that are in the table then ([`ANNOUNCE`]). Only `f` is
-    /// waited for: the server runs the announcement after the commit,
-    /// while this thread hands the outcome back, and its answer is read
-    /// and dropped by whichever call uses the connection next.
-    fn run_announced<T>(&self, rows: &[&AppendRow], f: impl std::future::Future<Output = T>) -> T {
-        let sessions: Vec<&str> = rows.iter().map(|r| r.session.as_str()).collect();
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    /// Runs `f`, the commit of `rows`, on the connection's runtime. With
+    /// `earlier` (rows committed before, to announce now), sends right
+    /// behind its requests the statement that announces those of
+    /// `earlier` and then `rows` that are in the table then ([`ANNOUNCE`]).
+    /// Only `f` is waited for: the server runs the announcement after the
+    /// commit, while this thread hands the outcome back, and its answer is
+    /// read and dropped by whichever call uses the connection next.
+    fn run_announced<T>(
+        &self,
+        earlier: Option<&[Committed]>,
+        rows: &[&AppendRow],
+        f: impl std::future::Future<Output = T>,
+    ) -> T {
+        let Some(earlier) = earlier else {
+            return self.run(f);
+        };
+        let sessions: Vec<&str> = earlier
+            .iter()
+            .map(|(session, _)| session.as_str())
+            .chain(rows.iter().map(|r| r.session.as_str()))
+            .collect();
+        let seqs: Vec<i64> = earlier
+            .iter()
+            .map(|(_, seq)| *seq)
+            .chain(rows.iter().map(|r| r.seq))
+            .collect();
         let params: [&(dyn ToSql + Sync); 3] = [&self.channel, &sessions, &seqs];
         let client = self.client();
         self.run(async {
@@ -308,6 +331,19 @@ impl Conn {
             }
             f.await
         })
+    }
+
+    /// Announces `rows`, committed earlier ([`ANNOUNCE`]), waiting for
+    /// the server's answer; a failure is dropped (see
+    /// [`super::announce`]).
+    pub(crate) fn announce(&self, rows: &[Committed]) {
+        let Some(announce) = &self.announce else {
+            return;
+        };
+        let sessions: Vec<&str> = rows.iter().map(|(session, _)| session.as_str()).collect();
+        let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
+        let params: [&(dyn ToSql + Sync); 3] = [&self.channel, &sessions, &seqs];
+        let _ = self.run(self.client().query(announce, &params));
     }
 
     /// Whether the connection is gone.
@@ -339,34 +375,62 @@ impl Conn {
     }
 
     /// Commits `rows`, one outcome each in order, and counts the
-    /// transactions that wrote rows in `stats`.
-    fn commit(&self, rows: &[&AppendRow], stats: &Stats) -> Vec<Outcome> {
+    /// transactions that wrote rows in `stats`. With `earlier` (rows to
+    /// announce now, see [`super::announce`]), the first commit is
+    /// announced right behind it, with `earlier`. Returns with the
+    /// outcomes the rows that committed and were not announced, `earlier`
+    /// among them if nothing was sent.
+    fn commit(
+        &self,
+        rows: &[&AppendRow],
+        stats: &Stats,
+        mut earlier: Option<Vec<Committed>>,
+    ) -> (Vec<Outcome>, Vec<Committed>) {
+        let mut unannounced = Vec::new();
+        let mut note = |row: &AppendRow, outcome: &Outcome, announced: bool| {
+            if !announced && matches!(outcome, Outcome::Written) {
+                unannounced.push((row.session.clone(), row.seq));
+            }
+        };
         // A row of an earlier connection lost its lock with it.
         let live = |row: &AppendRow| row.generation == self.generation && !self.is_closed();
         if rows.len() > 1 && rows.iter().all(|row| live(row)) {
-            if let Some(all) = self.commit_together(rows) {
+            // Announced behind the batch, committed or not.
+            let sent = earlier.take();
+            if let Some(all) = self.commit_together(rows, sent.as_deref()) {
                 stats.count(&all);
-                return all;
+                for (row, outcome) in rows.iter().zip(&all) {
+                    note(row, outcome, sent.is_some());
+                }
+                return (all, unannounced);
             }
         }
         // Alone, or nothing of the batch committed: one transaction each.
-        rows.iter()
+        let outcomes = rows
+            .iter()
             .map(|row| {
                 if !live(row) {
                     return Outcome::Lost;
                 }
-                let outcome = self.commit_one(row);
+                let sent = earlier.take();
+                let outcome = self.commit_one(row, sent.as_deref());
                 stats.count(std::slice::from_ref(&outcome));
+                note(row, &outcome, sent.is_some());
                 outcome
             })
-            .collect()
+            .collect();
+        if let Some(earlier) = earlier {
+            unannounced.splice(0..0, earlier);
+        }
+        (outcomes, unannounced)
     }
 
     /// One row, in a transaction of its own.
-    fn commit_one(&self, row: &AppendRow) -> Outcome {
+    fn commit_one(&self, row: &AppendRow, earlier: Option<&[Committed]>) -> Outcome {
         let client = self.client();
         let params = row.params();
         let result = self.run_announced(
+            earlier,
             &[row],
             client.query_opt(&self.appends[row.statement], &params),
         );
@@ -381,7 +445,11 @@ impl Conn {
     /// go in one statement ([`super::writer::APPEND_MANY`]); the others
     /// each by their own. When that one statement holds every row, it is
     /// sent alone, as a transaction of its own.
-    fn commit_together(&self, rows: &[&AppendRow]) -> Option<Vec<Outcome>> {
+    fn commit_together(
+        &self,
+        rows: &[&AppendRow],
+        earlier: Option<&[Committed]>,
+    ) -> Option<Vec<Outcome>> {
         let client = self.client();
         let mut sessions = HashSet::new();
         let (many, each): (Vec<usize>, Vec<usize>) = (0..rows.len())
@@ -395,7 +463,7 @@ impl Conn {
         let many_params = columns.params();
         let params: Vec<Vec<&(dyn ToSql + Sync)>> =
             each.iter().map(|&i| rows[i].params()).collect();
-        let (begin, written, results, commit) = self.run_announced(rows, async {
+        let (begin, written, results, commit) = self.run_announced(earlier, rows, async {
             // Polled together, the requests go out in this order without
             // waiting for each other's answers.
             // A statement alone is a transaction of its own.
@@ -561,7 +629,9 @@ impl Stats {
 pub(crate) struct WriteLink {
     stats: Stats,
     target: LinkTarget,
-    conn: Mutex<Option<Conn>>,
+    conn: SharedConn,
+    /// When commits are announced (see [`super::announce`]).
+    announcer: Announcer,
     queue: Mutex<Queue>,
     /// Signalled when the rows a gathering leader waits for have queued.
     arrived: Condvar,
@@ -574,7 +644,8 @@ impl WriteLink {
         WriteLink {
             stats: Stats::default(),
             target,
-            conn: Mutex::new(None),
+            conn: Arc::new(Mutex::new(None)),
+            announcer: Announcer::default(),
             queue: Mutex::new(Queue::default()),
             arrived: Condvar::new(),
             opened: Mutex::new(0),
@@ -712,13 +783,16 @@ impl WriteLink {
         }
     }
 
-    /// Commits `rows` on the current connection (see [`Conn::commit`]).
+    /// Commits `rows` on the current connection (see [`Conn::commit`]),
+    /// announcing them now or later (see [`super::announce`]).
     pub(super) fn commit_rows(&self, rows: &[&AppendRow]) -> Vec<Outcome> {
         let conn = self.current();
-        match conn.as_ref() {
-            Some(conn) => conn.commit(rows, &self.stats),
-            None => rows.iter().map(|_| Outcome::Lost).collect(),
-        }
+        let Some(conn) = conn.as_ref() else {
+            return rows.iter().map(|_| Outcome::Lost).collect();
+        };
+        let (outcomes, unannounced) = conn.commit(rows, &self.stats, self.announcer.take_due());
+        self.announcer.defer(unannounced, &self.conn);
+        outcomes
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -774,5 +848,12 @@ impl WriteLink {
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             let _ = job.reply.send(Reply::Done(outcome));
         }
+    }
+}
+
+impl Drop for WriteLink {
+    fn drop(&mut self) {
+        // What is pending is announced before the connection closes.
+        self.announcer.close(&self.conn);
     }
 }

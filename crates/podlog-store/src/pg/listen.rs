@@ -2,11 +2,16 @@
 //!
 //! # Contract
 //!
-//! * Every transaction that adds an entry (a new session's `SessionStart`,
-//!   an append) sends one notification on the store's channel (see
-//!   [`PgStore::channel`]) carrying `<session>:<seq>` and nothing else: the
-//!   entry is read from the table by seq, so a notification never hits the
-//!   server's payload limit and a slow listener never holds up a commit.
+//! * Every committed entry is announced on the store's channel (see
+//!   [`PgStore::channel`]) by a notification carrying `<session>:<seq>` and
+//!   nothing else, naming its seq or a later one of its session: a new
+//!   session's `SessionStart` in its own transaction, a writer's appends
+//!   within a few milliseconds of their commit, those of quick appends
+//!   sharing one notification per session (`pg/announce.rs`). A follower
+//!   reads every entry past the last seq it holds, so a notice of seq N
+//!   stands for all before it. The entry is read from the table by seq, so
+//!   a notification never hits the server's payload limit and a slow
+//!   listener never holds up a commit.
 //! * The server delivers a notification only once its transaction
 //!   committed, and never one of a transaction that rolled back: a
 //!   [`Notice`] always names an entry that a read finds.

@@ -42,6 +42,7 @@
 //!   patterns from `postgres.redact.toml` beside it; hosts that write one
 //!   database should share that file for markers to match across hosts.
 
+mod announce;
 mod client;
 mod indexer;
 mod listen;

@@ -893,32 +893,67 @@ fn a_change_watch_sees_announced_commits_and_looks_again_on_its_own() {
     assert!(!watch.changed().unwrap());
 }
 
-#[test]
-fn notices_of_quick_appends_all_arrive_in_order_even_when_the_store_goes_at_once() {
-    let schema = Schema::new();
-    let mut listener = schema.open().listen().unwrap();
-    let id = {
-        let store = schema.open();
-        let (mut writer, sink) = session(&store);
-        for n in 2..=101 {
-            writer.append(note(n), &sink).unwrap();
-        }
-        let id = writer.session().clone();
-        // The last notice was sent right behind the last commit; the
-        // store goes at once.
-        drop(writer);
-        drop(store);
-        id
-    };
+/// The seqs of `id` heard on `listener` until `last` is (or nothing comes
+/// for ten seconds).
+fn heard_until(listener: &mut PgListener, id: &SessionId, last: u64) -> Vec<u64> {
     let mut seqs = Vec::new();
-    while seqs.len() < 101 {
+    while seqs.last() != Some(&last) {
         match listener.wait(Duration::from_secs(10)).unwrap() {
-            Some(notice) if notice.session == id => seqs.push(notice.seq.get()),
+            Some(notice) if notice.session == *id => seqs.push(notice.seq.get()),
             Some(_) => {}
             None => break,
         }
     }
-    assert_eq!(seqs, (1..=101).collect::<Vec<u64>>());
+    seqs
+}
+
+#[test]
+fn quick_appends_share_notices_in_order_up_to_the_last_even_when_the_store_goes_at_once() {
+    let schema = Schema::new();
+    let mut listener = schema.open().listen().unwrap();
+    let (id, took) = {
+        let store = schema.open();
+        let (mut writer, sink) = session(&store);
+        let start = Instant::now();
+        for n in 2..=101 {
+            writer.append(note(n), &sink).unwrap();
+        }
+        let id = writer.session().clone();
+        // What is pending is announced as the store goes.
+        drop(writer);
+        drop(store);
+        (id, start.elapsed())
+    };
+    let seqs = heard_until(&mut listener, &id, 101);
+    assert_eq!(
+        seqs.last(),
+        Some(&101),
+        "the last commit was heard: {seqs:?}"
+    );
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    // One announcement behind the first append, then at most one per
+    // ANNOUNCE_EVERY, and the last one as the store went.
+    let announced = seqs.iter().filter(|&&seq| seq >= 2).count() as u128;
+    let most = took.as_micros() / super::announce::ANNOUNCE_EVERY.as_micros() + 2;
+    assert!(
+        announced <= most,
+        "{announced} announcements of 100 appends in {took:?}: {seqs:?}"
+    );
+}
+
+#[test]
+fn the_last_commit_of_a_burst_is_heard_with_no_commit_after_it() {
+    let schema = Schema::new();
+    let store = schema.open();
+    let mut listener = store.listen().unwrap();
+    let (mut writer, sink) = session(&store);
+    for n in 2..=31 {
+        writer.append(note(n), &sink).unwrap();
+    }
+    // The writer and its store stay open and quiet.
+    let seqs = heard_until(&mut listener, writer.session(), 31);
+    assert_eq!(seqs.last(), Some(&31), "{seqs:?}");
+    assert_eq!(seqs.first(), Some(&1), "the SessionStart: {seqs:?}");
 }
 
 #[test]
@@ -1043,6 +1078,9 @@ fn a_mixed_group_commit_guards_each_row_and_commits_once() {
         b.row(Seq(2), &prepared(note(2))).unwrap(),
     ];
     let mut listener = store.listen().unwrap();
+    // Whatever the appends above left pending is announced by now, or
+    // goes out first, right behind this batch.
+    std::thread::sleep(2 * super::announce::ANNOUNCE_EVERY);
     let before = store.commit_stats();
     let outcomes = store.link.commit_rows(&rows.iter().collect::<Vec<_>>());
     assert!(

@@ -25,8 +25,9 @@
 //!   transaction (group commit, see `pg/link.rs`); each row is still
 //!   guarded on its own, and commits or fails on its own. The commit is
 //!   announced (`<session>:<seq>` with `pg_notify`) by a statement sent
-//!   right behind it on the same connection, which notifies only rows that
-//!   are in the table once the commit is done (see `pg/link.rs`). Only
+//!   on the same connection, right behind it or within milliseconds, which
+//!   notifies only rows that are in the table once the commit is done (see
+//!   `pg/link.rs` and `pg/announce.rs`). Only
 //!   after the commit returned Ok is the entry published to the sink passed
 //!   in and handed to the store's indexer, which indexes it for search from
 //!   a thread of its own (see `pg/indexer.rs`); a failed append (at any
@@ -69,7 +70,7 @@ use crate::{Result, SessionInfo, StoreError};
 /// another writer put there is never overwritten): either way nothing is
 /// written. It carries the three numbers the session's counters need
 /// (`migrations/postgres/0004_session_tail.sql`). The commit is announced
-/// right behind it (`pg/link.rs`).
+/// after it (`pg/announce.rs`).
 macro_rules! append_sql {
     ($payloads:expr, $fold:expr) => {
         concat!(
@@ -575,8 +576,8 @@ impl PgSessionWriter {
         let kind = prepared.entry.kind();
         match outcome {
             Outcome::Written => {
-                // Committed, and announced right behind the commit (see
-                // `pg/link.rs`); indexed for search from the store's
+                // Committed, and announced after the commit (see
+                // `pg/announce.rs`); indexed for search from the store's
                 // thread, so that the append returns now.
                 self.store.index_later(session.as_str(), row_seq);
                 Ok(())

@@ -1317,8 +1317,8 @@ impl<T: Send + 'static> Drop for OffRuntime<T> {
 }
 
 /// A pod on PostgreSQL whose write lock went with its connection (ended by
-/// the server) is badged "lock lost" instead of "live" once a commit found
-/// it gone.
+/// the server) is badged "lock lost" instead of "live": while it is idle,
+/// and after a commit found it gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_that_lost_its_write_lock_is_badged_so() {
     // The store's calls block: off the runtime's workers.
@@ -1344,10 +1344,22 @@ async fn a_pod_that_lost_its_write_lock_is_badged_so() {
         .await;
     assert_eq!(live, json!("live"));
 
+    // The server ends the pod's connection while the pod is idle: the
+    // badge changes with no commit to find it out.
     let session = pod.session_id();
-    let failed = tokio::task::block_in_place(|| {
+    tokio::task::block_in_place(|| {
         let backend = schema.writer_backend(&session).expect("the pod's writer");
         assert!(schema.terminate(backend));
+    });
+    let lost_badge = format!("{badges} return b.includes('lock lost') ? b : '';");
+    let lost = b
+        .wait("the lock-lost badge", Duration::from_secs(10), &lost_badge)
+        .await;
+    assert_eq!(lost, json!("lock lost"));
+    assert!(pod.status().lock_lost);
+
+    // A commit fails, and the badge stays.
+    let failed = tokio::task::block_in_place(|| {
         pod.commit(LogEntry::SystemItem {
             ts: 1,
             item: podlog_entry::SystemItem::Notification {
@@ -1358,14 +1370,10 @@ async fn a_pod_that_lost_its_write_lock_is_badged_so() {
     });
     assert!(failed.is_err(), "{failed:?}");
     assert!(pod.status().lock_lost);
-    let lost = b
-        .wait(
-            "the lock-lost badge",
-            Duration::from_secs(10),
-            &format!("{badges} return b.includes('lock lost') ? b : '';"),
-        )
+    let still = b
+        .wait("the lock-lost badge", Duration::from_secs(10), &lost_badge)
         .await;
-    assert_eq!(lost, json!("lock lost"));
+    assert_eq!(still, json!("lock lost"));
     b.finish().await;
     server.shutdown().await.unwrap();
 }

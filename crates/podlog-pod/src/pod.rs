@@ -20,7 +20,7 @@ use podlog_entry::{
 use podlog_sink::{SessionLogSink, Snapshot};
 use podlog_store::redact::stream::StreamRedactor;
 use podlog_store::redact::Redactions;
-use podlog_store::{AppendReport, NewSession, SessionWriter, Store};
+use podlog_store::{AppendReport, LockWatch, NewSession, SessionWriter, Store};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::driver::{on_blocking_pool, AgentDriver, DriverError, RunContext, RunHost};
@@ -65,8 +65,10 @@ pub struct PodStatus {
     /// The session's write lock went with the store's database connection
     /// (PostgreSQL: the server ended it, or it was lost): every commit
     /// fails until the session is restored, by this process or another
-    /// (`take_over`). Set by the first commit that finds the lock gone;
-    /// cleared when the pod moves to a new session with a lock of its own.
+    /// (`take_over`). Published by the first commit that finds the lock
+    /// gone; [`Pod::status`] also tells it when the pod was idle, within
+    /// about a second ([`podlog_store::LockWatch`]). Cleared when the pod
+    /// moves to a new session with a lock of its own.
     pub lock_lost: bool,
 }
 
@@ -98,6 +100,10 @@ pub(crate) struct Core {
     /// The published [`PodStatus`]. Changed only after the state it
     /// describes, so a reader may see it a moment late, never ahead.
     status: watch::Sender<PodStatus>,
+    /// Whether the current writer's lock is gone, told without the pod
+    /// mutex (which a commit may hold). Replaced with the writer, before
+    /// the status says so.
+    lock_watch: Mutex<LockWatch>,
     /// The driver; `None` while a run has it.
     driver: Mutex<Option<Box<dyn AgentDriver>>>,
 }
@@ -424,6 +430,10 @@ impl Core {
         state.session = id.clone();
         state.deltas.clear();
         // Replacing the writer releases the old session's lock.
+        *self
+            .lock_watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = new_writer.lock_watch();
         state.writer = Some(new_writer);
         self.status.send_modify(|s| {
             s.session_id = id.clone();
@@ -827,6 +837,7 @@ impl Pod {
     ) -> Pod {
         let (tx, _) = broadcast::channel(EVENT_CAPACITY);
         let end_seq = sink.end_seq();
+        let lock_watch = Mutex::new(writer.lock_watch());
         let core = Arc::new(Core {
             store,
             sink,
@@ -846,6 +857,7 @@ impl Pod {
                 closed: false,
                 lock_lost: false,
             }),
+            lock_watch,
             driver: Mutex::new(Some(driver)),
         });
         let (runs, mut inbox) = mpsc::unbounded_channel::<Run>();
@@ -914,10 +926,23 @@ impl Pod {
         self.core().session_id()
     }
 
-    /// The pod's session, end seq, busy and closed flags at once. Never
-    /// waits for a commit: safe to call from an async task.
+    /// The pod's session, end seq, busy and closed flags at once, and
+    /// whether its session's lock is gone, also while it is idle (see
+    /// [`PodStatus::lock_lost`]). Never waits for a commit: safe to call
+    /// from an async task.
     pub fn status(&self) -> PodStatus {
-        self.core().status.borrow().clone()
+        let core = self.core();
+        let mut status = core.status.borrow().clone();
+        if !status.closed
+            && core
+                .lock_watch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_lost()
+        {
+            status.lock_lost = true;
+        }
+        status
     }
 
     /// A receiver of the pod's status, which changes after every commit,

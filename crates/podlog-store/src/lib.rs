@@ -61,7 +61,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use error::Context;
 pub use error::StoreError;
 pub use jsonl::Transfer;
-pub use lock::LockHolder;
+pub use lock::{LockHolder, LockWatch};
 use payloads::insert_rendered;
 pub use payloads::Payload;
 pub use podlog_redact as redact;

@@ -266,3 +266,36 @@ impl SqliteStore {
 #[cfg(test)]
 #[path = "lock_tests.rs"]
 mod tests;
+
+/// Whether a session writer's lock is gone, told without waiting and
+/// without the writer (a pod keeps one beside its writer, which a commit
+/// may be holding). On SQLite a writer's lock lives as long as the writer:
+/// never gone. On PostgreSQL it goes with the connection it was taken on;
+/// the connection is looked at whenever it is used, and every second while
+/// it is idle (`pg/announce.rs`), so a connection the server ended is seen
+/// within about a second, commit or not.
+#[derive(Clone, Debug, Default)]
+pub struct LockWatch(Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>);
+
+impl LockWatch {
+    /// A watch that never reports the lock gone (SQLite's).
+    pub fn held() -> Self {
+        LockWatch(None)
+    }
+
+    /// The lock of the connection of `generation`, gone once `live` no
+    /// longer holds it.
+    pub(crate) fn postgres(
+        live: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        generation: u64,
+    ) -> Self {
+        LockWatch(Some((live, generation)))
+    }
+
+    /// Whether the lock is gone.
+    pub fn is_lost(&self) -> bool {
+        self.0.as_ref().is_some_and(|(live, generation)| {
+            live.load(std::sync::atomic::Ordering::Acquire) != *generation
+        })
+    }
+}

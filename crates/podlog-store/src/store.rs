@@ -502,6 +502,15 @@ impl SessionWriter {
         }
     }
 
+    /// A handle that tells, without waiting and without this writer,
+    /// what [`SessionWriter::is_lost`] tells.
+    pub fn lock_watch(&self) -> crate::LockWatch {
+        match self {
+            SessionWriter::Sqlite(_) => crate::LockWatch::held(),
+            SessionWriter::Postgres(w) => w.lock_watch(),
+        }
+    }
+
     /// Commits `entry` at the next seq, then publishes it to `sink`.
     pub fn append(&mut self, entry: LogEntry, sink: &SessionLogSink) -> Result<Seq> {
         each_writer!(self, w => w.append(entry, sink))

@@ -1,5 +1,6 @@
 //! [`Announcer`]: when the write link announces its commits, and the
-//! thread that announces what no later commit carried.
+//! link's thread, which announces what no later commit carried and looks
+//! at the idle connection.
 //!
 //! # Contract
 //!
@@ -22,8 +23,16 @@
 //!   stream of appends a commit carries the rows first, after
 //!   [`ANNOUNCE_EVERY`], and the thread stays off the connection (taking
 //!   it between two commits cost PG1 about 0.05x). The thread starts with
-//!   the first pending row and ends with the link, sending what is pending
-//!   first (waited for, except inside an async runtime).
+//!   the link's first connection and ends with the link, sending what is
+//!   pending first (waited for, except inside an async runtime).
+//! * **A connection that went while idle is found.** The connection is
+//!   only read while someone uses it, so a connection the server ended
+//!   (`pg_terminate_backend`, a restart, a broken network) would otherwise
+//!   look open until the next commit, and the pod would say it holds its
+//!   session's lock. While nothing is pending the thread looks at the
+//!   connection every [`LOOK_EVERY`]: it reads what arrived without
+//!   waiting and sends nothing, and skips the look if a commit holds the
+//!   connection (which reads it anyway).
 //! * **Only what committed, in commit order.** A row becomes pending only
 //!   once its commit returned Ok, and the announcement sent behind a
 //!   commit still names only rows the server finds in the table. Every
@@ -45,6 +54,9 @@ pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_millis(5);
 
 /// How long after the last announcement the thread sends what is pending.
 const THREAD_AFTER: Duration = ANNOUNCE_EVERY.saturating_mul(2);
+
+/// How often the thread looks at the idle connection.
+pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// A committed row to announce: its session and seq.
 pub(crate) type Committed = (String, i64);
@@ -142,21 +154,27 @@ impl Announcer {
             }
             was_empty
         };
-        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
-        if thread.is_none() {
-            let inner = self.inner.clone();
-            let conn = Arc::downgrade(conn);
-            // Without a thread the rows wait for the next commit due to
-            // announce, or go unannounced, as the contract allows.
-            *thread = std::thread::Builder::new()
-                .name("podlog-pg-announce".to_owned())
-                .spawn(move || run(&inner, &conn))
-                .ok();
-        }
+        self.start(conn);
         // With rows pending already, the thread waits for them to be due
         // and needs no wake-up at every commit.
         if was_empty {
             self.inner.wake.notify_one();
+        }
+    }
+
+    /// Starts the thread, if it is not running, on `conn`.
+    pub(crate) fn start(&self, conn: &SharedConn) {
+        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        if thread.is_none() {
+            let inner = self.inner.clone();
+            let conn = Arc::downgrade(conn);
+            // Without a thread pending rows wait for the next commit due
+            // to announce, or go unannounced, and a connection that went
+            // is found at its next use, as the contract allows.
+            *thread = std::thread::Builder::new()
+                .name("podlog-pg-link".to_owned())
+                .spawn(move || run(&inner, &conn))
+                .ok();
         }
     }
 
@@ -183,7 +201,8 @@ impl Announcer {
     }
 }
 
-/// The thread: waits until pending rows are due, then sends them.
+/// The thread: waits until pending rows are due, then sends them; looks
+/// at the connection while nothing is pending.
 fn run(inner: &Inner, conn: &Weak<Mutex<Option<Conn>>>) {
     loop {
         let keep = {
@@ -196,10 +215,18 @@ fn run(inner: &Inner, conn: &Weak<Mutex<Option<Conn>>>) {
                         drop(keep);
                         return;
                     }
-                    state = inner
+                    let (next, waited) = inner
                         .wake
-                        .wait(state)
+                        .wait_timeout(state, LOOK_EVERY)
                         .unwrap_or_else(PoisonError::into_inner);
+                    state = next;
+                    if waited.timed_out() && state.pending.is_empty() && !state.closing {
+                        drop(state);
+                        if !look(conn) {
+                            return;
+                        }
+                        state = inner.state();
+                    }
                     continue;
                 }
                 let due = state.last.map(|last| last + THREAD_AFTER);
@@ -236,4 +263,18 @@ fn run(inner: &Inner, conn: &Weak<Mutex<Option<Conn>>>) {
         }
         drop(shared);
     }
+}
+
+/// Looks at the link's connection unless someone is using it; false once
+/// the link is gone.
+fn look(conn: &Weak<Mutex<Option<Conn>>>) -> bool {
+    let Some(shared) = conn.upgrade() else {
+        return false;
+    };
+    if let Ok(held) = shared.try_lock() {
+        if let Some(c) = held.as_ref().filter(|c| !c.is_closed()) {
+            c.look();
+        }
+    }
+    true
 }

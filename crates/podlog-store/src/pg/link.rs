@@ -258,6 +258,9 @@ pub(crate) struct Conn {
     pub(crate) backend_pid: i32,
     /// The sessions whose advisory lock this connection holds.
     held: HashSet<String>,
+    /// The link's [`WriteLink::live`]: this connection's generation while
+    /// it is open, set to 0 once it is found closed or dropped.
+    live: Arc<AtomicU64>,
 }
 
 impl Conn {
@@ -276,7 +279,7 @@ impl Conn {
             .runtime
             .as_ref()
             .expect("a Conn holds its runtime until dropped");
-        runtime.block_on(std::future::poll_fn(|cx| {
+        let done = runtime.block_on(std::future::poll_fn(|cx| {
             while let Some(connection) = io.as_mut() {
                 match connection.as_mut().poll_message(cx) {
                     // Notices and notifications: a write connection
@@ -287,7 +290,27 @@ impl Conn {
                 }
             }
             f.as_mut().poll(cx)
-        }))
+        }));
+        if io.is_none() {
+            self.gone();
+        }
+        done
+    }
+
+    /// Reads what the server sent since the connection was last used,
+    /// without waiting: a connection the server ended (or that broke) is
+    /// found closed, with no request sent.
+    pub(crate) fn look(&self) {
+        // The yield lets the runtime take the socket's readiness from the
+        // system once before the connection is read.
+        self.run(tokio::task::yield_now());
+    }
+
+    /// This connection is closed or going: it is not the live one.
+    fn gone(&self) {
+        let _ = self
+            .live
+            .compare_exchange(self.generation, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Runs `f`, the commit of `rows`, on the connection's runtime. With
@@ -586,6 +609,7 @@ fn returned(
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.gone();
         // Dropping the runtime closes the socket; the server then lets go
         // of every lock the connection held. Inside an async runtime that
         // has to happen on a thread of its own.
@@ -630,7 +654,11 @@ pub(crate) struct WriteLink {
     stats: Stats,
     target: LinkTarget,
     conn: SharedConn,
-    /// When commits are announced (see [`super::announce`]).
+    /// The generation of the open connection, 0 when there is none or it
+    /// was found closed: read without taking the connection's lock.
+    live: Arc<AtomicU64>,
+    /// When commits are announced (see [`super::announce`]), and the
+    /// thread that also looks at the connection while it is idle.
     announcer: Announcer,
     queue: Mutex<Queue>,
     /// Signalled when the rows a gathering leader waits for have queued.
@@ -645,6 +673,7 @@ impl WriteLink {
             stats: Stats::default(),
             target,
             conn: Arc::new(Mutex::new(None)),
+            live: Arc::new(AtomicU64::new(0)),
             announcer: Announcer::default(),
             queue: Mutex::new(Queue::default()),
             arrived: Condvar::new(),
@@ -676,11 +705,18 @@ impl WriteLink {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the connection of `generation` is still the link's and open.
+    /// Whether the connection of `generation` is still the link's and
+    /// open, as far as anyone has looked: the connection is read whenever
+    /// it is used, and at least every [`super::announce::LOOK_EVERY`] by
+    /// the link's thread while it is idle. Never waits.
     pub(crate) fn is_live(&self, generation: u64) -> bool {
-        self.current()
-            .as_ref()
-            .is_some_and(|c| c.generation == generation && !c.is_closed())
+        generation != 0 && self.live.load(Ordering::Acquire) == generation
+    }
+
+    /// A handle that tells, without waiting, whether the connection of
+    /// `generation` is gone (see [`Self::is_live`]).
+    pub(crate) fn lock_watch(&self, generation: u64) -> crate::lock::LockWatch {
+        crate::lock::LockWatch::postgres(self.live.clone(), generation)
     }
 
     fn connect(&self) -> Result<Conn> {
@@ -713,6 +749,7 @@ impl WriteLink {
             generation,
             backend_pid: 0,
             held: HashSet::new(),
+            live: self.live.clone(),
         };
         let sync = match self.target.options.synchronous {
             Synchronous::Full => "on",
@@ -754,6 +791,8 @@ impl WriteLink {
         conn.appends = appends;
         conn.append_many = Some(append_many);
         conn.announce = Some(announce);
+        self.live.store(generation, Ordering::Release);
+        self.announcer.start(&self.conn);
         Ok(conn)
     }
 

@@ -486,6 +486,37 @@ fn two_writers_on_two_sessions_are_gap_free_and_a_second_writer_is_refused() {
 }
 
 #[test]
+fn an_idle_writer_learns_its_lock_is_gone_without_a_commit() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let watch = w.lock_watch();
+    // The link's looks at the idle connection leave it as it was.
+    std::thread::sleep(super::announce::LOOK_EVERY * 2);
+    assert!(!w.is_lost() && !watch.is_lost());
+    w.append(turn_end(2), &sink).unwrap();
+
+    s.terminate(w.backend_pid());
+    // Nothing is sent on the connection: the link's thread finds it gone.
+    let deadline = Instant::now() + super::announce::LOOK_EVERY * 5;
+    while !watch.is_lost() {
+        assert!(
+            Instant::now() < deadline,
+            "an idle writer never learnt that its connection was ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(w.is_lost());
+    let err = w.append(turn_end(3), &sink).unwrap_err();
+    assert!(matches!(err, StoreError::LockLost { .. }), "{err:?}");
+    assert_eq!(sink.end_seq(), Seq(2), "nothing published");
+    // A new writer connects again and holds the lock.
+    let next = store.session_writer(w.session()).unwrap();
+    assert!(!next.lock_watch().is_lost());
+    assert!(watch.is_lost(), "the old writer's lock stays gone");
+}
+
+#[test]
 fn a_lock_goes_with_its_writer_or_its_connection() {
     let mut s = Schema::new();
     let store = s.open();

@@ -455,6 +455,11 @@ impl PgSessionWriter {
         !self.store.link.is_live(self.generation)
     }
 
+    /// A handle that tells, without waiting, what [`Self::is_lost`] tells.
+    pub fn lock_watch(&self) -> crate::LockWatch {
+        self.store.link.lock_watch(self.generation)
+    }
+
     /// Commits `entry` as the session's next entry, then publishes it to
     /// `sink` (the session's mirror) and returns its seq. Fails, publishing
     /// nothing, if `entry` is a `SessionStart` (only seq 1 holds one) or if

@@ -329,16 +329,11 @@ impl Conn {
         let Some(earlier) = earlier else {
             return self.run(f);
         };
-        let sessions: Vec<&str> = earlier
+        let (sessions, seqs): (Vec<&str>, Vec<i64>) = earlier
             .iter()
-            .map(|(session, _)| session.as_str())
-            .chain(rows.iter().map(|r| r.session.as_str()))
-            .collect();
-        let seqs: Vec<i64> = earlier
-            .iter()
-            .map(|(_, seq)| *seq)
-            .chain(rows.iter().map(|r| r.seq))
-            .collect();
+            .map(|(session, seq)| (session.as_str(), *seq))
+            .chain(rows.iter().map(|r| (r.session.as_str(), r.seq)))
+            .unzip();
         let params: [&(dyn ToSql + Sync); 3] = [&self.channel, &sessions, &seqs];
         let client = self.client();
         self.run(async {
@@ -363,8 +358,10 @@ impl Conn {
         let Some(announce) = &self.announce else {
             return;
         };
-        let sessions: Vec<&str> = rows.iter().map(|(session, _)| session.as_str()).collect();
-        let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
+        let (sessions, seqs): (Vec<&str>, Vec<i64>) = rows
+            .iter()
+            .map(|(session, seq)| (session.as_str(), *seq))
+            .unzip();
         let params: [&(dyn ToSql + Sync); 3] = [&self.channel, &sessions, &seqs];
         let _ = self.run(self.client().query(announce, &params));
     }

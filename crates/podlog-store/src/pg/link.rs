@@ -447,14 +447,28 @@ impl Conn {
 
     /// One row, in a transaction of its own.
     fn commit_one(&self, row: &AppendRow, earlier: Option<&[Committed]>) -> Outcome {
-        let client = self.client();
         let params = row.params();
-        let result = self.run_announced(
-            earlier,
-            &[row],
-            client.query_opt(&self.appends[row.statement], &params),
-        );
+        let result = self.run_announced(earlier, &[row], self.send_row(row, &params));
         self.outcome(result)
+    }
+
+    /// Runs `row`'s statement with `params` (its [`AppendRow::params`]):
+    /// whether it wrote the row. Its request goes out at the first poll.
+    async fn send_row(
+        &self,
+        row: &AppendRow,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<bool, postgres::Error> {
+        let client = self.client();
+        let statement = &self.appends[row.statement];
+        if super::writer::counts_its_row(row.statement) {
+            client.execute(statement, params).await.map(|n| n == 1)
+        } else {
+            client
+                .query_opt(statement, params)
+                .await
+                .map(|r| r.is_some())
+        }
     }
 
     /// All of `rows` in one transaction, pipelined; `None` when any
@@ -500,10 +514,11 @@ impl Conn {
                     _ => Ok(Vec::new()),
                 }
             };
-            let statements =
-                join_all(each.iter().zip(&params).map(|(&i, params)| {
-                    client.query_opt(&self.appends[rows[i].statement], params)
-                }));
+            let statements = join_all(
+                each.iter()
+                    .zip(&params)
+                    .map(|(&i, params)| self.send_row(rows[i], params)),
+            );
             let commit = async {
                 match alone {
                     true => Ok(()),
@@ -558,7 +573,7 @@ impl Conn {
         // Each row needs an error of its own: ask the closed client again,
         // which fails at once with the same cause.
         for row in &rows[1..] {
-            let again = self.run(client.query_opt(&self.appends[row.statement], &row.params()));
+            let again = self.run(self.send_row(row, &row.params()));
             outcomes.push(match again {
                 Err(source) => Outcome::Failed {
                     source,
@@ -572,13 +587,10 @@ impl Conn {
         Some(outcomes)
     }
 
-    fn outcome(
-        &self,
-        result: std::result::Result<Option<tokio_postgres::Row>, postgres::Error>,
-    ) -> Outcome {
+    fn outcome(&self, result: std::result::Result<bool, postgres::Error>) -> Outcome {
         match result {
-            Ok(Some(_)) => Outcome::Written,
-            Ok(None) => Outcome::NotWritten,
+            Ok(true) => Outcome::Written,
+            Ok(false) => Outcome::NotWritten,
             // The only unique key the statement can break: the entry's.
             Err(source) if source.code() == Some(&SqlState::UNIQUE_VIOLATION) => Outcome::Taken,
             Err(source) => Outcome::Failed {

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0008_tool_call_arguments_as_written.sql",
         include_str!("../../../../migrations/postgres/0008_tool_call_arguments_as_written.sql"),
     ),
+    (
+        9,
+        "0009_lean_writer_insert.sql",
+        include_str!("../../../../migrations/postgres/0009_lean_writer_insert.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads: the last migration's.

@@ -673,6 +673,71 @@ fn an_entry_moved_behind_the_lock_fails_the_append_as_stale() {
     );
 }
 
+/// `entries` has no CHECK constraints since schema 9, yet a row written
+/// by hand with a seq below 1 or a negative counter is still refused, with
+/// the old constraint's SQLSTATE and name, and so is an UPDATE to one; a
+/// writer's appends go on.
+#[test]
+fn entry_rules_hold_without_check_constraints() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    assert_eq!(
+        s.number(
+            "SELECT count(*) FROM pg_constraint \
+             WHERE conrelid = '{s}.entries'::regclass AND contype = 'c'"
+        ),
+        0
+    );
+    let body = turn_end(9).to_json();
+    // seq, payloads, redactions, stored_bytes, appended_at
+    let by_hand = |values: [&str; 5]| {
+        let [seq, payloads, redactions, bytes, appended_at] = values;
+        format!(
+            "INSERT INTO {{s}}.entries (session_id, seq, ts, kind, body, payloads, \
+               redactions, stored_bytes, appended_at) \
+             SELECT id, {seq}, 9, 'turn_end', '{body}', {payloads}, {redactions}, {bytes}, \
+               {appended_at} \
+             FROM {{s}}.sessions"
+        )
+    };
+    let refused = |s: &mut Schema, sql: &str| {
+        let sql = sql.replace("{s}", &s.name);
+        let err = s.admin.batch_execute(&sql).unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(
+            db.code(),
+            &postgres::error::SqlState::CHECK_VIOLATION,
+            "{sql}: {db}"
+        );
+        db.constraint().unwrap_or_default().to_owned()
+    };
+    assert_eq!(
+        refused(&mut s, &by_hand(["0", "NULL", "NULL", "NULL", "NULL"])),
+        "entries_seq_check"
+    );
+    assert_eq!(
+        refused(&mut s, &by_hand(["5", "NULL", "-1", "NULL", "NULL"])),
+        "entries_redactions_check"
+    );
+    // A row with payloads is checked whatever its `appended_at`.
+    assert_eq!(
+        refused(&mut s, &by_hand(["7", "'[]'", "0", "-1", "1"])),
+        "entries_stored_bytes_check"
+    );
+    assert_eq!(
+        refused(
+            &mut s,
+            "UPDATE {s}.entries SET redactions = -2 WHERE seq = 1"
+        ),
+        "entries_redactions_check"
+    );
+    assert_eq!(s.number("SELECT count(*) FROM {s}.entries"), 1);
+    assert_eq!(w.append(turn_end(2), &sink).unwrap(), Seq(2));
+    assert_eq!(w.append(turn_end(3), &sink).unwrap(), Seq(3));
+    assert!(store.verify(None).unwrap().is_empty());
+}
+
 /// The session row takes in its writer's appends every 64 seqs and when
 /// the writer closes; in between, and after a writer died, every read adds
 /// the entries past the row's `last_seq`.

@@ -62,15 +62,16 @@ use crate::redaction::prepare;
 use crate::writer::AppendReport;
 use crate::{Result, SessionInfo, StoreError};
 
-/// The whole append, as one statement and so one transaction (and one
-/// round trip to the server): `$payloads` (empty, or the CTE `stored`) and
-/// `$fold` (empty, or the CTE `folded`) spliced in. The entry row is
-/// inserted at seq `$2` only if seq `$2 - 1` exists (so seqs stay
-/// gap-free), and the primary key refuses it if `$2` is taken (so an entry
-/// another writer put there is never overwritten): either way nothing is
-/// written. It carries the three numbers the session's counters need
-/// (`migrations/postgres/0004_session_tail.sql`). The commit is announced
-/// after it (`pg/announce.rs`).
+/// The whole append of an entry that folds its session's counters or has
+/// payloads, as one statement and so one transaction (and one round trip
+/// to the server): `$payloads` (empty, or the CTE `stored`) and `$fold`
+/// (empty, or the CTE `folded`) spliced in. The entry row is inserted at seq `$2` only if seq `$2 - 1` exists (so seqs
+/// stay gap-free), and the primary key refuses it if `$2` is taken (so an
+/// entry another writer put there is never overwritten): either way
+/// nothing is written. It carries the three numbers the session's
+/// counters need (`migrations/postgres/0004_session_tail.sql`). The
+/// commit is announced after it (`pg/announce.rs`). Returns the seq when
+/// the row was written.
 macro_rules! append_sql {
     ($payloads:expr, $fold:expr) => {
         concat!(
@@ -116,15 +117,33 @@ macro_rules! fold_cte {
     };
 }
 
-/// The appends, indexed by [`statement_of`]: an entry without payloads,
-/// with them, and both again folding the session row's counters (at every
+/// The append of the common entry, without payloads and not folding:
+/// [`append_sql`]'s row and guard in a plain `INSERT`, which the server
+/// runs with less work than the same insert inside a `WITH` that returns
+/// its row (`docs/performance.md`, PG1). Written when it counts one row.
+const APPEND_PLAIN: &str = "\
+     INSERT INTO entries (session_id, seq, ts, kind, body, payloads, \
+                          redactions, stored_bytes, appended_at) \
+     SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::text::json, \
+            $6::text::json, $8::bigint, $9::bigint, $7::bigint \
+     WHERE EXISTS (SELECT 1 FROM entries \
+                   WHERE session_id = $1::text AND seq = $2::bigint - 1)";
+
+/// The appends, indexed by [`statement_of`]: an entry without payloads
+/// ([`APPEND_PLAIN`], which counts its row; the others return it), with
+/// them, and both again folding the session row's counters (at every
 /// [`FOLD_EVERY`]th seq).
 pub(crate) const APPENDS: [&str; 4] = [
-    append_sql!("", ""),
+    APPEND_PLAIN,
     append_sql!(payloads_cte!(), ""),
     append_sql!("", fold_cte!()),
     append_sql!(payloads_cte!(), fold_cte!()),
 ];
+
+/// Whether `APPENDS[statement]` counts its row rather than returning it.
+pub(crate) fn counts_its_row(statement: usize) -> bool {
+    statement == 0
+}
 
 /// Several entries of [`APPENDS`]' first kind (no payloads, no fold), of
 /// different sessions, in one statement: the rows' columns as arrays, in

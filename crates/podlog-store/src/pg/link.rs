@@ -21,11 +21,11 @@
 //!   [`MAX_BATCH`]) and commits them in one transaction, each row guarded
 //!   as a lone append is (by the seq before it, and refused by the primary
 //!   key if its seq is taken). Plain rows of different sessions go in one
-//!   statement; a row with payloads, one that folds its session's
-//!   counters, or a second row of a session, goes by the statement a lone
-//!   append uses; all sent pipelined (`BEGIN`, the statements, `COMMIT`,
-//!   one round trip; one statement alone needs neither). One row alone is
-//!   one statement in its own transaction, as before. While a batch commits, new rows queue;
+//!   statement; a row with payloads, or a second row of a session, goes
+//!   by the statement a lone append uses; all sent pipelined (`BEGIN`, the
+//!   statements, `COMMIT`, one round trip; one statement alone needs
+//!   neither). One row alone is one statement in its own transaction, as
+//!   before. While a batch commits, new rows queue;
 //!   the leader hands the lead to the first of them before it replies to
 //!   its own batch, so no writer leads more than one batch. A batch with
 //!   any failed statement commits nothing (the server rolls it back), and
@@ -475,7 +475,7 @@ impl Conn {
     /// statement or the commit failed, so that nothing of it committed (a
     /// transaction with a failed statement ends in a rollback), except when
     /// the connection is gone, where each row gets that failure. The rows
-    /// that are plain appends (no payloads, no fold) of different sessions
+    /// that are plain appends (no payloads) of different sessions
     /// go in one statement ([`super::writer::APPEND_MANY`]); the others
     /// each by their own. When that one statement holds every row, it is
     /// sent alone, as a transaction of its own.

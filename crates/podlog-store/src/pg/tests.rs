@@ -738,20 +738,39 @@ fn entry_rules_hold_without_check_constraints() {
     assert!(store.verify(None).unwrap().is_empty());
 }
 
-/// The session row takes in its writer's appends every 64 seqs and when
-/// the writer closes; in between, and after a writer died, every read adds
-/// the entries past the row's `last_seq`.
+/// The session row takes in its writer's appends from the store's indexer,
+/// off the appends' transactions, once they went 64 seqs past its last
+/// fold, and when the writer closes; in between, and after a writer died,
+/// every read adds the entries past the row's `last_seq`.
 #[test]
 fn a_sessions_counters_include_the_appends_past_its_row() {
     let mut s = Schema::new();
     let store = s.open();
     let (mut w, sink) = session(&store);
     let id = w.session().clone();
-    for n in 2..=70 {
+    let row = "SELECT last_seq FROM {s}.sessions";
+    for n in 2..=63 {
         w.append(note(n), &sink).unwrap();
     }
-    let row = "SELECT last_seq FROM {s}.sessions";
-    assert_eq!(s.number(row), 64, "folded at seq 64");
+    // Time for the indexer to catch up (it rests 50 ms between batches).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        s.number(row),
+        1,
+        "an append leaves the row alone, and 62 seqs are not a fold"
+    );
+    for n in 64..=70 {
+        w.append(note(n), &sink).unwrap();
+    }
+    let waited = Instant::now();
+    while s.number(row) < 64 && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let folded = s.number(row);
+    assert!(
+        (64..=70).contains(&folded),
+        "folded by the indexer past seq 64: {folded}"
+    );
     let expect = |info: &SessionInfo| {
         assert_eq!(info.last_seq, Seq(70));
         assert_eq!(info.entry_count, 70);
@@ -768,7 +787,7 @@ fn a_sessions_counters_include_the_appends_past_its_row() {
     // A writer that dies leaves the tail; the next one folds it at open.
     s.terminate(w.backend_pid());
     drop(w);
-    assert_eq!(s.number(row), 64);
+    assert_eq!(s.number(row), folded);
     assert_eq!(store.session(&id).unwrap().last_seq, Seq(70));
     let w = store.session_writer(&id).unwrap();
     assert_eq!(w.last_seq(), Seq(70));
@@ -780,6 +799,45 @@ fn a_sessions_counters_include_the_appends_past_its_row() {
         seen,
         "the folded row is what reads saw"
     );
+}
+
+/// The indexer's fold runs without the session's lock, so it folds only a
+/// session open for writing, and only forward.
+#[test]
+fn the_indexers_fold_touches_only_open_sessions_and_only_forward() {
+    let mut s = Schema::new();
+    let store = s.open();
+    let (mut w, sink) = session(&store);
+    let id = w.session().clone();
+    for n in 2..=10 {
+        w.append(note(n), &sink).unwrap();
+    }
+    let fold = |s: &mut Schema| -> i64 {
+        let sql = format!("SET search_path = {}; ", s.name);
+        s.admin.batch_execute(&sql).unwrap();
+        let n = s
+            .admin
+            .query_one(super::indexer::FOLD_TAIL, &[&vec![id.as_str()]])
+            .unwrap()
+            .get(1);
+        s.admin.batch_execute("RESET search_path").unwrap();
+        n
+    };
+    let row = "SELECT last_seq FROM {s}.sessions";
+    assert_eq!(fold(&mut s), 1);
+    assert_eq!(s.number(row), 10);
+    assert_eq!(fold(&mut s), 0, "nothing past the row");
+    // Behind the row: a fold from an older snapshot would not move it back.
+    s.sql("UPDATE {s}.sessions SET last_seq = 12, entry_count = 12");
+    assert_eq!(fold(&mut s), 0);
+    assert_eq!(s.number(row), 12);
+    s.sql("UPDATE {s}.sessions SET last_seq = 10, entry_count = 10");
+    w.append(note(11), &sink).unwrap();
+    drop(w);
+    assert_eq!(s.number("SELECT count(*) FROM {s}.sessions WHERE tail"), 0);
+    s.sql("UPDATE {s}.sessions SET last_seq = 9");
+    assert_eq!(fold(&mut s), 0, "a closed session's row is its writer's");
+    assert_eq!(s.number(row), 9);
 }
 
 #[test]
@@ -1163,9 +1221,9 @@ fn a_mixed_group_commit_guards_each_row_and_commits_once() {
     }
     let prepared = |entry| crate::redaction::prepare(None, entry).unwrap();
     let big = result(3, output(3, 2 * THRESHOLD));
-    // Two plain rows (one statement for both), a plain row with a gap
-    // before it, a row with a payload and a row that folds its session's
-    // counters (their own statements), all in one transaction.
+    // Three plain rows of different sessions, one with a gap before it
+    // (one statement for them), a row with a payload and a second row of a
+    // session (their own statements), all in one transaction.
     let rows = [
         a.row(Seq(2), &prepared(turn_end(2))).unwrap(),
         b.row(Seq(5), &prepared(turn_end(5))).unwrap(),
@@ -1231,16 +1289,6 @@ fn a_mixed_group_commit_guards_each_row_and_commits_once() {
     assert_eq!(read(&d).len(), 64);
     let info = store.session(d.session()).unwrap();
     assert_eq!((info.last_seq, info.entry_count), (Seq(64), 64));
-    // The folded row agrees with the entries, tail or no tail.
-    let folded: i64 = s
-        .admin
-        .query_one(
-            &format!("SELECT entry_count FROM {}.sessions WHERE id = $1", s.name),
-            &[&d.session().as_str()],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(folded, 64);
     for w in [&a, &b, &c] {
         let info = store.session(w.session()).unwrap();
         assert_eq!(info.entry_count, 2, "{}", w.session());

@@ -33,10 +33,12 @@
 //!   a thread of its own (see `pg/indexer.rs`); a failed append (at any
 //!   step, `COMMIT` included) rolls back, announces nothing and publishes
 //!   nothing.
-//! * The session row's counters are not written by each append: the entry
-//!   row carries its share of them, and the row takes them in at every
-//!   64th seq (in that append's statement), when the writer opens the
-//!   session and when it is dropped; readers add the entries past the row
+//! * The session row's counters are not written by an append: the entry
+//!   row carries its share of them, and the row takes them in when the
+//!   writer opens the session, when it is dropped, and in between from the
+//!   store's indexer, off the append's transaction, once the session has
+//!   gone [`super::indexer::FOLD_EVERY`] seqs past the last time
+//!   (`pg/indexer.rs`); readers add the entries past the row
 //!   (`migrations/postgres/0004_session_tail.sql`), so every read sees
 //!   exact counters.
 //! * The insert is guarded by the seq the writer expects (`last_seq` kept
@@ -62,65 +64,17 @@ use crate::redaction::prepare;
 use crate::writer::AppendReport;
 use crate::{Result, SessionInfo, StoreError};
 
-/// The whole append of an entry that folds its session's counters or has
-/// payloads, as one statement and so one transaction (and one round trip
-/// to the server): `$payloads` (empty, or the CTE `stored`) and `$fold`
-/// (empty, or the CTE `folded`) spliced in. The entry row is inserted at seq `$2` only if seq `$2 - 1` exists (so seqs
-/// stay gap-free), and the primary key refuses it if `$2` is taken (so an
-/// entry another writer put there is never overwritten): either way
-/// nothing is written. It carries the three numbers the session's
-/// counters need (`migrations/postgres/0004_session_tail.sql`). The
-/// commit is announced after it (`pg/announce.rs`). Returns the seq when
-/// the row was written.
-macro_rules! append_sql {
-    ($payloads:expr, $fold:expr) => {
-        concat!(
-            "WITH prev AS ( \
-               SELECT 1 FROM entries WHERE session_id = $1::text AND seq = $2::bigint - 1)",
-            $payloads,
-            ", entry AS ( \
-               INSERT INTO entries (session_id, seq, ts, kind, body, payloads, \
-                                    redactions, stored_bytes, appended_at) \
-               SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::text::json, \
-                      $6::text::json, $8::bigint, $9::bigint, $7::bigint \
-               WHERE EXISTS (SELECT 1 FROM prev) \
-               RETURNING seq)",
-            $fold,
-            " SELECT entry.seq FROM entry"
-        )
-    };
-}
-
-/// The payloads of the entry (`$10` hashes, `$11` sizes, `$12` texts), each
-/// stored once.
-macro_rules! payloads_cte {
-    () => {
-        ", stored AS ( \
-           INSERT INTO payloads (hash, size, text) \
-           SELECT p.hash, p.size, p.text \
-           FROM unnest($10::text[], $11::bigint[], $12::text[]) AS p (hash, size, text) \
-           WHERE EXISTS (SELECT 1 FROM prev) \
-           ON CONFLICT (hash) DO NOTHING)"
-    };
-}
-
-/// Brings the session row's counters up to date (its own, plus its tail,
-/// plus this entry), so that the tail readers add stays short.
-macro_rules! fold_cte {
-    () => {
-        ", folded AS ( \
-           UPDATE sessions AS s SET last_seq = entry.seq, entry_count = n.entry_count + 1, \
-             updated_at = greatest(n.updated_at, $7::bigint), \
-             redactions = n.redactions + $8::bigint, stored_bytes = n.stored_bytes + $9::bigint \
-           FROM entry, sessions_now AS n \
-           WHERE s.id = $1::text AND n.id = s.id)"
-    };
-}
-
-/// The append of the common entry, without payloads and not folding:
-/// [`append_sql`]'s row and guard in a plain `INSERT`, which the server
-/// runs with less work than the same insert inside a `WITH` that returns
-/// its row (`docs/performance.md`, PG1). Written when it counts one row.
+/// The append of an entry without payloads, the common one, as one
+/// statement and so one transaction (and one round trip to the server).
+/// The entry row is inserted at seq `$2` only if seq `$2 - 1` exists (so
+/// seqs stay gap-free), and the primary key refuses it if `$2` is taken
+/// (so an entry another writer put there is never overwritten): either way
+/// nothing is written. It carries the three numbers the session's counters
+/// need (`migrations/postgres/0004_session_tail.sql`). Written when it
+/// counts one row. A plain `INSERT`, which the server runs with less work
+/// than the same insert inside a `WITH` that returns its row
+/// (`docs/performance.md`, PG1). The commit is announced after it
+/// (`pg/announce.rs`).
 const APPEND_PLAIN: &str = "\
      INSERT INTO entries (session_id, seq, ts, kind, body, payloads, \
                           redactions, stored_bytes, appended_at) \
@@ -129,23 +83,38 @@ const APPEND_PLAIN: &str = "\
      WHERE EXISTS (SELECT 1 FROM entries \
                    WHERE session_id = $1::text AND seq = $2::bigint - 1)";
 
+/// The append of an entry with payloads (`$10` hashes, `$11` sizes, `$12`
+/// texts): each payload stored once, then the entry row, guarded as in
+/// [`APPEND_PLAIN`], all in one statement; the payloads are written only
+/// with the entry. Returns the seq when the row was written.
+const APPEND_WITH_PAYLOADS: &str = "\
+     WITH prev AS ( \
+       SELECT 1 FROM entries WHERE session_id = $1::text AND seq = $2::bigint - 1), \
+     stored AS ( \
+       INSERT INTO payloads (hash, size, text) \
+       SELECT p.hash, p.size, p.text \
+       FROM unnest($10::text[], $11::bigint[], $12::text[]) AS p (hash, size, text) \
+       WHERE EXISTS (SELECT 1 FROM prev) \
+       ON CONFLICT (hash) DO NOTHING), \
+     entry AS ( \
+       INSERT INTO entries (session_id, seq, ts, kind, body, payloads, \
+                            redactions, stored_bytes, appended_at) \
+       SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::text::json, \
+              $6::text::json, $8::bigint, $9::bigint, $7::bigint \
+       WHERE EXISTS (SELECT 1 FROM prev) \
+       RETURNING seq) \
+     SELECT entry.seq FROM entry";
+
 /// The appends, indexed by [`statement_of`]: an entry without payloads
-/// ([`APPEND_PLAIN`], which counts its row; the others return it), with
-/// them, and both again folding the session row's counters (at every
-/// [`FOLD_EVERY`]th seq).
-pub(crate) const APPENDS: [&str; 4] = [
-    APPEND_PLAIN,
-    append_sql!(payloads_cte!(), ""),
-    append_sql!("", fold_cte!()),
-    append_sql!(payloads_cte!(), fold_cte!()),
-];
+/// and one with them.
+pub(crate) const APPENDS: [&str; 2] = [APPEND_PLAIN, APPEND_WITH_PAYLOADS];
 
 /// Whether `APPENDS[statement]` counts its row rather than returning it.
 pub(crate) fn counts_its_row(statement: usize) -> bool {
     statement == 0
 }
 
-/// Several entries of [`APPENDS`]' first kind (no payloads, no fold), of
+/// Several entries of [`APPENDS`]' first kind (no payloads), of
 /// different sessions, in one statement: the rows' columns as arrays, in
 /// the order of that statement's parameters. Each row is guarded as a lone
 /// append is (its seq's predecessor must exist, the primary key refuses a
@@ -168,20 +137,10 @@ pub(crate) const APPEND_MANY: &str = "\
                    WHERE e.session_id = r.session_id AND e.seq = r.seq - 1 OFFSET 0) \
      RETURNING session_id, seq";
 
-/// Which of [`APPENDS`] appends an entry at `seq`, with or without
-/// payloads.
-fn statement_of(seq: Seq, payloads: bool) -> usize {
+/// Which of [`APPENDS`] appends an entry, with or without payloads.
+fn statement_of(payloads: bool) -> usize {
     usize::from(payloads)
-        + if seq.get().is_multiple_of(FOLD_EVERY) {
-            2
-        } else {
-            0
-        }
 }
-
-/// How often an append folds the session row's counters: at each seq that
-/// is a multiple of it.
-const FOLD_EVERY: u64 = 64;
 
 /// Brings the session row `$1` up to date with its tail and sets `tail` to
 /// `$2`: at a writer's open (true: its appends go past `last_seq`) and
@@ -573,7 +532,7 @@ impl PgSessionWriter {
         let bytes = signed(prepared.rendered.stored_bytes(), "size", session, kind)?;
         let with_payloads = !row.payloads.is_empty();
         Ok(AppendRow {
-            statement: statement_of(seq, with_payloads),
+            statement: statement_of(with_payloads),
             generation: self.generation,
             session: session.as_str().to_owned(),
             seq: row.seq,

@@ -1,17 +1,19 @@
--- podlog PostgreSQL schema version 9: `entries` has no CHECK constraints;
--- its trigger checks what they checked, for the rows it fires for.
+-- podlog PostgreSQL schema version 9: `entries` has no CHECK constraints,
+-- and its insert trigger fires before the row; it checks what they
+-- checked, for the rows it fires for.
 --
--- Why: the server prepares each CHECK constraint of a table afresh in
--- every statement that inserts into it (it reads the stored expression
--- and plans it again), which costs as much as the insert itself for a
--- small row. A session writer's durable append is one small INSERT, and
--- the three CHECKs of `entries` were a large part of what the server did
--- for it. Measured on the project's machine (2 cores, PostgreSQL 15,
--- `synchronous_commit=on`), each guarded INSERT in an autocommit
--- transaction of its own, against a raw INSERT into a table of five
--- columns and no constraints: into `entries` as it was, 0.80x of the raw
--- INSERT's rate; into a copy without the three CHECKs, 0.87x
--- (docs/performance.md, PG1).
+-- Why: the server prepares each CHECK constraint of a table, and each
+-- row trigger's WHEN condition, afresh in every statement that inserts
+-- into it (it reads the stored expression and plans it again), and an
+-- AFTER row trigger also costs each statement the queue of events it
+-- would fire. A session writer's durable append is one small INSERT, and
+-- these were a large part of what the server did for it. Measured on the
+-- project's machine (2 cores, PostgreSQL 15, `synchronous_commit=on`),
+-- each guarded INSERT in an autocommit transaction of its own, against a
+-- raw INSERT into a table of five columns and no constraints: into
+-- `entries` as it was, 0.80x of the raw INSERT's rate; into a copy
+-- without the three CHECKs, 0.81-0.87x; with the trigger BEFORE the row
+-- rather than AFTER it, 0.83-0.86x (docs/performance.md, PG1).
 --
 -- What changes:
 --   * The CHECKs on `seq` (at least 1), `redactions` and `stored_bytes`
@@ -27,8 +29,16 @@
 --     nothing; it keeps the rules by construction: its row is inserted
 --     only if the seq before it exists (so its seq is at least 2), and its
 --     counters are unsigned numbers in the program.
---   * The triggers' conditions, and the DELETE and UPDATE triggers, stay
---     as they were.
+--   * `entry_inserted` fires BEFORE the row is inserted, with the same
+--     condition, and does the same work (the row's payload references,
+--     and its search row unless a writer's catch-up does that). What it
+--     reads, the payloads the row names, podlog writes in earlier
+--     statements (create, import, fork, compaction) or does not read
+--     (a writer's append: its words come from the catch-up). A hand-written
+--     statement that inserts payloads and an entry naming them at once
+--     gets that entry's words without the payloads' text; such an entry
+--     is indexed in full by writing its payloads first, as podlog does.
+--   * The DELETE and UPDATE triggers stay as they were.
 
 ALTER TABLE entries
     DROP CONSTRAINT entries_seq_check,
@@ -73,9 +83,15 @@ BEGIN
         VALUES (NEW.session_id, NEW.seq, NEW.ts, NEW.kind,
                 search_words(search_text(NEW.kind, NEW.body, NEW.payloads)));
     END IF;
-    RETURN NULL;
+    RETURN NEW;
 END
 $$;
+
+DROP TRIGGER entry_inserted ON entries;
+
+CREATE TRIGGER entry_inserted BEFORE INSERT ON entries
+FOR EACH ROW WHEN (NEW.payloads IS NOT NULL OR NEW.appended_at IS NULL)
+EXECUTE FUNCTION entry_inserted();
 
 CREATE FUNCTION entry_updated() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$

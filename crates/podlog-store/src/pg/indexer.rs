@@ -12,11 +12,17 @@
 //!   transaction of its own at `synchronous_commit=off` (what it writes is
 //!   derived from committed entries, and written again by the next catch-up
 //!   if a crash loses it).
-//! * **Batched.** After each catch-up the thread rests for [`REST`], so
-//!   that a stream of commits is indexed in a few transactions rather than
-//!   one per commit; the first commit after a quiet spell is indexed at
-//!   once. The index trails the log by at most about that long; searches
-//!   catch up on their own before they look, so they never see it trail.
+//! * **Between bursts.** A catch-up waits for the commits handed over to
+//!   pause for [`QUIET`], or for [`MOST_WAIT`] after the first of them,
+//!   whichever comes first, so that indexing (`to_tsvector` on the
+//!   server, the costliest part of an entry's life) does not compete for
+//!   the CPU with a burst of durable appends, the path a pod waits on: an
+//!   agent's turn appends in bursts, and a burst is indexed right after
+//!   it. After each catch-up the thread rests for [`REST`], so that even a
+//!   slow trickle of commits is indexed in a few transactions rather than
+//!   one per commit. The index trails the log by at most about
+//!   [`MOST_WAIT`] plus [`REST`]; searches catch up on their own before
+//!   they look, so they never see it trail.
 //! * **Folds the session rows.** An append leaves its session's row alone
 //!   (`migrations/postgres/0004_session_tail.sql`). After a catch-up, each
 //!   session handed over that went [`FOLD_EVERY`] seqs or more past the
@@ -27,8 +33,8 @@
 //!   for it. A fold moves a row only forward and only while its session is
 //!   open for writing (`tail`); one lost in a crash leaves the tail
 //!   longer, never the counters wrong.
-//! * **Best effort.** A catch-up or a fold that fails (the server is gone, an entry
-//!   cannot be indexed) is dropped; the entries stay above their session's
+//! * **Best effort.** A catch-up or a fold that fails (the server is gone,
+//!   an entry cannot be indexed) is dropped; the entries stay above their session's
 //!   mark, and the next catch-up or search indexes them (or says why it
 //!   cannot). A failed batch makes the next one open a new connection.
 //! * **Lifetime.** The thread and its connection start with the first
@@ -37,10 +43,10 @@
 //!   drop does not block).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::Config;
 
@@ -53,6 +59,13 @@ const CATCH_UP: &str = "SELECT set_config('synchronous_commit', 'off', true), \
 
 /// How long the thread rests after each catch-up.
 const REST: Duration = Duration::from_millis(50);
+
+/// How long commits must pause before a catch-up starts.
+const QUIET: Duration = Duration::from_millis(10);
+
+/// The longest a commit handed over waits for its catch-up to start, when
+/// commits keep coming.
+const MOST_WAIT: Duration = Duration::from_millis(200);
 
 /// How far past its last fold a session goes before the thread folds it
 /// again.
@@ -142,14 +155,31 @@ impl Drop for Indexer {
     }
 }
 
-/// The sessions handed over, each with the highest seq handed over for it.
-fn reached(batch: Vec<Reached>) -> (Vec<String>, Vec<i64>) {
+/// The commits handed over from `first` on, until they pause for
+/// [`QUIET`] or [`MOST_WAIT`] has passed (or the store is going): each
+/// session with the highest seq handed over for it.
+fn gather(first: Reached, rx: &Receiver<Reached>) -> BTreeMap<String, i64> {
+    let started = Instant::now();
     let mut highest: BTreeMap<String, i64> = BTreeMap::new();
-    for (session, seq) in batch {
+    let mut add = |(session, seq): Reached| {
         let at = highest.entry(session).or_insert(seq);
         *at = (*at).max(seq);
+    };
+    add(first);
+    loop {
+        let left = MOST_WAIT.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(QUIET.min(left)) {
+            Ok(reached) => {
+                add(reached);
+                rx.try_iter().for_each(&mut add);
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
     }
-    highest.into_iter().unzip()
+    highest
 }
 
 /// The indexer's connection, with its statements prepared once.
@@ -221,17 +251,44 @@ fn run(target: &Target, rx: &Receiver<Reached>) {
     let mut connection: Option<Connection> = None;
     let mut folds = Folds::default();
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
+        let batch = gather(first, rx);
         if connection.as_ref().is_none_or(|c| c.client.is_closed()) {
             connection = Connection::open(target);
         }
         if let Some(c) = connection.as_mut() {
-            let (sessions, bounds) = reached(batch);
+            let (sessions, bounds): (Vec<String>, Vec<i64>) = batch.into_iter().unzip();
             if c.run(&sessions, &bounds, &mut folds).is_err() {
                 connection = None;
             }
         }
         std::thread::sleep(REST);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch is each session's highest seq; it ends once commits pause
+    /// for `QUIET`, and at once when the store goes.
+    #[test]
+    fn a_batch_waits_for_a_pause_and_keeps_each_sessions_highest_seq() {
+        let (tx, rx) = channel();
+        for (session, seq) in [("b", 4), ("a", 2), ("b", 3), ("a", 5)] {
+            tx.send((session.to_owned(), seq)).unwrap();
+        }
+        let started = Instant::now();
+        let batch = gather(("b".to_owned(), 1), &rx);
+        assert!(started.elapsed() >= QUIET, "{:?}", started.elapsed());
+        assert_eq!(
+            batch.into_iter().collect::<Vec<_>>(),
+            [("a".to_owned(), 5), ("b".to_owned(), 4)]
+        );
+        tx.send(("c".to_owned(), 9)).unwrap();
+        drop(tx);
+        let started = Instant::now();
+        let batch = gather(("c".to_owned(), 7), &rx);
+        assert!(started.elapsed() < MOST_WAIT, "the store is going");
+        assert_eq!(batch.into_iter().collect::<Vec<_>>(), [("c".to_owned(), 9)]);
     }
 }

@@ -43,7 +43,7 @@
 //!   drop does not block).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -157,7 +157,9 @@ impl Drop for Indexer {
 
 /// The commits handed over from `first` on, until they pause for
 /// [`QUIET`] or [`MOST_WAIT`] has passed (or the store is going): each
-/// session with the highest seq handed over for it.
+/// session with the highest seq handed over for it. The thread sleeps and
+/// then looks, rather than waiting on the channel, so that a stream of
+/// commits does not wake it once per commit.
 fn gather(first: Reached, rx: &Receiver<Reached>) -> BTreeMap<String, i64> {
     let started = Instant::now();
     let mut highest: BTreeMap<String, i64> = BTreeMap::new();
@@ -166,17 +168,16 @@ fn gather(first: Reached, rx: &Receiver<Reached>) -> BTreeMap<String, i64> {
         *at = (*at).max(seq);
     };
     add(first);
-    loop {
-        let left = MOST_WAIT.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            break;
+    rx.try_iter().for_each(&mut add);
+    while started.elapsed() < MOST_WAIT {
+        std::thread::sleep(QUIET);
+        let mut more = false;
+        for reached in rx.try_iter() {
+            add(reached);
+            more = true;
         }
-        match rx.recv_timeout(QUIET.min(left)) {
-            Ok(reached) => {
-                add(reached);
-                rx.try_iter().for_each(&mut add);
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        if !more {
+            break;
         }
     }
     highest

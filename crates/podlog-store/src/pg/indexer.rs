@@ -34,9 +34,10 @@
 //!   open for writing (`tail`); one lost in a crash leaves the tail
 //!   longer, never the counters wrong.
 //! * **Best effort.** A catch-up or a fold that fails (the server is gone,
-//!   an entry cannot be indexed) is dropped; the entries stay above their session's
-//!   mark, and the next catch-up or search indexes them (or says why it
-//!   cannot). A failed batch makes the next one open a new connection.
+//!   an entry cannot be indexed) is dropped; the entries stay above their
+//!   session's mark, and the next catch-up or search indexes them (or says
+//!   why it cannot); the session's tail stays longer until a later fold. A
+//!   failed batch makes the next one open a new connection.
 //! * **Lifetime.** The thread and its connection start with the first
 //!   commit handed over and end when the store is dropped, after indexing
 //!   what is queued (waited for, except inside an async runtime, where the

@@ -1210,7 +1210,7 @@ fn a_stale_row_in_a_group_commit_fails_alone_and_the_others_commit() {
 #[test]
 fn a_mixed_group_commit_guards_each_row_and_commits_once() {
     use super::link::Outcome;
-    let mut s = Schema::new();
+    let s = Schema::new();
     let store = s.open();
     let (a, _sink_a) = session(&store);
     let (b, _sink_b) = session(&store);

@@ -371,10 +371,8 @@ fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitt
             body: text.to_owned(),
         },
     };
-    assert!(
-        !pod.status().lock_lost,
-        "nothing has found the lock gone yet"
-    );
+    // The link's thread may or may not have looked at the idle connection
+    // since (it does every second): either way the next commit fails.
     let first = pod.commit(note("after the end")).unwrap_err().to_string();
     assert!(pod.status().lock_lost, "the failed commit says so: {first}");
     let second = pod.commit(note("again")).unwrap_err().to_string();

@@ -349,6 +349,7 @@ fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitt
     .unwrap();
     let session = pod.session_id();
     let (_snapshot, mut events) = pod.subscribe().unwrap();
+    let status = pod.watch_status();
     pod.submit_input("first".to_owned()).unwrap();
     run_ended(&store, &session, Seq(2));
     let before = store.session(&session).unwrap().last_seq;
@@ -371,8 +372,15 @@ fn a_pod_whose_connection_is_ended_stops_writing_and_publishes_nothing_uncommitt
             body: text.to_owned(),
         },
     };
-    // The link's thread may or may not have looked at the idle connection
-    // since (it does every second): either way the next commit fails.
+    // The idle pod's status says so with no commit: the link's thread
+    // looks at the idle connection every second.
+    while !status.borrow().lock_lost {
+        assert!(
+            Instant::now() < deadline,
+            "the status never said lock_lost while the pod was idle"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let first = pod.commit(note("after the end")).unwrap_err().to_string();
     assert!(pod.status().lock_lost, "the failed commit says so: {first}");
     let second = pod.commit(note("again")).unwrap_err().to_string();

@@ -78,7 +78,7 @@
 //! still answer with the final state and an already closed receiver.
 //!
 //! **Status without waiting.** [`Pod::status`] (session, end seq, busy,
-//! closed) and [`Pod::watch_status`] read a `watch` channel the pod updates
+//! closed, lock lost) and [`Pod::watch_status`] read a `watch` channel the pod updates
 //! after each change, never the mutex a commit holds: an async task may
 //! call them while a commit waits for the disk or for another connection's
 //! lock. Every other method that writes or subscribes may wait for a

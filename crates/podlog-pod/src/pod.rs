@@ -65,10 +65,11 @@ pub struct PodStatus {
     /// The session's write lock went with the store's database connection
     /// (PostgreSQL: the server ended it, or it was lost): every commit
     /// fails until the session is restored, by this process or another
-    /// (`take_over`). Published by the first commit that finds the lock
-    /// gone; [`Pod::status`] also tells it when the pod was idle, within
-    /// about a second ([`podlog_store::LockWatch`]). Cleared when the pod
-    /// moves to a new session with a lock of its own.
+    /// (`take_over`). Published as soon as the lock is found gone: by the
+    /// first commit that fails for it, or, while the pod is idle, within
+    /// about a second ([`podlog_store::LockWatch`]), to [`Pod::status`] and
+    /// [`Pod::watch_status`] alike. Cleared when the pod moves to a new
+    /// session with a lock of its own.
     pub lock_lost: bool,
 }
 
@@ -104,6 +105,8 @@ pub(crate) struct Core {
     /// mutex (which a commit may hold). Replaced with the writer, before
     /// the status says so.
     lock_watch: Mutex<LockWatch>,
+    /// Signalled after `lock_watch` is replaced.
+    lock_replaced: tokio::sync::Notify,
     /// The driver; `None` while a run has it.
     driver: Mutex<Option<Box<dyn AgentDriver>>>,
 }
@@ -157,6 +160,41 @@ impl Core {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Publishes [`PodStatus::lock_lost`] as soon as the current writer's
+    /// lock is found gone ([`LockWatch::lost`]), while the pod is idle too,
+    /// so that [`Pod::watch_status`] tells it without a commit. Never
+    /// completes: it runs beside the run loop, and ends with it.
+    async fn watch_lock(&self) {
+        loop {
+            let replaced = self.lock_replaced.notified();
+            let mut replaced = std::pin::pin!(replaced);
+            // Registered before the watch is read, so that a writer
+            // replaced in between still wakes it.
+            replaced.as_mut().enable();
+            let watch = self
+                .lock_watch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let lost = std::pin::pin!(watch.lost());
+            if let futures_util::future::Either::Left((_, replaced)) =
+                futures_util::future::select(lost, replaced).await
+            {
+                let current = self
+                    .lock_watch
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_lost();
+                if current && !self.is_stopping() {
+                    self.status
+                        .send_if_modified(|s| !std::mem::replace(&mut s.lock_lost, true));
+                }
+                // Nothing more to tell until the pod has another writer.
+                replaced.await;
+            }
+        }
     }
 
     /// The tool calls of the open run that have no result yet. From the
@@ -440,6 +478,7 @@ impl Core {
             s.end_seq = Seq::FIRST;
             s.lock_lost = false;
         });
+        self.lock_replaced.notify_waiters();
         if let Some(tx) = &state.events {
             let rotated = Event::SessionRotated {
                 session_id: id.clone(),
@@ -858,6 +897,7 @@ impl Pod {
                 lock_lost: false,
             }),
             lock_watch,
+            lock_replaced: tokio::sync::Notify::new(),
             driver: Mutex::new(Some(driver)),
         });
         let (runs, mut inbox) = mpsc::unbounded_channel::<Run>();
@@ -866,9 +906,14 @@ impl Pod {
         let loop_core = core.clone();
         let run_loop = async move {
             let _guard = guard;
-            while let Some(run) = inbox.recv().await {
-                loop_core.run(run.text, run.input_seq).await;
-            }
+            let runs = async {
+                while let Some(run) = inbox.recv().await {
+                    loop_core.run(run.text, run.input_seq).await;
+                }
+            };
+            // The lock is watched for as long as runs are taken.
+            let lock = loop_core.watch_lock();
+            futures_util::future::select(std::pin::pin!(runs), std::pin::pin!(lock)).await;
         };
         let home = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => LoopHome::Task(runtime.spawn(run_loop).id()),
@@ -946,7 +991,8 @@ impl Pod {
     }
 
     /// A receiver of the pod's status, which changes after every commit,
-    /// rotation, run start and end, and at shutdown.
+    /// rotation, run start and end, when the session's lock is found gone
+    /// (see [`PodStatus::lock_lost`]), and at shutdown.
     pub fn watch_status(&self) -> watch::Receiver<PodStatus> {
         self.core().status.subscribe()
     }

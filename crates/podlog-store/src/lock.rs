@@ -267,6 +267,41 @@ impl SqliteStore {
 #[path = "lock_tests.rs"]
 mod tests;
 
+/// The generation of a store's live write connection (0: none), and a
+/// wake for whoever waits for it to change ([`LockWatch::lost`]).
+#[derive(Debug, Default)]
+pub(crate) struct LiveGeneration {
+    generation: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl LiveGeneration {
+    /// The live connection's generation, 0 when there is none.
+    pub(crate) fn get(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The connection of `generation` is the live one now.
+    pub(crate) fn set(&self, generation: u64) {
+        self.generation
+            .store(generation, std::sync::atomic::Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// The connection of `generation` is closed or going: if it was the
+    /// live one, none is now.
+    pub(crate) fn end(&self, generation: u64) {
+        use std::sync::atomic::Ordering;
+        if self
+            .generation
+            .compare_exchange(generation, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
 /// Whether a session writer's lock is gone, told without waiting and
 /// without the writer (a pod keeps one beside its writer, which a commit
 /// may be holding). On SQLite a writer's lock lives as long as the writer:
@@ -275,7 +310,7 @@ mod tests;
 /// it is idle (`pg/announce.rs`), so a connection the server ended is seen
 /// within about a second, commit or not.
 #[derive(Clone, Debug, Default)]
-pub struct LockWatch(Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>);
+pub struct LockWatch(Option<(std::sync::Arc<LiveGeneration>, u64)>);
 
 impl LockWatch {
     /// A watch that never reports the lock gone (SQLite's).
@@ -285,17 +320,34 @@ impl LockWatch {
 
     /// The lock of the connection of `generation`, gone once `live` no
     /// longer holds it.
-    pub(crate) fn postgres(
-        live: std::sync::Arc<std::sync::atomic::AtomicU64>,
-        generation: u64,
-    ) -> Self {
+    pub(crate) fn postgres(live: std::sync::Arc<LiveGeneration>, generation: u64) -> Self {
         LockWatch(Some((live, generation)))
     }
 
     /// Whether the lock is gone.
     pub fn is_lost(&self) -> bool {
-        self.0.as_ref().is_some_and(|(live, generation)| {
-            live.load(std::sync::atomic::Ordering::Acquire) != *generation
-        })
+        self.0
+            .as_ref()
+            .is_some_and(|(live, generation)| live.get() != *generation)
+    }
+
+    /// Completes once the lock is gone, as soon as [`Self::is_lost`] would
+    /// say so; never for a lock that cannot go (SQLite's). Waits without a
+    /// thread of its own, on any async runtime.
+    pub async fn lost(&self) {
+        let Some((live, _)) = &self.0 else {
+            return std::future::pending().await;
+        };
+        loop {
+            // Registered before the look, so that a change between the
+            // two still wakes it.
+            let changed = live.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_lost() {
+                return;
+            }
+            changed.await;
+        }
     }
 }

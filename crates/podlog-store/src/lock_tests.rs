@@ -191,3 +191,48 @@ fn now_millis() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// A watch's `lost()` completes when, and only when, the connection of its
+/// generation stops being the live one, waking whoever waits for it; a
+/// lock that cannot go (SQLite's) never completes it.
+#[test]
+fn a_lock_watch_completes_lost_once_its_connection_ends() {
+    use futures_util::FutureExt;
+
+    use crate::lock::{LiveGeneration, LockWatch};
+
+    let live = Arc::new(LiveGeneration::default());
+    live.set(3);
+    let watch = LockWatch::postgres(live.clone(), 3);
+    assert!(!watch.is_lost());
+    assert!(watch.lost().now_or_never().is_none());
+    live.end(2);
+    assert!(!watch.is_lost(), "another connection's end changes nothing");
+
+    let (told, heard) = std::sync::mpsc::channel();
+    let waiter = watch.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(waiter.lost());
+        let _ = told.send(());
+    });
+    assert!(heard
+        .recv_timeout(std::time::Duration::from_millis(100))
+        .is_err());
+    live.end(3);
+    heard
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the waiter was never woken");
+    assert!(watch.is_lost());
+    live.set(4);
+    assert!(
+        watch.is_lost(),
+        "a new connection does not bring the lock back"
+    );
+    assert!(watch.lost().now_or_never().is_some());
+
+    assert!(!LockWatch::held().is_lost());
+    assert!(LockWatch::held().lost().now_or_never().is_none());
+}

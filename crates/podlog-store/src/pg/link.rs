@@ -64,6 +64,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::announce::{Announcer, Committed, SharedConn};
 use super::PgContext;
 use crate::commit::Pace;
+use crate::lock::LiveGeneration;
 use crate::{Result, StoreError, StoreOptions, Synchronous};
 
 /// The most rows one group commit takes.
@@ -260,7 +261,7 @@ pub(crate) struct Conn {
     held: HashSet<String>,
     /// The link's [`WriteLink::live`]: this connection's generation while
     /// it is open, set to 0 once it is found closed or dropped.
-    live: Arc<AtomicU64>,
+    live: Arc<LiveGeneration>,
 }
 
 impl Conn {
@@ -308,9 +309,7 @@ impl Conn {
 
     /// This connection is closed or going: it is not the live one.
     fn gone(&self) {
-        let _ = self
-            .live
-            .compare_exchange(self.generation, 0, Ordering::AcqRel, Ordering::Acquire);
+        self.live.end(self.generation);
     }
 
     /// Runs `f`, the commit of `rows`, on the connection's runtime. With
@@ -665,7 +664,7 @@ pub(crate) struct WriteLink {
     conn: SharedConn,
     /// The generation of the open connection, 0 when there is none or it
     /// was found closed: read without taking the connection's lock.
-    live: Arc<AtomicU64>,
+    live: Arc<LiveGeneration>,
     /// When commits are announced (see [`super::announce`]), and the
     /// thread that also looks at the connection while it is idle.
     announcer: Announcer,
@@ -682,7 +681,7 @@ impl WriteLink {
             stats: Stats::default(),
             target,
             conn: Arc::new(Mutex::new(None)),
-            live: Arc::new(AtomicU64::new(0)),
+            live: Arc::default(),
             announcer: Announcer::default(),
             queue: Mutex::new(Queue::default()),
             arrived: Condvar::new(),
@@ -719,7 +718,7 @@ impl WriteLink {
     /// it is used, and at least every [`super::announce::LOOK_EVERY`] by
     /// the link's thread while it is idle. Never waits.
     pub(crate) fn is_live(&self, generation: u64) -> bool {
-        generation != 0 && self.live.load(Ordering::Acquire) == generation
+        generation != 0 && self.live.get() == generation
     }
 
     /// A handle that tells, without waiting, whether the connection of
@@ -800,7 +799,7 @@ impl WriteLink {
         conn.appends = appends;
         conn.append_many = Some(append_many);
         conn.announce = Some(announce);
-        self.live.store(generation, Ordering::Release);
+        self.live.set(generation);
         self.announcer.start(&self.conn);
         Ok(conn)
     }

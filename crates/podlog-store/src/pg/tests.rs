@@ -495,6 +495,20 @@ fn an_idle_writer_learns_its_lock_is_gone_without_a_commit() {
     std::thread::sleep(super::announce::LOOK_EVERY * 2);
     assert!(!w.is_lost() && !watch.is_lost());
     w.append(turn_end(2), &sink).unwrap();
+    // Someone waits for the loss on a runtime of its own.
+    let (told, heard) = std::sync::mpsc::channel();
+    let waiter = watch.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(waiter.lost());
+        let _ = told.send(Instant::now());
+    });
+    assert!(
+        heard.recv_timeout(Duration::from_millis(300)).is_err(),
+        "lost() completed while the lock was held"
+    );
 
     s.terminate(w.backend_pid());
     // Nothing is sent on the connection: the link's thread finds it gone.
@@ -506,6 +520,9 @@ fn an_idle_writer_learns_its_lock_is_gone_without_a_commit() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    heard
+        .recv_timeout(Duration::from_secs(5))
+        .expect("lost() never completed once the lock was gone");
     assert!(w.is_lost());
     let err = w.append(turn_end(3), &sink).unwrap_err();
     assert!(matches!(err, StoreError::LockLost { .. }), "{err:?}");

@@ -192,6 +192,23 @@ fn now_millis() -> u64 {
         .as_millis() as u64
 }
 
+impl crate::lock::LockWatch {
+    /// Waits for [`Self::lost`] on a thread and a runtime of its own: the
+    /// receiver hears once it completes.
+    pub(crate) fn lost_on_a_thread(&self) -> std::sync::mpsc::Receiver<()> {
+        let (told, heard) = std::sync::mpsc::channel();
+        let waiter = self.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(waiter.lost());
+            let _ = told.send(());
+        });
+        heard
+    }
+}
+
 /// A watch's `lost()` completes when, and only when, the connection of its
 /// generation stops being the live one, waking whoever waits for it; a
 /// lock that cannot go (SQLite's) never completes it.
@@ -209,15 +226,7 @@ fn a_lock_watch_completes_lost_once_its_connection_ends() {
     live.end(2);
     assert!(!watch.is_lost(), "another connection's end changes nothing");
 
-    let (told, heard) = std::sync::mpsc::channel();
-    let waiter = watch.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(waiter.lost());
-        let _ = told.send(());
-    });
+    let heard = watch.lost_on_a_thread();
     assert!(heard
         .recv_timeout(std::time::Duration::from_millis(100))
         .is_err());

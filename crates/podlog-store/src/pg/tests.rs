@@ -496,15 +496,7 @@ fn an_idle_writer_learns_its_lock_is_gone_without_a_commit() {
     assert!(!w.is_lost() && !watch.is_lost());
     w.append(turn_end(2), &sink).unwrap();
     // Someone waits for the loss on a runtime of its own.
-    let (told, heard) = std::sync::mpsc::channel();
-    let waiter = watch.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(waiter.lost());
-        let _ = told.send(Instant::now());
-    });
+    let heard = watch.lost_on_a_thread();
     assert!(
         heard.recv_timeout(Duration::from_millis(300)).is_err(),
         "lost() completed while the lock was held"

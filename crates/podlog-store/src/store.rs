@@ -411,8 +411,9 @@ impl Store {
         }
     }
 
+    /// How many payloads the database holds, and their bytes in all.
     pub fn payload_totals(&self) -> Result<(u64, u64)> {
-        sqlite_only!(self, "payload totals", s => s.payload_totals())
+        each!(self, s => s.payload_totals())
     }
 
     pub fn redaction_enabled(&self) -> bool {

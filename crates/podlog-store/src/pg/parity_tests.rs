@@ -78,6 +78,7 @@ trait Backend {
     fn check_share(&self, token: &str) -> Result<ShareCheck>;
     fn active_shares(&self, ids: &[String]) -> Result<Vec<String>>;
     fn session_references_payload(&self, session: &SessionId, hash: &str) -> Result<bool>;
+    fn payload_totals(&self) -> Result<(u64, u64)>;
     fn set_redaction(&self, on: bool) -> Result<()>;
     fn redaction_enabled(&self) -> bool;
 }
@@ -154,6 +155,9 @@ macro_rules! backend {
             }
             fn session_references_payload(&self, session: &SessionId, hash: &str) -> Result<bool> {
                 <$store>::session_references_payload(self, session, hash)
+            }
+            fn payload_totals(&self) -> Result<(u64, u64)> {
+                <$store>::payload_totals(self)
             }
             fn set_redaction(&self, on: bool) -> Result<()> {
                 <$store>::set_redaction(self, on)
@@ -645,6 +649,10 @@ fn shares(store: &dyn Backend, clock: &HandClock) -> String {
         .collect();
     out.push(format!("listed: {}", listed.join("; ")));
     // Payloads a share of a session may read: those its entries reference.
+    out.push(format!(
+        "payloads before: {}",
+        shown(store.payload_totals())
+    ));
     store
         .append(&session, vec![result(9, output(9, 2 * THRESHOLD))])
         .unwrap();
@@ -663,6 +671,11 @@ fn shares(store: &dyn Backend, clock: &HandClock) -> String {
         "references an unknown payload: {}",
         shown(store.session_references_payload(&session, unknown.as_str()))
     ));
+    // The same output again is stored once.
+    store
+        .append(&session, vec![result(10, output(9, 2 * THRESHOLD))])
+        .unwrap();
+    out.push(format!("payloads after: {}", shown(store.payload_totals())));
     out.join("\n")
 }
 
@@ -698,9 +711,11 @@ fn shares_are_the_same_on_both_backends() {
             "share s- (ambiguous): error: session prefix \"s-\" is ambiguous: it matches s-0001, s-0002",
             "listed: b of s-0001 created=1 expires=Some(60001) revoked=Some(60011); \
              a of s-0001 created=0 expires=None revoked=Some(60006)",
+            "payloads before: ok((0, 0))",
             "references its payload: ok(true)",
             "the other session references it: ok(false)",
             "references an unknown payload: ok(false)",
+            "payloads after: ok((1, 16384))",
         ]
     );
 }

@@ -148,6 +148,22 @@ impl PgStore {
         }))
     }
 
+    /// How many payloads the database holds, and their bytes in all.
+    pub fn payload_totals(&self) -> Result<(u64, u64)> {
+        self.read_with(|client| {
+            let ctx = || "counting payloads".to_owned();
+            let row = client
+                .query_one(
+                    "SELECT count(*), coalesce(sum(size), 0)::bigint FROM payloads",
+                    &[],
+                )
+                .context(ctx)?;
+            let count: i64 = row.try_get(0).context(ctx)?;
+            let bytes: i64 = row.try_get(1).context(ctx)?;
+            Ok((count.unsigned_abs(), bytes.unsigned_abs()))
+        })
+    }
+
     /// Every entry of `session`, in seq order, whole (payloads put back).
     /// Fails on the first row that does not decode, on any gap in seq and on
     /// a missing payload, naming the session and seq; with
